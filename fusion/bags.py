@@ -1,0 +1,733 @@
+"""Open any ROS bag (ROS1 `.bag`, ROS2 directory, lone `.db3` / `.mcap`), index it, stream raw messages.
+
+Reading is kept apart from decoding: `Bag.messages()` yields raw serialized bytes in record-time
+order; `Bag.deserialize()` turns one into a message object when a stage asks for it.
+
+Message definitions come from the bag itself where it stores them (ROS1 always does, MCAP and
+recent sqlite3 bags do); otherwise from the ROS1 Noetic / ROS2 Humble type stores (with
+`tf2_msgs/msg/TFMessage` added to Noetic, which rosbags lacks). A topic whose type cannot be
+resolved is reported in `Bag.topics` (`decodable=False`, `problem=...`) and skipped, never fatal.
+
+A damaged bag (cut off while recording, or truncated in a copy) is read sequentially up to the
+damage: every message before it is yielded and `Bag.warnings` says how much was lost.
+"""
+
+from __future__ import annotations
+
+import bz2
+import logging
+import mmap
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from rosbags.interfaces import Connection, MessageDefinitionFormat
+from rosbags.rosbag1 import Reader as Reader1
+from rosbags.rosbag1 import ReaderError as ReaderError1
+from rosbags.rosbag2 import Reader as Reader2
+from rosbags.rosbag2 import ReaderError as ReaderError2
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
+from rosbags.typesys.msg import normalize_msgtype
+from rosbags.typesys.store import Typestore
+
+from fusion.errors import BagError, DecodeError
+
+log = logging.getLogger(__name__)
+
+ROS1_MAGIC = b"#ROSBAG V2.0\n"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+TF_MESSAGE_MSG = "geometry_msgs/TransformStamped[] transforms\n"
+
+
+class BagFormat(StrEnum):
+    """Storage format of a bag."""
+
+    ROS1 = "ros1"
+    ROS2_SQLITE3 = "ros2-sqlite3"
+    ROS2_MCAP = "ros2-mcap"
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag.
+
+    count: messages the bag's index claims (after recovery of a damaged bag: messages readable).
+    first_log_ns / last_log_ns: bag record time of the first and last message, None if unknown.
+    decodable: False when no message definition could be found or parsed; `problem` says why.
+    """
+
+    name: str
+    msgtype: str
+    count: int
+    first_log_ns: int | None
+    last_log_ns: int | None
+    decodable: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One serialized message as stored: `log_time_ns` is the bag record time, not the header stamp."""
+
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    data: bytes | memoryview
+
+
+@cache
+def _default_store(distro: Literal["ros1", "ros2"]) -> Typestore:
+    if distro == "ros1":
+        store = get_typestore(Stores.ROS1_NOETIC)
+        if "tf2_msgs/msg/TFMessage" not in store.fielddefs:
+            store.register(get_types_from_msg(TF_MESSAGE_MSG, "tf2_msgs/msg/TFMessage"))
+        return store
+    return get_typestore(Stores.ROS2_HUMBLE)
+
+
+def typestore_for(distro: Literal["ros1", "ros2"]) -> Typestore:
+    """The type store used to write (and, lacking definitions in a bag, to read) a ROS distro's bags.
+
+    ROS1: Noetic plus `tf2_msgs/msg/TFMessage`. ROS2: Humble.
+    """
+    return _default_store(distro)
+
+
+def detect_format(path: Path) -> BagFormat:
+    """Tell a bag's format from what is on disk (magic bytes, not only the suffix).
+
+    Raises BagError naming the path when it is missing, empty, a directory that is not a ROS2
+    bag, or a file of no bag format.
+    """
+    if not path.exists():
+        raise BagError(f"{path}: no such file or directory; check the path")
+    if path.is_dir():
+        meta = path / "metadata.yaml"
+        if not meta.is_file():
+            inside = sorted(p.name for p in path.iterdir() if p.suffix in {".db3", ".mcap", ".bag"})
+            hint = f"; open one of its files directly: {', '.join(inside[:3])}" if inside else ""
+            raise BagError(f"{path}: a directory but not a ROS2 bag (no metadata.yaml){hint}")
+        text = meta.read_text(errors="replace")
+        if "storage_identifier: mcap" in text:
+            return BagFormat.ROS2_MCAP
+        if "storage_identifier: sqlite3" in text:
+            return BagFormat.ROS2_SQLITE3
+        raise BagError(f"{meta}: unknown storage_identifier; fusion reads sqlite3 and mcap bags")
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise BagError(f"{path}: cannot read: {err.strerror}") from err
+    if not head:
+        raise BagError(f"{path}: file is empty; it holds no messages")
+    if head.startswith(ROS1_MAGIC):
+        return BagFormat.ROS1
+    if head.startswith(MCAP_MAGIC):
+        return BagFormat.ROS2_MCAP
+    if head.startswith(SQLITE_MAGIC):
+        return BagFormat.ROS2_SQLITE3
+    if head.startswith(b"#ROSBAG V1"):
+        raise BagError(f"{path}: ROS1 bag format 1.x is not supported; reindex it with `rosbag fix`")
+    raise BagError(
+        f"{path}: unknown format (not a ROS1 .bag, ROS2 .db3 or .mcap); "
+        "fusion reads ROS1 bags, ROS2 bag directories and lone .db3/.mcap files"
+    )
+
+
+def open_bag(path: str | Path) -> Bag:
+    """Open a bag for indexing and streaming; use as a context manager."""
+    bag = Bag(Path(path))
+    bag.open()
+    return bag
+
+
+class Bag:
+    """An open bag: its topic index, a message stream, and deserialisation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format = detect_format(path)
+        self.warnings: list[str] = []
+        self.topics: dict[str, TopicInfo] = {}
+        self.recovered = False  # True when read sequentially past damage
+        self._reader: Reader1 | Reader2 | None = None
+        self._conns: list[Connection] = []
+        self._typestore: Typestore = get_typestore(Stores.EMPTY)
+        self._recovery: _Recovery | None = None
+
+    @property
+    def distro(self) -> Literal["ros1", "ros2"]:
+        return "ros1" if self.format is BagFormat.ROS1 else "ros2"
+
+    @property
+    def size_bytes(self) -> int:
+        if self.path.is_dir():
+            return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return self.path.stat().st_size
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        reader: Reader1 | Reader2 = Reader1(self.path) if self.format is BagFormat.ROS1 else Reader2(self.path)
+        try:
+            reader.open()
+        except (ReaderError1, ReaderError2, struct.error, ValueError, KeyError, OSError) as err:
+            self._open_recovery(err)
+            return
+        except Exception as err:  # apsw / sqlite errors have no common base we can name
+            if "sqlite" in type(err).__module__.lower() or "apsw" in type(err).__module__.lower():
+                raise BagError(f"{self.path}: the sqlite3 database is corrupt ({err}); cannot read it") from err
+            raise
+        self._reader = reader
+        self._conns = list(reader.connections)
+        times = self._record_times()
+        self._build_index(self._conns, times)
+
+    def _open_recovery(self, err: Exception) -> None:
+        if self.format is BagFormat.ROS2_SQLITE3 or self.path.is_dir():
+            raise BagError(f"{self.path}: cannot open bag: {_reason(err)}") from err
+        try:
+            rec = _Recovery.scan(self.path, self.format)
+        except BagError:
+            raise
+        except Exception as scan_err:
+            raise BagError(f"{self.path}: cannot open bag: {_reason(err)}") from scan_err
+        if not rec.messages_seen:
+            raise BagError(f"{self.path}: damaged bag with no readable message ({_reason(err)})")
+        self._recovery = rec
+        self.recovered = True
+        size = self.path.stat().st_size
+        lost = size - rec.good_bytes
+        self.warnings.append(
+            f"{self.path}: bag is damaged or truncated ({_reason(err)}); read {rec.messages_seen} messages "
+            f"from the first {rec.good_bytes} of {size} bytes; {lost} bytes after that are lost"
+        )
+        log.warning(self.warnings[-1])
+        self._conns = rec.connections
+        self._build_index(self._conns, rec.times)
+
+    def _build_index(self, conns: Sequence[Connection], times: dict[int, tuple[int, int, int]]) -> None:
+        """Register types per connection and build `self.topics` (one entry per topic)."""
+        store = get_typestore(Stores.EMPTY)
+        problems: dict[int, str] = {}
+        for conn in conns:
+            try:
+                typs = _embedded_types(conn)
+                if typs:
+                    store.register(typs)
+            except (TypesysError, ValueError, KeyError) as err:
+                problems[conn.id] = f"message definition in the bag does not parse: {_reason(err)}"
+        default = _default_store(self.distro)
+        missing = {k: v for k, v in default.fielddefs.items() if k not in store.fielddefs}
+        if missing:
+            store.register(missing)
+        for conn in conns:
+            if conn.id in problems:
+                continue
+            if conn.msgtype not in store.fielddefs:
+                problems[conn.id] = (
+                    f"type {conn.msgtype} has no definition in the bag and is not a standard "
+                    f"ROS {'Noetic' if self.distro == 'ros1' else 'Humble'} type"
+                )
+                continue
+            try:
+                store.get_msgdef(conn.msgtype)
+            except (TypesysError, KeyError, ValueError) as err:
+                problems[conn.id] = f"type {conn.msgtype} cannot be decoded: {_reason(err)}"
+        self._typestore = store
+        self._problems = problems
+
+        topics: dict[str, TopicInfo] = {}
+        for conn in conns:
+            count, first, last = times.get(conn.id, (conn.msgcount, -1, -1))
+            info = TopicInfo(
+                name=conn.topic,
+                msgtype=conn.msgtype,
+                count=count,
+                first_log_ns=first if first >= 0 else None,
+                last_log_ns=last if last >= 0 else None,
+                decodable=conn.id not in problems,
+                problem=problems.get(conn.id),
+            )
+            if (prev := topics.get(conn.topic)) is not None:
+                info = _merge_topic(prev, info)
+            topics[conn.topic] = info
+        for info in topics.values():
+            if not info.decodable:
+                self.warnings.append(f"{self.path}: topic {info.name} skipped: {info.problem}")
+        self.topics = dict(sorted(topics.items()))
+
+    def _record_times(self) -> dict[int, tuple[int, int, int]]:
+        """Per connection id: (count, first, last) record time, from the bag's own indexes."""
+        out: dict[int, tuple[int, int, int]] = {}
+        reader = self._reader
+        if isinstance(reader, Reader1):
+            for conn in self._conns:
+                idx = reader.indexes.get(conn.id, [])
+                if idx:
+                    out[conn.id] = (len(idx), idx[0].time, idx[-1].time)
+            return out
+        assert reader is not None
+        try:
+            if self.format is BagFormat.ROS2_SQLITE3:
+                out = _sqlite_times(self.path, self._conns)
+            else:
+                out = _mcap_times(self.path, self._conns)
+        except Exception as err:  # an index we cannot read costs only the first/last times
+            log.debug("no record times for %s: %s", self.path, err)
+        return out
+
+    # -- streaming ------------------------------------------------------------------------------
+
+    def messages(
+        self,
+        topics: Iterable[str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[RawMessage]:
+        """Yield raw messages of `topics` (all decodable topics when None) with record time in
+        `[start_ns, end_ns)`, in record-time order, one at a time (bounded memory).
+
+        Undecodable topics are never yielded: asking for one by name raises BagError.
+        """
+        wanted = self._select(topics)
+        conns = [c for c in self._conns if c.topic in wanted and c.id not in self._problems]
+        if not conns:
+            return
+        if self._recovery is not None:
+            ids = {c.id for c in conns}
+            for conn, t, data in self._recovery.iter_messages(self.path):
+                if conn.id in ids and (start_ns is None or t >= start_ns) and (end_ns is None or t < end_ns):
+                    yield RawMessage(conn.topic, conn.msgtype, t, data)
+            return
+        assert self._reader is not None
+        it = self._reader.messages(connections=conns, start=start_ns, stop=end_ns)
+        count = 0
+        while True:
+            try:
+                conn, t, data = next(it)
+            except StopIteration:
+                return
+            except (ReaderError1, ReaderError2, struct.error, ValueError, OSError, sqlite3.Error) as err:
+                self._damaged_midway(err, count)
+                return
+            except Exception as err:
+                if "apsw" in type(err).__module__.lower():
+                    self._damaged_midway(err, count)
+                    return
+                raise
+            count += 1
+            yield RawMessage(conn.topic, conn.msgtype, t, data)
+
+    def _damaged_midway(self, err: Exception, count: int) -> None:
+        msg = (
+            f"{self.path}: bag is damaged ({_reason(err)}); stopped after {count} messages of this "
+            "stream; the rest of the stream is lost"
+        )
+        self.warnings.append(msg)
+        log.warning(msg)
+
+    def _select(self, topics: Iterable[str] | None) -> set[str]:
+        if topics is None:
+            return {name for name, info in self.topics.items() if info.decodable}
+        wanted = set(topics)
+        if unknown := sorted(wanted - self.topics.keys()):
+            raise BagError(
+                f"{self.path}: no topic {', '.join(unknown)}; the bag has {', '.join(self.topics) or 'none'}"
+            )
+        if bad := sorted(t for t in wanted if not self.topics[t].decodable):
+            raise BagError(f"{self.path}: topic {bad[0]} cannot be decoded: {self.topics[bad[0]].problem}")
+        return wanted
+
+    def deserialize(self, raw: RawMessage) -> Any:
+        """Turn a raw message into a rosbags message object (attribute access as in ROS)."""
+        try:
+            if self.format is BagFormat.ROS1:
+                return self._typestore.deserialize_ros1(raw.data, raw.msgtype)
+            return self._typestore.deserialize_cdr(raw.data, raw.msgtype)
+        except (SerdeError, struct.error, ValueError, IndexError, KeyError, AssertionError) as err:
+            raise DecodeError(
+                f"{self.path}: message on {raw.topic} at record time {raw.log_time_ns} ns does not "
+                f"deserialize as {raw.msgtype}: {_reason(err)}"
+            ) from err
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(a) for a in err.args) if err.args else type(err).__name__
+    return " ".join(text.split()).rstrip(".") or type(err).__name__
+
+
+def _merge_topic(a: TopicInfo, b: TopicInfo) -> TopicInfo:
+    firsts = [x for x in (a.first_log_ns, b.first_log_ns) if x is not None]
+    lasts = [x for x in (a.last_log_ns, b.last_log_ns) if x is not None]
+    return replace(
+        a,
+        msgtype=a.msgtype if a.msgtype == b.msgtype else f"{a.msgtype}|{b.msgtype}",
+        count=a.count + b.count,
+        first_log_ns=min(firsts) if firsts else None,
+        last_log_ns=max(lasts) if lasts else None,
+        decodable=a.decodable or b.decodable,
+        problem=a.problem if not a.decodable and not b.decodable else None,
+    )
+
+
+def _embedded_types(conn: Connection) -> dict[str, Any]:
+    fmt = conn.msgdef.format
+    data = conn.msgdef.data
+    if fmt == MessageDefinitionFormat.NONE or not data:
+        return {}
+    if fmt == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(data, conn.msgtype))
+    sep = "=" * 80 + "\n"
+    typs: dict[str, Any] = {}
+    if data.startswith(f"{sep}IDL: "):
+        for part in data.split(sep)[1:]:
+            _, idl = part.split("\n", 1)
+            typs.update(get_types_from_idl(idl))
+    else:
+        typs.update(get_types_from_idl(data))
+    return typs
+
+
+# -- record-time indexes of ROS2 storages --------------------------------------------------------
+
+
+def _sqlite_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int, int, int]]:
+    files = [path] if path.is_file() else sorted(path.glob("*.db3"))
+    by_topic: dict[str, tuple[int, int, int]] = {}
+    for f in files:
+        db = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT topics.name, count(*), min(timestamp), max(timestamp) FROM messages "
+                "JOIN topics ON messages.topic_id = topics.id GROUP BY topics.name"
+            ).fetchall()
+        finally:
+            db.close()
+        for name, n, lo, hi in rows:
+            if name in by_topic:
+                pn, plo, phi = by_topic[name]
+                by_topic[name] = (pn + n, min(plo, lo), max(phi, hi))
+            else:
+                by_topic[name] = (n, lo, hi)
+    out: dict[int, tuple[int, int, int]] = {}
+    for conn in conns:
+        if conn.topic in by_topic:
+            out[conn.id] = by_topic.pop(conn.topic)
+    return out
+
+
+def _mcap_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int, int, int]]:
+    """First/last log time per channel from the MCAP message indexes (reads no message data)."""
+    files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
+    out: dict[int, tuple[int, int, int]] = {}
+    if len(files) != 1:
+        return out
+    reader = Reader2(files[0])
+    reader.open()
+    try:
+        storage: Any = reader.storage
+        chunks = getattr(storage, "chunks", None) or []
+        topic_by_cid = {c.id: c for c in storage.connections}
+        acc: dict[int, list[int]] = {}
+        with files[0].open("rb") as f:
+            for chunk in chunks:
+                for cid, offset in chunk.message_index_offsets.items():
+                    f.seek(offset)
+                    op, length = struct.unpack("<BQ", f.read(9))
+                    if op != 0x07:
+                        continue
+                    body = f.read(length)
+                    (n,) = struct.unpack_from("<I", body, 2)
+                    if n == 0:
+                        continue
+                    stamps = struct.unpack_from(f"<{n // 16 * 2}Q", body, 6)[0::2]
+                    cur = acc.setdefault(cid, [0, 2**63 - 1, -1])
+                    cur[0] += len(stamps)
+                    cur[1] = min(cur[1], min(stamps))
+                    cur[2] = max(cur[2], max(stamps))
+    finally:
+        reader.close()
+    for conn in conns:
+        for cid, (n, lo, hi) in acc.items():
+            sc = topic_by_cid.get(cid)
+            if sc is not None and sc.topic == conn.topic and sc.msgtype == conn.msgtype:
+                out[conn.id] = (n, lo, hi)
+    return out
+
+
+# -- sequential recovery of damaged bags ---------------------------------------------------------
+
+
+@dataclass
+class _Recovery:
+    """What a sequential scan of a damaged bag found: connections, per-connection times, extent."""
+
+    fmt: BagFormat
+    connections: list[Connection]
+    times: dict[int, tuple[int, int, int]]
+    good_bytes: int
+    messages_seen: int
+
+    @classmethod
+    def scan(cls, path: Path, fmt: BagFormat) -> _Recovery:
+        conns: dict[int, Connection] = {}
+        times: dict[int, list[int]] = {}
+        good = 0
+        seen = 0
+        scanner = _scan_ros1 if fmt is BagFormat.ROS1 else _scan_mcap
+        for item in scanner(path, conns):
+            if isinstance(item, int):
+                good = item
+                continue
+            conn, t, _ = item
+            cur = times.setdefault(conn.id, [0, t, t])
+            cur[0] += 1
+            cur[1] = min(cur[1], t)
+            cur[2] = max(cur[2], t)
+            seen += 1
+        return cls(
+            fmt,
+            list(conns.values()),
+            {k: (v[0], v[1], v[2]) for k, v in times.items()},
+            good,
+            seen,
+        )
+
+    def iter_messages(self, path: Path) -> Iterator[tuple[Connection, int, bytes]]:
+        """Messages up to the damage, in record-time order within each chunk."""
+        conns = {c.id: c for c in self.connections}
+        scanner = _scan_ros1 if self.fmt is BagFormat.ROS1 else _scan_mcap
+        batch: list[tuple[Connection, int, bytes]] = []
+        for item in scanner(path, {}):
+            if isinstance(item, int):  # a chunk (or record) boundary: flush in time order
+                batch.sort(key=lambda m: m[1])
+                yield from batch
+                batch = []
+                continue
+            conn, t, data = item
+            batch.append((conns.get(conn.id, conn), t, data))
+        batch.sort(key=lambda m: m[1])  # complete records salvaged from a chunk cut by the damage
+        yield from batch
+
+
+def _map(path: Path) -> memoryview:
+    """The file's bytes, memory-mapped: a scan of a large bag pages it in, it does not load it."""
+    with path.open("rb") as f:
+        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def _ros1_header(buf: bytes) -> dict[str, bytes]:
+    fields: dict[str, bytes] = {}
+    pos = 0
+    while pos + 4 <= len(buf):
+        (n,) = struct.unpack_from("<I", buf, pos)
+        pos += 4
+        key, _, value = buf[pos : pos + n].partition(b"=")
+        fields[key.decode()] = value
+        pos += n
+    return fields
+
+
+def _ros1_records(buf: memoryview, pos: int) -> Iterator[tuple[int, dict[str, bytes], memoryview]]:
+    """(end offset, header, data) of each complete record in `buf` from `pos`; a partial last
+    record is yielded once with end offset -1 and whatever data exists, then the walk stops."""
+    size = len(buf)
+    while pos + 4 <= size:
+        (hlen,) = struct.unpack_from("<I", buf, pos)
+        if pos + 8 + hlen > size:
+            return
+        header = _ros1_header(bytes(buf[pos + 4 : pos + 4 + hlen]))
+        (dlen,) = struct.unpack_from("<I", buf, pos + 4 + hlen)
+        start = pos + 8 + hlen
+        if start + dlen > size:
+            yield -1, header, buf[start:size]
+            return
+        pos = start + dlen
+        yield pos, header, buf[start:pos]
+
+
+def _scan_ros1(path: Path, conns: dict[int, Connection]) -> Iterator[tuple[Connection, int, bytes] | int]:
+    """Walk a ROS1 bag record by record; yields messages, and the byte offset after each good chunk.
+
+    An uncompressed chunk cut off by the damage still gives up its complete message records.
+    """
+    decompress = {b"none": lambda b: b, b"bz2": bz2.decompress, b"lz4": _lz4_decompress}
+    seen: dict[int, Connection] = {}
+    data = _map(path)
+    try:
+        for end, header, body in _ros1_records(data, len(ROS1_MAGIC)):
+            op = header.get("op", b"\x00")[0]
+            if op == 0x05:  # chunk
+                compression = header.get("compression", b"none")
+                if end < 0 and compression != b"none":
+                    return
+                raw = memoryview(decompress[compression](bytes(body)) if compression != b"none" else body)
+                items: list[tuple[Connection, int, bytes]] = []
+                for sub_end, h, d in _ros1_records(raw, 0):
+                    if sub_end < 0:
+                        break
+                    o = h.get("op", b"\x00")[0]
+                    if o == 0x07:
+                        conn = _ros1_connection(h, bytes(d))
+                        seen[conn.id] = conn
+                        conns[conn.id] = conn
+                    elif o == 0x02:
+                        cid = struct.unpack("<I", h["conn"])[0]
+                        sec, nsec = struct.unpack("<II", h["time"])
+                        if cid in seen:
+                            items.append((seen[cid], sec * 1_000_000_000 + nsec, bytes(d)))
+                yield from items
+                if end < 0:
+                    return
+                yield end
+            elif end < 0:
+                return
+            elif op == 0x07:  # connection record outside chunks (index section)
+                conn = _ros1_connection(header, bytes(body))
+                seen.setdefault(conn.id, conn)
+                conns.setdefault(conn.id, conn)
+            elif op == 0x03:  # bag header
+                yield end
+    except (struct.error, KeyError, ValueError, OSError):
+        return
+
+
+def _lz4_decompress(data: bytes) -> bytes:
+    from lz4.frame import decompress  # a rosbags dependency
+
+    out: bytes = decompress(data)
+    return out
+
+
+def _ros1_connection(header: dict[str, bytes], data: bytes) -> Connection:
+    from rosbags.interfaces import ConnectionExtRosbag1, MessageDefinition
+
+    inner = _ros1_header(data)
+    cid = struct.unpack("<I", header["conn"])[0]
+    return Connection(
+        cid,
+        header["topic"].decode(),
+        normalize_msgtype(inner["type"].decode()),
+        MessageDefinition(MessageDefinitionFormat.MSG, inner.get("message_definition", b"").decode()),
+        inner.get("md5sum", b"").decode(),
+        0,
+        ConnectionExtRosbag1(None, None),
+        None,
+    )
+
+
+def _mcap_str(buf: memoryview, pos: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<I", buf, pos)
+    return bytes(buf[pos + 4 : pos + 4 + n]).decode(), pos + 4 + n
+
+
+def _mcap_records(buf: memoryview, pos: int) -> Iterator[tuple[int, int, memoryview]]:
+    """(end offset, opcode, body) of each complete MCAP record; a partial record ends the walk,
+    except a chunk, which is yielded once with end offset -1 and the bytes that exist."""
+    size = len(buf)
+    while pos + 9 <= size:
+        op, length = struct.unpack_from("<BQ", buf, pos)
+        start = pos + 9
+        if start + length > size:
+            if op == 0x06:
+                yield -1, op, buf[start:size]
+            return
+        pos = start + length
+        yield pos, op, buf[start:pos]
+
+
+def _scan_mcap(path: Path, conns: dict[int, Connection]) -> Iterator[tuple[Connection, int, bytes] | int]:
+    """Walk an MCAP file record by record up to the damage (an uncompressed chunk cut off by the
+    damage still gives up its complete messages)."""
+    from rosbags.interfaces import ConnectionExtRosbag2, MessageDefinition
+
+    schemas: dict[int, tuple[str, str, str]] = {}
+    channels: dict[int, Connection] = {}
+
+    def walk(buf: memoryview, pos: int, top: bool) -> Iterator[tuple[Connection, int, bytes] | int]:
+        for end, op, body in _mcap_records(buf, pos):
+            if op == 0x03:  # schema
+                (sid,) = struct.unpack_from("<H", body, 0)
+                name, p = _mcap_str(body, 2)
+                enc, p = _mcap_str(body, p)
+                (n,) = struct.unpack_from("<I", body, p)
+                schemas[sid] = (name, enc, bytes(body[p + 4 : p + 4 + n]).decode())
+            elif op == 0x04:  # channel
+                cid, sid = struct.unpack_from("<HH", body, 0)
+                topic, p = _mcap_str(body, 4)
+                msg_enc, p = _mcap_str(body, p)
+                if sid not in schemas:
+                    continue
+                name, enc, text = schemas[sid]
+                fmt = MessageDefinitionFormat.IDL if enc == "ros2idl" else MessageDefinitionFormat.MSG
+                conn = Connection(
+                    cid,
+                    topic,
+                    normalize_msgtype(name),
+                    MessageDefinition(fmt if text else MessageDefinitionFormat.NONE, text),
+                    "",
+                    0,
+                    ConnectionExtRosbag2(msg_enc, []),
+                    None,
+                )
+                channels[cid] = conn
+                conns[cid] = conn
+            elif op == 0x05:  # message
+                cid, _, log_time = struct.unpack_from("<HIQ", body, 0)
+                if cid in channels:
+                    yield channels[cid], log_time, bytes(body[22:])
+            elif op == 0x06 and top:  # chunk
+                compression, p = _mcap_str(body, 28)
+                (n,) = struct.unpack_from("<Q", body, p)
+                records = body[p + 8 : p + 8 + n]
+                if end < 0 and compression:
+                    return
+                if compression:
+                    (usize,) = struct.unpack_from("<Q", body, 16)
+                    records = memoryview(_mcap_decompress(bytes(records), compression, usize))
+                yield from walk(records, 0, top=False)
+            if end < 0:
+                return
+            if top:
+                yield end
+
+    try:
+        yield from walk(_map(path), len(MCAP_MAGIC), top=True)
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return
+
+
+def _mcap_decompress(data: bytes, compression: str, size: int) -> bytes:
+    if compression == "zstd":
+        import zstandard
+
+        out: bytes = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        return out
+    if compression == "lz4":
+        return _lz4_decompress(data)
+    raise ValueError(f"unknown MCAP chunk compression {compression!r}")

@@ -1,0 +1,184 @@
+"""fusion.bags: format detection, topic index, windowed streaming, damaged bags, clear errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from fusion.bags import BagFormat, detect_format, open_bag, typestore_for
+from fusion.errors import BagError
+from tests.bagutil import FORMATS, Fmt, bag_path, header, write_bag
+
+S = 1_000_000_000
+
+
+def _odom_and_tf(fmt: Fmt, n: int = 40) -> list[tuple[str, str, int, Any]]:
+    """n odometry messages at 20 Hz and n/2 TF messages at 10 Hz, record time = stamp + 3 ms."""
+    ts = typestore_for("ros1" if fmt == "ros1" else "ros2")
+    T = ts.types
+    out: list[tuple[str, str, int, Any]] = []
+    t0 = 1_700_000_000 * S
+    for i in range(n):
+        stamp = t0 + i * 50_000_000
+        pose = T["geometry_msgs/msg/PoseWithCovariance"](
+            pose=T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=float(i), y=0.0, z=0.0),
+                orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            ),
+            covariance=np.zeros(36),
+        )
+        twist = T["geometry_msgs/msg/TwistWithCovariance"](
+            twist=T["geometry_msgs/msg/Twist"](
+                linear=T["geometry_msgs/msg/Vector3"](x=20.0, y=0.0, z=0.0),
+                angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+            ),
+            covariance=np.zeros(36),
+        )
+        odom = T["nav_msgs/msg/Odometry"](
+            header=header(ts, stamp, "odom"), child_frame_id="base_link", pose=pose, twist=twist
+        )
+        out.append(("/odom", "nav_msgs/msg/Odometry", stamp + 3_000_000, odom))
+        if i % 2 == 0:
+            tf = T["geometry_msgs/msg/TransformStamped"](
+                header=header(ts, stamp, "odom"),
+                child_frame_id="base_link",
+                transform=T["geometry_msgs/msg/Transform"](
+                    translation=T["geometry_msgs/msg/Vector3"](x=float(i), y=0.0, z=0.0),
+                    rotation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+                ),
+            )
+            msg = T["tf2_msgs/msg/TFMessage"](transforms=[tf])
+            out.append(("/tf", "tf2_msgs/msg/TFMessage", stamp + 3_000_000, msg))
+    return out
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_index_counts_types_and_record_times(tmp_path: Path, fmt: Fmt) -> None:
+    msgs = _odom_and_tf(fmt)
+    path = write_bag(bag_path(tmp_path, fmt), fmt, msgs)
+    with open_bag(path) as bag:
+        assert bag.format is {"ros1": BagFormat.ROS1, "sqlite3": BagFormat.ROS2_SQLITE3,
+                              "mcap": BagFormat.ROS2_MCAP}[fmt]
+        assert set(bag.topics) == {"/odom", "/tf"}
+        odom = bag.topics["/odom"]
+        assert (odom.msgtype, odom.count, odom.decodable) == ("nav_msgs/msg/Odometry", 40, True)
+        assert odom.first_log_ns == msgs[0][2]
+        assert odom.last_log_ns == max(m[2] for m in msgs if m[0] == "/odom")
+        assert bag.topics["/tf"].count == 20
+        assert bag.warnings == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_messages_stream_in_time_order_within_window(tmp_path: Path, fmt: Fmt) -> None:
+    msgs = _odom_and_tf(fmt)
+    path = write_bag(bag_path(tmp_path, fmt), fmt, msgs)
+    start, end = msgs[10][2], msgs[30][2]
+    with open_bag(path) as bag:
+        got = list(bag.messages(["/odom"], start_ns=start, end_ns=end))
+        times = [m.log_time_ns for m in got]
+        expected = sorted(m[2] for m in msgs if m[0] == "/odom" and start <= m[2] < end)
+        assert times == expected
+        first = bag.deserialize(got[0])
+        assert first.pose.pose.position.x == pytest.approx((start - 3_000_000 - msgs[0][2] + 3_000_000) / 5e7)
+        both = [m.topic for m in bag.messages()]
+        assert len(both) == 60
+        assert [m.log_time_ns for m in bag.messages()] == sorted(m[2] for m in msgs)
+
+
+def test_ros1_tf_message_is_registered_and_decodes(tmp_path: Path) -> None:
+    path = write_bag(bag_path(tmp_path, "ros1"), "ros1", _odom_and_tf("ros1", 4))
+    with open_bag(path) as bag:
+        msg = bag.deserialize(next(iter(bag.messages(["/tf"]))))
+        assert msg.transforms[0].child_frame_id == "base_link"
+
+
+def test_unknown_custom_type_is_reported_and_skipped(tmp_path: Path) -> None:
+    """A ROS2 sqlite3 bag written without definitions, with a custom packet type, like a driver's."""
+    path = write_bag(bag_path(tmp_path, "sqlite3"), "sqlite3", _odom_and_tf("sqlite3", 6))
+    db = next(path.glob("*.db3"))
+    con = sqlite3.connect(db)
+    con.execute(
+        "INSERT INTO topics (id, name, type, serialization_format, offered_qos_profiles, type_description_hash) "
+        "VALUES (99, '/velodyne_packets', 'velodyne_msgs/msg/VelodyneScan', 'cdr', '', '')"
+    )
+    con.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (99, 1, x'00010000')")
+    con.commit()
+    con.close()
+    meta = path / "metadata.yaml"
+    yaml = YAML()
+    doc = yaml.load(meta.read_text())
+    doc["rosbag2_bagfile_information"]["topics_with_message_count"].append(
+        {
+            "message_count": 1,
+            "topic_metadata": {
+                "name": "/velodyne_packets",
+                "offered_qos_profiles": [],
+                "serialization_format": "cdr",
+                "type": "velodyne_msgs/msg/VelodyneScan",
+                "type_description_hash": "",
+            },
+        }
+    )
+    with meta.open("w") as f:
+        yaml.dump(doc, f)
+    with open_bag(path) as bag:
+        info = bag.topics["/velodyne_packets"]
+        assert not info.decodable
+        assert "velodyne_msgs/msg/VelodyneScan" in (info.problem or "")
+        assert any("/velodyne_packets skipped" in w for w in bag.warnings)
+        assert len(list(bag.messages())) == 9  # the other topics still stream
+        with pytest.raises(BagError, match="cannot be decoded"):
+            list(bag.messages(["/velodyne_packets"]))
+
+
+@pytest.mark.parametrize("fmt", ["ros1", "mcap"])
+def test_truncated_bag_yields_messages_before_the_damage(tmp_path: Path, fmt: Fmt) -> None:
+    msgs = _odom_and_tf(fmt, 400)
+    path = write_bag(bag_path(tmp_path, fmt), fmt, msgs)
+    data = path.read_bytes()
+    cut = tmp_path / f"cut{path.suffix}"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with open_bag(cut) as bag:
+        assert bag.recovered
+        assert any("truncated" in w and "lost" in w for w in bag.warnings)
+        got = list(bag.messages(["/odom"]))
+        assert 0 < len(got) < 400
+        times = [m.log_time_ns for m in got]
+        assert times == sorted(m[2] for m in msgs if m[0] == "/odom")[: len(got)]
+        assert bag.deserialize(got[-1]).pose.pose.position.x == float(len(got) - 1)
+
+
+def test_detects_format_by_content_not_suffix(tmp_path: Path) -> None:
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", _odom_and_tf("mcap", 2))
+    renamed = tmp_path / "log.bin"
+    path.rename(renamed)
+    assert detect_format(renamed) is BagFormat.ROS2_MCAP
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: p / "missing.bag", "no such file"),
+        (lambda p: (p / "empty.bag").write_bytes(b"") or p / "empty.bag", "empty"),
+        (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "unknown format"),
+        (lambda p: (p / "dir").mkdir() or p / "dir", "not a ROS2 bag"),
+        (lambda p: (p / "junk.bag").write_bytes(b"#ROSBAG V2.0\n" + b"\xff" * 50) and p / "junk.bag", "junk.bag"),
+    ],
+)
+def test_bad_input_gives_one_line_error_naming_the_file(tmp_path: Path, make: Any, match: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(BagError, match=match) as err:
+        open_bag(path)
+    assert "\n" not in str(err.value)
+    assert str(path.name) in str(err.value)
+
+
+def test_asking_for_a_missing_topic_names_what_exists(tmp_path: Path) -> None:
+    path = write_bag(bag_path(tmp_path, "ros1"), "ros1", _odom_and_tf("ros1", 2))
+    with open_bag(path) as bag, pytest.raises(BagError, match="no topic /points; the bag has /odom, /tf"):
+        list(bag.messages(["/points"]))
