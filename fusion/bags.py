@@ -219,17 +219,28 @@ class Bag:
         """Register types per connection and build `self.topics` (one entry per topic)."""
         store = get_typestore(Stores.EMPTY)
         problems: dict[int, str] = {}
+        embedded: dict[int, dict[str, Any]] = {}
         for conn in conns:
             try:
-                typs = _embedded_types(conn)
-                if typs:
-                    store.register(typs)
+                embedded[conn.id] = _embedded_types(conn)
             except (TypesysError, ValueError, KeyError) as err:
                 problems[conn.id] = f"message definition in the bag does not parse: {_reason(err)}"
+        merged: dict[str, Any] = {}
+        for typs in embedded.values():
+            merged.update(typs)
+        try:  # one code-generation pass for all of them; per connection only when they disagree
+            if merged:
+                store.register(merged)
+        except TypesysError:
+            for cid, typs in embedded.items():
+                try:
+                    store.register(typs)
+                except TypesysError as err:
+                    problems[cid] = f"message definition in the bag conflicts with another: {_reason(err)}"
         default = _default_store(self.distro)
-        missing = {k: v for k, v in default.fielddefs.items() if k not in store.fielddefs}
-        if missing:
-            store.register(missing)
+        needed = _closure({c.msgtype for c in conns if c.id not in problems} - store.fielddefs.keys(), default)
+        if needed:
+            store.register({k: default.fielddefs[k] for k in needed})
         for conn in conns:
             if conn.id in problems:
                 continue
@@ -393,6 +404,28 @@ def _merge_topic(a: TopicInfo, b: TopicInfo) -> TopicInfo:
         decodable=a.decodable or b.decodable,
         problem=a.problem if not a.decodable and not b.decodable else None,
     )
+
+
+def _closure(names: set[str], store: Typestore) -> set[str]:
+    """`names` and every type their fields use, as far as `store` defines them."""
+    out: set[str] = set()
+    todo = [n for n in names if n in store.fielddefs]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            if node in store.fielddefs and node not in out:
+                todo.append(node)
+        elif isinstance(node, tuple | list):
+            for x in node:
+                walk(x)
+
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        walk(store.fielddefs[name][1])
+    return out
 
 
 def _embedded_types(conn: Connection) -> dict[str, Any]:
