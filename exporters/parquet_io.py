@@ -1,0 +1,427 @@
+"""Write and read the dataset's Parquet files: cast to the declared schema, write atomically, check versions.
+
+A file appears under its final name only when it is complete: it is written to a hidden temporary
+name in the same directory (``.<name>.tmp-<pid>-<random>``, which pyarrow.dataset, DuckDB and Polars
+globs skip), flushed to disk, then renamed into place with `os.replace`. A crashed or killed run
+leaves at most such a hidden file, never a truncated one under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from exporters.errors import ExportError
+from exporters.schema import (
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SEQUENCE_ID_KEY,
+    is_valid_sequence_id,
+    schema_with_metadata,
+)
+
+DEFAULT_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+"""Options given to `pyarrow.parquet.ParquetWriter` unless the caller overrides them."""
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+
+
+def conform_table(table: pa.Table, schema: pa.Schema, *, path: Path | str) -> pa.Table:
+    """`table` cast to `schema`: its columns in the declared order, with the declared types.
+
+    Raises `ExportError` naming the column and `path` (the file it is meant for) when a column is
+    missing or extra, has a type of another kind (text where a number is declared), cannot be cast
+    without loss (1.5 into int32, 2**40 into int32), or holds a null where the contract forbids one
+    (also inside lists and structs).
+    """
+    names = table.column_names
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ExportError(f"cannot write {path}: column(s) {duplicated} appear more than once")
+    missing = [name for name in schema.names if name not in names]
+    if missing:
+        raise ExportError(f"cannot write {path}: missing column(s) {missing}")
+    extra = [name for name in names if name not in schema.names]
+    if extra:
+        raise ExportError(f"cannot write {path}: column(s) {extra} are not in the contract's schema")
+
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if not _castable(column.type, field.type):
+            raise ExportError(
+                f"cannot write {path}: column '{field.name}' has type {column.type}, "
+                f"the contract declares {field.type}"
+            )
+        for chunk in column.chunks:
+            where = _first_forbidden_null(chunk, field, field.name)
+            if where is not None:
+                raise ExportError(
+                    f"cannot write {path}: column '{where}' holds nulls but is declared not null"
+                )
+        try:
+            column = column.cast(field.type, safe=True)
+        except _ARROW_ERRORS as err:
+            raise ExportError(
+                f"cannot write {path}: column '{field.name}' cannot be cast from "
+                f"{table.column(field.name).type} to {field.type} without loss: {err}"
+            ) from err
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+class AtomicParquetWriter:
+    """A Parquet file written under a temporary name, renamed into place only on `commit`.
+
+    Use it as a context manager: leaving the block normally commits, an exception aborts (the
+    temporary file is removed and nothing appears under `path`). Each `write` appends the table as
+    one row group when `row_group_size` is None and the table has at most 1 Mi rows.
+
+    Example (one row group per sweep)::
+
+        with AtomicParquetWriter(out / "points" / "seq.parquet", schema=POINTS, sequence_id="seq") as w:
+            for sweep_table in sweep_tables:
+                w.write(sweep_table)
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        schema: pa.Schema,
+        sequence_id: str,
+        overwrite: bool = False,
+        **parquet_kwargs: Any,
+    ) -> None:
+        self.path = Path(path)
+        self.schema = schema.remove_metadata()
+        self.sequence_id = sequence_id
+        self._overwrite = overwrite
+        if not is_valid_sequence_id(sequence_id):
+            raise ExportError(
+                f"cannot write {self.path}: sequence id {sequence_id!r} is not sanitised "
+                "(use only A-Z a-z 0-9 . _ -)"
+            )
+        self._refuse_overwrite()
+        self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self._file: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._tmp.open("xb")
+            self._writer = pq.ParquetWriter(
+                self._file,
+                schema_with_metadata(self.schema, sequence_id),
+                **{**DEFAULT_PARQUET_OPTIONS, **parquet_kwargs},
+            )
+        except BaseException as err:
+            self.abort()
+            error = _write_error(self.path, err)
+            if error is None:
+                raise
+            raise error from err
+
+    def write(self, table: pa.Table, *, row_group_size: int | None = None) -> None:
+        """Append `table` (cast to the schema, see `conform_table`)."""
+        if self._writer is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        table = conform_table(table, self.schema, path=self.path)
+        self._check_sequence_id_column(table)
+        try:
+            self._writer.write_table(table, row_group_size=row_group_size)
+        except BaseException as err:
+            self.abort()
+            error = _write_error(self.path, err)
+            if error is None:
+                raise
+            raise error from err
+
+    def commit(self) -> None:
+        """Finish the file, flush it to disk and rename it to `path`."""
+        if self._writer is None or self._file is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        try:
+            self._writer.close()
+            self._writer = None
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            self._refuse_overwrite()
+            self._tmp.replace(self.path)  # os.replace: atomic within one directory
+        except BaseException as err:
+            self.abort()
+            error = _write_error(self.path, err)
+            if error is None:
+                raise
+            raise error from err
+        _fsync_directory(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop the temporary file; nothing appears under `path`. Safe to call more than once."""
+        writer, self._writer = self._writer, None
+        file, self._file = self._file, None
+        if writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _refuse_overwrite(self) -> None:
+        if not self._overwrite and (self.path.exists() or self.path.is_symlink()):
+            raise ExportError(
+                f"cannot write {self.path}: it already exists and fusion never overwrites output; "
+                "remove it or choose another --out"
+            )
+
+    def _check_sequence_id_column(self, table: pa.Table) -> None:
+        if "sequence_id" not in table.column_names or table.num_rows == 0:
+            return
+        ids = table["sequence_id"]
+        others = pc.unique(pc.filter(ids, pc.not_equal(ids, self.sequence_id)))
+        if len(others):
+            raise ExportError(
+                f"cannot write {self.path}: column 'sequence_id' holds {others[0].as_py()!r}, "
+                f"but the file is for sequence {self.sequence_id!r}"
+            )
+
+
+def write_table_atomic(
+    table: pa.Table,
+    path: Path | str,
+    *,
+    sequence_id: str,
+    schema: pa.Schema,
+    overwrite: bool = False,
+    **parquet_kwargs: Any,
+) -> Path:
+    """Write `table` to `path` as Parquet with the contract's `schema` and metadata, atomically.
+
+    The table is cast to `schema` first (see `conform_table`), so a bad column fails before any
+    file is created. Parent directories are created. `parquet_kwargs` go to
+    `pyarrow.parquet.ParquetWriter` (default: zstd compression). Returns `path`.
+
+    Raises `ExportError` naming the path and the fix: a bad column, `path` already existing (unless
+    `overwrite`), an unwritable or full directory. On failure no file is left under `path` or
+    under the temporary name.
+    """
+    path = Path(path)
+    table = conform_table(table, schema.remove_metadata(), path=path)
+    with AtomicParquetWriter(
+        path, schema=schema, sequence_id=sequence_id, overwrite=overwrite, **parquet_kwargs
+    ) as writer:
+        writer.write(table)
+    return path
+
+
+def read_table(
+    path: Path | str,
+    expected_schema: pa.Schema,
+    *,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Read a dataset file, checking its `fusion.schema_version` and its columns against `expected_schema`.
+
+    `columns` (default: all of `expected_schema`) selects what is read; columns the file has beyond
+    them are not read. The returned table keeps the file's key-value metadata (`sequence_id_of`).
+    Raises `ExportError` when the file is missing or not Parquet, has no or an unknown schema
+    version, or lacks an expected column or holds it with another type.
+    """
+    path = Path(path)
+    try:
+        file_schema = pq.read_schema(path)
+    except FileNotFoundError as err:
+        raise ExportError(f"cannot read {path}: no such file") from err
+    except IsADirectoryError as err:
+        raise ExportError(f"cannot read {path}: it is a directory, not a Parquet file") from err
+    except OSError as err:
+        raise ExportError(f"cannot read {path}: {err.strerror or err}") from err
+    except pa.ArrowException as err:
+        raise ExportError(f"cannot read {path}: not a Parquet file ({err})") from err
+
+    _check_version(path, file_schema)
+
+    expected = expected_schema.remove_metadata()
+    names = list(expected.names if columns is None else columns)
+    for name in names:
+        if name not in expected.names:
+            raise ExportError(f"cannot read {path}: column '{name}' is not in the contract's schema")
+        want = expected.field(name)
+        index = file_schema.get_field_index(name)
+        if index < 0:
+            raise ExportError(f"cannot read {path}: column '{name}' is missing")
+        have = file_schema.field(index)
+        if not have.type.equals(want.type) or have.nullable != want.nullable:
+            raise ExportError(
+                f"cannot read {path}: column '{name}' is {have.type}{'' if have.nullable else ' not null'}, "
+                f"expected {want.type}{'' if want.nullable else ' not null'}"
+            )
+    try:
+        return pq.read_table(path, columns=names)
+    except OSError as err:
+        raise ExportError(f"cannot read {path}: {err.strerror or err}") from err
+    except pa.ArrowException as err:
+        raise ExportError(f"cannot read {path}: corrupt Parquet file ({err})") from err
+
+
+def sequence_id_of(table_or_schema: pa.Table | pa.Schema) -> str:
+    """The `fusion.sequence_id` metadata of a table read by `read_table` (or of its schema)."""
+    schema = table_or_schema if isinstance(table_or_schema, pa.Schema) else table_or_schema.schema
+    value = (schema.metadata or {}).get(SEQUENCE_ID_KEY)
+    if value is None:
+        raise ExportError(
+            "the table has no fusion.sequence_id metadata; was it read with exporters.read_table?"
+        )
+    return bytes(value).decode()
+
+
+def _check_version(path: Path, schema: pa.Schema) -> None:
+    raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+    if raw is None:
+        raise ExportError(
+            f"cannot read {path}: it has no fusion.schema_version metadata; it was not written by fusion"
+        )
+    text = bytes(raw).decode(errors="replace")
+    if text != str(SCHEMA_VERSION):
+        raise ExportError(
+            f"cannot read {path}: schema version {text!r} is unknown to this fusion, which reads "
+            f"version {SCHEMA_VERSION}; use the fusion release that wrote it"
+        )
+
+
+def _kind(type_: pa.DataType) -> str:
+    if pa.types.is_dictionary(type_):
+        return _kind(type_.value_type)
+    checks = (
+        ("null", pa.types.is_null),
+        ("bool", pa.types.is_boolean),
+        ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)),
+        (
+            "string",
+            lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t),
+        ),
+        (
+            "binary",
+            lambda t: (
+                pa.types.is_binary(t)
+                or pa.types.is_large_binary(t)
+                or pa.types.is_fixed_size_binary(t)
+                or pa.types.is_binary_view(t)
+            ),
+        ),
+        (
+            "list",
+            lambda t: pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t),
+        ),
+        ("struct", pa.types.is_struct),
+    )
+    for kind, check in checks:
+        if check(type_):
+            return kind
+    return str(type_)
+
+
+def _castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether `source` is of the same kind as `target` (numbers to numbers, text to text, ...)."""
+    source_kind, target_kind = _kind(source), _kind(target)
+    if source_kind == "null":
+        return True
+    if source_kind != target_kind:
+        return False
+    if source_kind == "list":
+        return _castable(source.value_type, target.value_type)
+    if source_kind == "struct":
+        source_fields = {source.field(i).name: source.field(i).type for i in range(source.num_fields)}
+        for i in range(target.num_fields):
+            field = target.field(i)
+            if field.name not in source_fields or not _castable(source_fields[field.name], field.type):
+                return False
+        return bool(len(source_fields) == target.num_fields)
+    return True
+
+
+def _first_forbidden_null(array: pa.Array, field: pa.Field, name: str) -> str | None:
+    """The name of the first (nested) part of `array` holding a null where `field` forbids one, or None.
+
+    `array` may still have its source type: struct children are matched to `field`'s by name.
+    """
+    if array.null_count:
+        if not field.nullable:
+            return name
+        array = array.drop_null()
+    source, target = array.type, field.type
+    if pa.types.is_dictionary(source):
+        return None
+    if pa.types.is_struct(source) and pa.types.is_struct(target):
+        children = array.flatten()
+        for i in range(source.num_fields):
+            index = target.get_field_index(source.field(i).name)
+            if index >= 0:
+                child_field = target.field(index)
+                where = _first_forbidden_null(children[i], child_field, f"{name}.{child_field.name}")
+                if where is not None:
+                    return where
+    elif _kind(source) == "list" and _kind(target) == "list":
+        return _first_forbidden_null(array.flatten(), target.value_field, f"{name}[]")
+    return None
+
+
+def _write_error(path: Path, err: BaseException) -> ExportError | None:
+    """An `ExportError` for an I/O `err` that names `path` and what to do; None for other exceptions."""
+    if not isinstance(err, OSError | pa.ArrowException):
+        return None
+    if isinstance(err, OSError):
+        reason = err.strerror or str(err)
+        code = err.errno
+    else:
+        reason, code = str(err), None
+    if code in {errno.EACCES, errno.EPERM, errno.EROFS}:
+        fix = "choose a writable --out"
+    elif code in {errno.ENOSPC, errno.EDQUOT}:
+        fix = "free disk space or choose another --out"
+    elif code in {errno.ENOTDIR, errno.EEXIST}:
+        fix = "a parent of it is a file, not a directory; choose another --out"
+    else:
+        fix = "check the output directory or choose another --out"
+    return ExportError(f"cannot write {path}: {reason}; {fix}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable; not every platform or file system lets a directory be fsynced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
