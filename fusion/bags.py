@@ -19,7 +19,9 @@ import logging
 import mmap
 import sqlite3
 import struct
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cache
@@ -163,6 +165,7 @@ class Bag:
         self._conns: list[Connection] = []
         self._typestore: Typestore = get_typestore(Stores.EMPTY)
         self._recovery: _Recovery | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def distro(self) -> Literal["ros1", "ros2"]:
@@ -180,36 +183,41 @@ class Bag:
         reader: Reader1 | Reader2 = Reader1(self.path) if self.format is BagFormat.ROS1 else Reader2(self.path)
         try:
             reader.open()
-        except (ReaderError1, ReaderError2, struct.error, ValueError, KeyError, OSError) as err:
+        except (ReaderError1, ReaderError2, struct.error, ValueError, KeyError, OSError, sqlite3.Error) as err:
             self._open_recovery(err)
             return
-        except Exception as err:  # apsw / sqlite errors have no common base we can name
-            if "sqlite" in type(err).__module__.lower() or "apsw" in type(err).__module__.lower():
-                raise BagError(f"{self.path}: the sqlite3 database is corrupt ({err}); cannot read it") from err
-            raise
+        except Exception as err:  # apsw's errors share no base class with sqlite3's
+            if "apsw" not in type(err).__module__.lower():
+                raise
+            self._open_recovery(err)
+            return
         self._reader = reader
         self._conns = list(reader.connections)
         times = self._record_times()
         self._build_index(self._conns, times)
 
     def _open_recovery(self, err: Exception) -> None:
-        if self.format is BagFormat.ROS2_SQLITE3 or self.path.is_dir():
-            raise BagError(f"{self.path}: cannot open bag: {_reason(err)}") from err
+        files = _storage_files(self.path, self.format)
+        if self.format is BagFormat.ROS2_SQLITE3:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fusion-recover-")
+            files = [_padded_sqlite_copy(f, Path(self._tmp.name)) for f in files]
         try:
-            rec = _Recovery.scan(self.path, self.format)
-        except BagError:
-            raise
+            rec = _Recovery.scan(files, self.format)
         except Exception as scan_err:
+            self.close()
             raise BagError(f"{self.path}: cannot open bag: {_reason(err)}") from scan_err
         if not rec.messages_seen:
+            self.close()
             raise BagError(f"{self.path}: damaged bag with no readable message ({_reason(err)})")
         self._recovery = rec
         self.recovered = True
-        size = self.path.stat().st_size
-        lost = size - rec.good_bytes
+        if self.format is BagFormat.ROS2_SQLITE3:
+            where = "the rest of the database is unreadable"
+        else:
+            size = sum(f.stat().st_size for f in files)
+            where = f"from the first {rec.good_bytes} of {size} bytes; {size - rec.good_bytes} bytes after that are lost"
         self.warnings.append(
-            f"{self.path}: bag is damaged or truncated ({_reason(err)}); read {rec.messages_seen} messages "
-            f"from the first {rec.good_bytes} of {size} bytes; {lost} bytes after that are lost"
+            f"{self.path}: bag is damaged or truncated ({_reason(err)}); read {rec.messages_seen} messages {where}"
         )
         log.warning(self.warnings[-1])
         self._conns = rec.connections
@@ -316,7 +324,7 @@ class Bag:
             return
         if self._recovery is not None:
             ids = {c.id for c in conns}
-            for conn, t, data in self._recovery.iter_messages(self.path):
+            for conn, t, data in self._recovery.iter_messages():
                 if conn.id in ids and (start_ns is None or t >= start_ns) and (end_ns is None or t < end_ns):
                     yield RawMessage(conn.topic, conn.msgtype, t, data)
             return
@@ -377,6 +385,9 @@ class Bag:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> Self:
         return self
@@ -521,19 +532,19 @@ class _Recovery:
     """What a sequential scan of a damaged bag found: connections, per-connection times, extent."""
 
     fmt: BagFormat
+    files: list[Path]
     connections: list[Connection]
     times: dict[int, tuple[int, int, int]]
     good_bytes: int
     messages_seen: int
 
     @classmethod
-    def scan(cls, path: Path, fmt: BagFormat) -> _Recovery:
+    def scan(cls, files: list[Path], fmt: BagFormat) -> _Recovery:
         conns: dict[int, Connection] = {}
         times: dict[int, list[int]] = {}
         good = 0
         seen = 0
-        scanner = _scan_ros1 if fmt is BagFormat.ROS1 else _scan_mcap
-        for item in scanner(path, conns):
+        for item in _scan_files(files, fmt, conns):
             if isinstance(item, int):
                 good = item
                 continue
@@ -543,20 +554,13 @@ class _Recovery:
             cur[1] = min(cur[1], t)
             cur[2] = max(cur[2], t)
             seen += 1
-        return cls(
-            fmt,
-            list(conns.values()),
-            {k: (v[0], v[1], v[2]) for k, v in times.items()},
-            good,
-            seen,
-        )
+        return cls(fmt, files, list(conns.values()), {k: (v[0], v[1], v[2]) for k, v in times.items()}, good, seen)
 
-    def iter_messages(self, path: Path) -> Iterator[tuple[Connection, int, bytes]]:
+    def iter_messages(self) -> Iterator[tuple[Connection, int, bytes]]:
         """Messages up to the damage, in record-time order within each chunk."""
         conns = {c.id: c for c in self.connections}
-        scanner = _scan_ros1 if self.fmt is BagFormat.ROS1 else _scan_mcap
         batch: list[tuple[Connection, int, bytes]] = []
-        for item in scanner(path, {}):
+        for item in _scan_files(self.files, self.fmt, {}):
             if isinstance(item, int):  # a chunk (or record) boundary: flush in time order
                 batch.sort(key=lambda m: m[1])
                 yield from batch
@@ -566,6 +570,95 @@ class _Recovery:
             batch.append((conns.get(conn.id, conn), t, data))
         batch.sort(key=lambda m: m[1])  # complete records salvaged from a chunk cut by the damage
         yield from batch
+
+
+ScanItem = tuple[Connection, int, bytes] | int
+
+
+def _scan_files(files: list[Path], fmt: BagFormat, conns: dict[int, Connection]) -> Iterator[ScanItem]:
+    """Scan each storage file in turn; connection ids are offset per file so they stay unique."""
+    scanner = {BagFormat.ROS1: _scan_ros1, BagFormat.ROS2_MCAP: _scan_mcap, BagFormat.ROS2_SQLITE3: _scan_sqlite}[fmt]
+    base = 0
+    for f in files:
+        local: dict[int, Connection] = {}
+        for item in scanner(f, local):
+            if isinstance(item, int):
+                yield base + item
+            else:
+                conn, t, data = item
+                yield conn._replace(id=conn.id + 1_000_000 * files.index(f)), t, data
+        for cid, conn in local.items():
+            conns[cid + 1_000_000 * files.index(f)] = conn._replace(id=cid + 1_000_000 * files.index(f))
+        base += f.stat().st_size
+
+
+def _storage_files(path: Path, fmt: BagFormat) -> list[Path]:
+    if path.is_file():
+        return [path]
+    suffix = ".mcap" if fmt is BagFormat.ROS2_MCAP else ".db3"
+    return sorted(path.glob(f"*{suffix}"))
+
+
+def _padded_sqlite_copy(db: Path, workdir: Path) -> Path:
+    """A copy of a cut-off sqlite3 file padded with zero pages to the size its header declares.
+
+    SQLite refuses a file shorter than its header says; padded, every page that survived is
+    readable and a scan stops at the first missing one.
+    """
+    out = workdir / db.name
+    with db.open("rb") as src, out.open("wb") as dst:
+        head = src.read(100)
+        if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+            raise BagError(f"{db}: not an sqlite3 database (header missing)")
+        page_size = struct.unpack(">H", head[16:18])[0]
+        page_size = 65536 if page_size == 1 else page_size
+        (pages,) = struct.unpack(">I", head[28:32])
+        dst.write(head)
+        while block := src.read(16 << 20):
+            dst.write(block)
+        missing = page_size * pages - dst.tell()
+        if missing > 0:
+            dst.truncate(page_size * pages)
+    return out
+
+
+def _scan_sqlite(path: Path, conns: dict[int, Connection]) -> Iterator[ScanItem]:
+    """Read a (padded) sqlite3 storage file row by row, in insertion order, up to the first damage."""
+    from rosbags.interfaces import ConnectionExtRosbag2, MessageDefinition
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        defs: dict[str, tuple[str, str]] = {}
+        with suppress(sqlite3.Error):
+            for name, enc, text in db.execute(
+                "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
+            ):
+                defs[name] = (enc, text)
+        try:
+            topics = db.execute("SELECT id, name, type, serialization_format FROM topics").fetchall()
+        except sqlite3.Error as err:
+            raise BagError(f"{path.name}: the topics table is lost ({err}); nothing can be recovered") from err
+        for cid, name, msgtype, ser in topics:
+            enc, text = defs.get(msgtype, ("", ""))
+            fmt = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefinitionFormat.IDL}.get(
+                enc, MessageDefinitionFormat.NONE
+            )
+            conns[cid] = Connection(
+                cid, name, msgtype, MessageDefinition(fmt, text if enc else ""), "", 0,
+                ConnectionExtRosbag2(ser, []), None,
+            )
+        rows = 0
+        try:
+            for cid, t, data in db.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+                if cid in conns:
+                    yield conns[cid], t, data
+                rows += 1
+                if rows % 1000 == 0:
+                    yield rows
+        except sqlite3.Error:
+            return
+    finally:
+        db.close()
 
 
 def _map(path: Path) -> memoryview:
