@@ -180,10 +180,20 @@ class Bag:
     # -- opening --------------------------------------------------------------------------------
 
     def open(self) -> None:
-        reader: Reader1 | Reader2 = Reader1(self.path) if self.format is BagFormat.ROS1 else Reader2(self.path)
+        reader: Reader1 | Reader2 = (
+            Reader1(self.path) if self.format is BagFormat.ROS1 else Reader2(self.path)
+        )
         try:
             reader.open()
-        except (ReaderError1, ReaderError2, struct.error, ValueError, KeyError, OSError, sqlite3.Error) as err:
+        except (
+            ReaderError1,
+            ReaderError2,
+            struct.error,
+            ValueError,
+            KeyError,
+            OSError,
+            sqlite3.Error,
+        ) as err:
             self._open_recovery(err)
             return
         except Exception as err:  # apsw's errors share no base class with sqlite3's
@@ -215,9 +225,11 @@ class Bag:
             where = "the rest of the database is unreadable"
         else:
             size = sum(f.stat().st_size for f in files)
-            where = f"from the first {rec.good_bytes} of {size} bytes; {size - rec.good_bytes} bytes after that are lost"
+            lost = size - rec.good_bytes
+            where = f"from the first {rec.good_bytes} of {size} bytes; {lost} bytes after that are lost"
         self.warnings.append(
-            f"{self.path}: bag is damaged or truncated ({_reason(err)}); read {rec.messages_seen} messages {where}"
+            f"{self.path}: bag is damaged or truncated ({_reason(err)}); "
+            f"read {rec.messages_seen} messages {where}"
         )
         log.warning(self.warnings[-1])
         self._conns = rec.connections
@@ -246,7 +258,9 @@ class Bag:
                 except TypesysError as err:
                     problems[cid] = f"message definition in the bag conflicts with another: {_reason(err)}"
         default = _default_store(self.distro)
-        needed = _closure({c.msgtype for c in conns if c.id not in problems} - store.fielddefs.keys(), default)
+        needed = _closure(
+            {c.msgtype for c in conns if c.id not in problems} - store.fielddefs.keys(), default
+        )
         if needed:
             store.register({k: default.fielddefs[k] for k in needed})
         for conn in conns:
@@ -512,8 +526,8 @@ def _mcap_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int,
                     stamps = struct.unpack_from(f"<{n // 16 * 2}Q", body, 6)[0::2]
                     cur = acc.setdefault(cid, [0, 2**63 - 1, -1])
                     cur[0] += len(stamps)
-                    cur[1] = min(cur[1], min(stamps))
-                    cur[2] = max(cur[2], max(stamps))
+                    cur[1] = min(cur[1], *stamps)
+                    cur[2] = max(cur[2], *stamps)
     finally:
         reader.close()
     for conn in conns:
@@ -554,7 +568,9 @@ class _Recovery:
             cur[1] = min(cur[1], t)
             cur[2] = max(cur[2], t)
             seen += 1
-        return cls(fmt, files, list(conns.values()), {k: (v[0], v[1], v[2]) for k, v in times.items()}, good, seen)
+        return cls(
+            fmt, files, list(conns.values()), {k: (v[0], v[1], v[2]) for k, v in times.items()}, good, seen
+        )
 
     def iter_messages(self) -> Iterator[tuple[Connection, int, bytes]]:
         """Messages up to the damage, in record-time order within each chunk."""
@@ -577,7 +593,11 @@ ScanItem = tuple[Connection, int, bytes] | int
 
 def _scan_files(files: list[Path], fmt: BagFormat, conns: dict[int, Connection]) -> Iterator[ScanItem]:
     """Scan each storage file in turn; connection ids are offset per file so they stay unique."""
-    scanner = {BagFormat.ROS1: _scan_ros1, BagFormat.ROS2_MCAP: _scan_mcap, BagFormat.ROS2_SQLITE3: _scan_sqlite}[fmt]
+    scanner = {
+        BagFormat.ROS1: _scan_ros1,
+        BagFormat.ROS2_MCAP: _scan_mcap,
+        BagFormat.ROS2_SQLITE3: _scan_sqlite,
+    }[fmt]
     base = 0
     for f in files:
         local: dict[int, Connection] = {}
@@ -637,15 +657,23 @@ def _scan_sqlite(path: Path, conns: dict[int, Connection]) -> Iterator[ScanItem]
         try:
             topics = db.execute("SELECT id, name, type, serialization_format FROM topics").fetchall()
         except sqlite3.Error as err:
-            raise BagError(f"{path.name}: the topics table is lost ({err}); nothing can be recovered") from err
+            raise BagError(
+                f"{path.name}: the topics table is lost ({err}); nothing can be recovered"
+            ) from err
         for cid, name, msgtype, ser in topics:
             enc, text = defs.get(msgtype, ("", ""))
             fmt = {"ros2msg": MessageDefinitionFormat.MSG, "ros2idl": MessageDefinitionFormat.IDL}.get(
                 enc, MessageDefinitionFormat.NONE
             )
             conns[cid] = Connection(
-                cid, name, msgtype, MessageDefinition(fmt, text if enc else ""), "", 0,
-                ConnectionExtRosbag2(ser, []), None,
+                cid,
+                name,
+                msgtype,
+                MessageDefinition(fmt, text if enc else ""),
+                "",
+                0,
+                ConnectionExtRosbag2(ser, []),
+                None,
             )
         rows = 0
         try:

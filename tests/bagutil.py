@@ -57,3 +57,42 @@ def header(ts: Any, stamp_ns: int, frame_id: str) -> Any:
         return Header(stamp=stamp, frame_id=frame_id)
     except TypeError:  # ROS1 headers carry a sequence number
         return Header(seq=0, stamp=stamp, frame_id=frame_id)
+
+
+def add_undecodable_topic(bagdir: Path, topic: str, msgtype: str, times_ns: list[int]) -> None:
+    """Add a topic of a custom type with no stored definition to a ROS2 sqlite3 bag directory, the
+    way a driver's packet topic (velodyne_msgs/VelodyneScan, pandar_msgs/PandarScan) arrives."""
+    import sqlite3
+
+    from ruamel.yaml import YAML
+
+    db = next(bagdir.glob("*.db3"))
+    con = sqlite3.connect(db)
+    con.execute(
+        "INSERT INTO topics (id, name, type, serialization_format, offered_qos_profiles, "
+        "type_description_hash) VALUES (99, ?, ?, 'cdr', '', '')",
+        (topic, msgtype),
+    )
+    con.executemany(
+        "INSERT INTO messages (topic_id, timestamp, data) VALUES (99, ?, x'00010000')",
+        [(t,) for t in times_ns],
+    )
+    con.commit()
+    con.close()
+    meta = bagdir / "metadata.yaml"
+    yaml = YAML()
+    doc = yaml.load(meta.read_text())
+    doc["rosbag2_bagfile_information"]["topics_with_message_count"].append(
+        {
+            "message_count": len(times_ns),
+            "topic_metadata": {
+                "name": topic,
+                "offered_qos_profiles": [],
+                "serialization_format": "cdr",
+                "type": msgtype,
+                "type_description_hash": "",
+            },
+        }
+    )
+    with meta.open("w") as f:
+        yaml.dump(doc, f)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from ruamel.yaml import YAML
 
 from fusion.bags import BagFormat, detect_format, open_bag, typestore_for
 from fusion.errors import BagError
-from tests.bagutil import FORMATS, Fmt, bag_path, header, write_bag
+from tests.bagutil import FORMATS, Fmt, add_undecodable_topic, bag_path, header, write_bag
 
 S = 1_000_000_000
 
@@ -62,8 +60,10 @@ def test_index_counts_types_and_record_times(tmp_path: Path, fmt: Fmt) -> None:
     msgs = _odom_and_tf(fmt)
     path = write_bag(bag_path(tmp_path, fmt), fmt, msgs)
     with open_bag(path) as bag:
-        assert bag.format is {"ros1": BagFormat.ROS1, "sqlite3": BagFormat.ROS2_SQLITE3,
-                              "mcap": BagFormat.ROS2_MCAP}[fmt]
+        assert (
+            bag.format
+            is {"ros1": BagFormat.ROS1, "sqlite3": BagFormat.ROS2_SQLITE3, "mcap": BagFormat.ROS2_MCAP}[fmt]
+        )
         assert set(bag.topics) == {"/odom", "/tf"}
         odom = bag.topics["/odom"]
         assert (odom.msgtype, odom.count, odom.decodable) == ("nav_msgs/msg/Odometry", 40, True)
@@ -100,32 +100,7 @@ def test_ros1_tf_message_is_registered_and_decodes(tmp_path: Path) -> None:
 def test_unknown_custom_type_is_reported_and_skipped(tmp_path: Path) -> None:
     """A ROS2 sqlite3 bag written without definitions, with a custom packet type, like a driver's."""
     path = write_bag(bag_path(tmp_path, "sqlite3"), "sqlite3", _odom_and_tf("sqlite3", 6))
-    db = next(path.glob("*.db3"))
-    con = sqlite3.connect(db)
-    con.execute(
-        "INSERT INTO topics (id, name, type, serialization_format, offered_qos_profiles, type_description_hash) "
-        "VALUES (99, '/velodyne_packets', 'velodyne_msgs/msg/VelodyneScan', 'cdr', '', '')"
-    )
-    con.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (99, 1, x'00010000')")
-    con.commit()
-    con.close()
-    meta = path / "metadata.yaml"
-    yaml = YAML()
-    doc = yaml.load(meta.read_text())
-    doc["rosbag2_bagfile_information"]["topics_with_message_count"].append(
-        {
-            "message_count": 1,
-            "topic_metadata": {
-                "name": "/velodyne_packets",
-                "offered_qos_profiles": [],
-                "serialization_format": "cdr",
-                "type": "velodyne_msgs/msg/VelodyneScan",
-                "type_description_hash": "",
-            },
-        }
-    )
-    with meta.open("w") as f:
-        yaml.dump(doc, f)
+    add_undecodable_topic(path, "/velodyne_packets", "velodyne_msgs/msg/VelodyneScan", [1])
     with open_bag(path) as bag:
         info = bag.topics["/velodyne_packets"]
         assert not info.decodable
@@ -148,7 +123,12 @@ def test_truncated_bag_yields_messages_before_the_damage(tmp_path: Path, fmt: Fm
     if fmt == "mcap" and not lone_file:  # a ROS2 directory holding an MCAP storage file
         ros2dir = tmp_path / "ros2dir"
         write_bag(ros2dir, "sqlite3", msgs)  # for a metadata.yaml to adapt
-        meta = (ros2dir / "metadata.yaml").read_text().replace("sqlite3", "mcap").replace("ros2dir.db3", "log.mcap")
+        meta = (
+            (ros2dir / "metadata.yaml")
+            .read_text()
+            .replace("sqlite3", "mcap")
+            .replace("ros2dir.db3", "log.mcap")
+        )
         for p in ros2dir.iterdir():
             p.unlink()
         (ros2dir / "metadata.yaml").write_text(meta)
@@ -182,7 +162,10 @@ def test_detects_format_by_content_not_suffix(tmp_path: Path) -> None:
         (lambda p: (p / "empty.bag").write_bytes(b"") or p / "empty.bag", "empty"),
         (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "unknown format"),
         (lambda p: (p / "dir").mkdir() or p / "dir", "not a ROS2 bag"),
-        (lambda p: (p / "junk.bag").write_bytes(b"#ROSBAG V2.0\n" + b"\xff" * 50) and p / "junk.bag", "junk.bag"),
+        (
+            lambda p: (p / "junk.bag").write_bytes(b"#ROSBAG V2.0\n" + b"\xff" * 50) and p / "junk.bag",
+            "junk.bag",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error_naming_the_file(tmp_path: Path, make: Any, match: str) -> None:
