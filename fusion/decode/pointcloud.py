@@ -3,7 +3,13 @@
 The message's byte buffer is viewed, without copying, as a numpy structured array
 whose dtype has the message's field offsets and `itemsize = point_step`, and whose
 row stride is `row_step` (so row padding and organised clouds, `height > 1`, need no
-special case). Only the output arrays are copies. Points come out row by row.
+special case). Points come out row by row.
+
+Zero copy where the layout allows: when the rows are contiguous and a field is already
+in the output type and the machine's byte order (float32 x, y, z side by side; float32
+intensity; uint16 ring), the output array is a read-only strided view into the message
+buffer and costs nothing; only when a point is non-finite, a type must be converted or
+the time must be normalised is a copy made. A numba kernel checks finiteness in one pass.
 
 Fields read (the first name present wins):
 
@@ -35,10 +41,12 @@ A cloud with no points decodes to an empty PointCloud whatever its fields.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -70,6 +78,49 @@ RING_FIELDS: Final = ("ring", "channel", "laser_number", "line")
 _NS_PER_S: Final = 1_000_000_000
 _INT32 = np.iinfo(np.int32)
 _UINT16 = np.iinfo(np.uint16)
+
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_nonfinite(xyz: npt.NDArray[Any]) -> int:  # pragma: no cover - compiled
+    bad = 0
+    for i in range(xyz.shape[0]):
+        if not (np.isfinite(xyz[i, 0]) and np.isfinite(xyz[i, 1]) and np.isfinite(xyz[i, 2])):
+            bad += 1
+    return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_xyz_and_time(
+    xyz: npt.NDArray[Any], values: npt.NDArray[Any], scale: float, out: npt.NDArray[np.int32]
+) -> tuple[int, bool]:  # pragma: no cover - compiled
+    """One pass over the points: count non-finite xyz and convert relative float times to ns."""
+    bad = 0
+    ok = True
+    lo, hi = -2147483648.0, 2147483647.0
+    for i in range(xyz.shape[0]):
+        if not (np.isfinite(xyz[i, 0]) and np.isfinite(xyz[i, 1]) and np.isfinite(xyz[i, 2])):
+            bad += 1
+        v = np.rint(np.float64(values[i]) * scale)
+        if lo <= v <= hi:
+            out[i] = np.int32(v)
+        else:
+            ok = False
+    return bad, ok
+
+
+@numba.njit(cache=True, nogil=True)
+def _relative_float_to_ns(values: npt.NDArray[Any], scale: float, out: npt.NDArray[np.int32]) -> bool:
+    """out[i] = rint(values[i] * scale); False (out unusable) on a non-finite or out-of-int32 value."""
+    lo, hi = -2147483648.0, 2147483647.0
+    for i in range(values.shape[0]):
+        v = np.rint(np.float64(values[i]) * scale)
+        if not (lo <= v <= hi):  # also false for NaN
+            return False
+        out[i] = np.int32(v)
+    return True
 
 
 @dataclass(frozen=True)
@@ -196,6 +247,11 @@ def _time_offsets(
 ) -> npt.NDArray[np.int32]:
     """(N,) raw time field -> (N,) int32 ns offsets from the header stamp `t_ns`."""
     kind = values.dtype.kind
+    if kind == "f" and not conv.absolute and values.size:
+        out = np.empty(values.shape[0], dtype=np.int32)
+        if _relative_float_to_ns(values, conv.float_scale_to_ns, out):
+            return out
+        # fall through: the numpy path below names what is wrong
     if kind in "iu":
         offsets: npt.NDArray[Any] = values.astype(np.int64)
         if conv.absolute:
@@ -232,7 +288,7 @@ def _ring(values: npt.NDArray[Any], name: str, where: str) -> npt.NDArray[np.uin
         lo, hi = values.min(), values.max()
         if not (np.isfinite(lo) and np.isfinite(hi) and lo >= _UINT16.min and hi <= _UINT16.max):
             raise DecodeError(f"{where}: ring field '{name}' has values {lo}..{hi}, outside uint16")
-    return values.astype(np.uint16)
+    return values.astype(np.uint16, copy=False)
 
 
 def decode_pointcloud2(msg: Any) -> PointCloud:
@@ -290,26 +346,63 @@ def decode_pointcloud2(msg: Any) -> PointCloud:
         shape=(height, width), dtype=dtype, buffer=data, offset=0, strides=(row_step, point_step)
     )
 
-    xyz = np.empty((height, width, 3), dtype=np.float32)
-    for axis, name in enumerate(("x", "y", "z")):
-        xyz[..., axis] = grid[name]
-    xyz_flat = xyz.reshape(n, 3)
-    finite = np.isfinite(xyz_flat).all(axis=1)
-    num_kept = int(np.count_nonzero(finite))
-    all_finite = num_kept == n
+    contiguous_rows = height == 1 or row_step == width * point_step
+    precomputed_time: npt.NDArray[np.int32] | None = None
+    fx, fy, fz = fields["x"], fields["y"], fields["z"]
+    if (
+        contiguous_rows
+        and byteorder == _NATIVE
+        and fx.datatype == fy.datatype == fz.datatype == 7  # FLOAT32
+        and (fy.offset, fz.offset) == (fx.offset + 4, fx.offset + 8)
+    ):  # the common layout: x, y, z float32 side by side -> a strided view, no copy
+        xyz_flat = np.ndarray(
+            shape=(n, 3), dtype=np.float32, buffer=data, offset=fx.offset, strides=(point_step, 4)
+        )
+        tf = fields[time_conv.field] if time_conv is not None else None
+        if (
+            tf is not None
+            and time_conv is not None
+            and not time_conv.absolute
+            and tf.datatype in (7, 8)  # FLOAT32, FLOAT64
+        ):  # the Velodyne convention: finiteness and time in one pass over the buffer
+            t_view: npt.NDArray[Any] = np.ndarray(
+                shape=(n,), dtype=dtype[tf.name], buffer=data, offset=tf.offset, strides=(point_step,)
+            )
+            out = np.empty(n, dtype=np.int32)
+            num_bad, time_ok = _scan_xyz_and_time(xyz_flat, t_view, time_conv.float_scale_to_ns, out)
+            if time_ok and num_bad == 0:
+                precomputed_time = out
+        else:
+            num_bad = _count_nonfinite(xyz_flat)
+        finite = np.isfinite(xyz_flat).all(axis=1) if num_bad else np.ones(0, dtype=bool)
+    else:
+        xyz = np.empty((height, width, 3), dtype=np.float32)
+        for axis, name in enumerate(("x", "y", "z")):
+            xyz[..., axis] = grid[name]
+        xyz_flat = xyz.reshape(n, 3)
+        finite = np.isfinite(xyz_flat).all(axis=1)
+        num_bad = n - int(np.count_nonzero(finite))
+    num_kept = n - num_bad
+    all_finite = num_bad == 0
     if not all_finite:
         xyz_flat = xyz_flat[finite]
 
     def kept(name: str, out_dtype: npt.DTypeLike) -> npt.NDArray[Any]:
-        col = _column(grid, name, out_dtype)
+        f = fields[name]
+        if contiguous_rows and dtype[name] == np.dtype(out_dtype) and byteorder == _NATIVE:
+            col: npt.NDArray[Any] = np.ndarray(
+                shape=(n,), dtype=out_dtype, buffer=data, offset=f.offset, strides=(point_step,)
+            )
+        else:
+            col = _column(grid, name, out_dtype)
         return col if all_finite else col[finite]
 
     intensity = kept(intensity_name, np.float32) if intensity_name else None
     ring = None
     if ring_name:
         ring = _ring(kept(ring_name, dtype[ring_name].newbyteorder("=")), ring_name, where)
-    time_offset_ns = None
-    if time_conv is not None:
+    time_offset_ns = precomputed_time
+    if time_conv is not None and time_offset_ns is None:
         raw_time = kept(time_conv.field, dtype[time_conv.field].newbyteorder("="))
         time_offset_ns = _time_offsets(raw_time, time_conv, t_ns, where)
 

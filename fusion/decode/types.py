@@ -21,6 +21,9 @@ class PointCloud:
     ring: (N,) uint16 or None: laser (beam) index.
     stamp_ns: the PointCloud2 header stamp.
     num_dropped: points dropped because a coordinate was NaN or infinite.
+
+    The arrays may be read-only strided views into the message buffer (fusion.decode avoids
+    copying the common layouts); use np.ascontiguousarray where a dense copy is needed.
     """
 
     xyz: npt.NDArray[np.float32]

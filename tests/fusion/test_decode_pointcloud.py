@@ -293,6 +293,36 @@ def test_data_as_python_bytes_is_read_without_copying_into_numpy_first() -> None
     np.testing.assert_array_equal(cloud.xyz, xyz_of(cols))
 
 
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.name)
+def test_common_layouts_are_decoded_as_read_only_views_without_copying(layout: Layout) -> None:
+    cols = driver_columns(layout, 300)
+    msg = pack_cloud(layout, cols, height=1, width=300)
+
+    cloud = decode_pointcloud2(msg)
+
+    assert np.shares_memory(cloud.xyz, msg.data)  # float32 x, y, z side by side: a view
+    assert cloud.intensity is not None
+    assert np.shares_memory(cloud.intensity, msg.data) == (cols["intensity"].dtype == np.float32)
+    assert cloud.ring is not None and np.shares_memory(cloud.ring, msg.data)
+    np.testing.assert_array_equal(cloud.xyz, xyz_of(cols))
+
+
+def test_a_cloud_with_nan_points_is_copied_and_compacted_not_viewed() -> None:
+    cols = driver_columns(VELODYNE, 100)
+    cols["y"][[3, 50]] = np.nan
+    msg = pack_cloud(VELODYNE, cols, height=1, width=100)
+
+    cloud = decode_pointcloud2(msg)
+
+    assert not np.shares_memory(cloud.xyz, msg.data)
+    assert (len(cloud), cloud.num_dropped) == (98, 2)
+    keep = np.ones(100, bool)
+    keep[[3, 50]] = False
+    np.testing.assert_array_equal(cloud.xyz, xyz_of(cols)[keep])
+    assert cloud.ring is not None
+    np.testing.assert_array_equal(cloud.ring, cols["ring"][keep])
+
+
 def test_ros1_store_message_decodes_like_ros2() -> None:
     cols = driver_columns(OUSTER, 50)
 
