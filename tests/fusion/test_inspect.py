@@ -316,3 +316,21 @@ def test_inspect_kitti_raw_log(datasets: Path, tmp_path: Path, capsys: pytest.Ca
     assert (img["width"], img["height"], img["encoding"]) == (1242, 375, "rgb8")
     assert img["camera_info_topic"] == "/kitti/camera_color_left/camera_info"
     assert doc["problems"] == []
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data_samples" / "sim_drive.mcap"
+
+
+def test_inspect_sample_log_finds_lidar_three_cameras_and_the_tf_tree(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inspect", str(SAMPLE), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    topics = {t["name"]: t for t in doc["topics"]}
+    lidar = topics["/lidar/points"]
+    assert (lidar["count"], lidar["rate_hz"]) == (30, pytest.approx(10.0, abs=1e-3))
+    assert lidar["pointcloud"]["per_point_time"] is True
+    assert lidar["pointcloud"]["mean_points"] > 10_000
+    assert len(doc["cameras"]) == 3 and all(c["camera_info_topic"] for c in doc["cameras"])
+    assert {(e["parent"], e["child"]) for e in doc["tf"]} >= {("odom", "base_link"), ("base_link", "lidar")}
+    assert doc["problems"] == []
