@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -236,46 +236,11 @@ class Bag:
         self._build_index(self._conns, rec.times)
 
     def _build_index(self, conns: Sequence[Connection], times: dict[int, tuple[int, int, int]]) -> None:
-        """Register types per connection and build `self.topics` (one entry per topic)."""
-        store = get_typestore(Stores.EMPTY)
-        problems: dict[int, str] = {}
-        embedded: dict[int, dict[str, Any]] = {}
-        for conn in conns:
-            try:
-                embedded[conn.id] = _embedded_types(conn)
-            except (TypesysError, ValueError, KeyError) as err:
-                problems[conn.id] = f"message definition in the bag does not parse: {_reason(err)}"
-        merged: dict[str, Any] = {}
-        for typs in embedded.values():
-            merged.update(typs)
-        try:  # one code-generation pass for all of them; per connection only when they disagree
-            if merged:
-                store.register(merged)
-        except TypesysError:
-            for cid, typs in embedded.items():
-                try:
-                    store.register(typs)
-                except TypesysError as err:
-                    problems[cid] = f"message definition in the bag conflicts with another: {_reason(err)}"
-        default = _default_store(self.distro)
-        needed = _closure(
-            {c.msgtype for c in conns if c.id not in problems} - store.fielddefs.keys(), default
+        """Resolve each connection's type and build `self.topics` (one entry per topic)."""
+        store, problem_list = _typestore_for_connections(
+            self.distro, tuple((c.msgtype, c.msgdef.format, c.msgdef.data) for c in conns)
         )
-        if needed:
-            store.register({k: default.fielddefs[k] for k in needed})
-        for conn in conns:
-            if conn.id in problems:
-                continue
-            if conn.msgtype not in store.fielddefs:
-                problems[conn.id] = (
-                    f"type {conn.msgtype} has no definition in the bag and is not a standard "
-                    f"ROS {'Noetic' if self.distro == 'ros1' else 'Humble'} type"
-                )
-                continue
-            try:
-                store.get_msgdef(conn.msgtype)
-            except (TypesysError, KeyError, ValueError) as err:
-                problems[conn.id] = f"type {conn.msgtype} cannot be decoded: {_reason(err)}"
+        problems = {c.id: p for c, p in zip(conns, problem_list, strict=True) if p is not None}
         self._typestore = store
         self._problems = problems
 
@@ -431,6 +396,59 @@ def _merge_topic(a: TopicInfo, b: TopicInfo) -> TopicInfo:
     )
 
 
+Definition = tuple[str, MessageDefinitionFormat, str]  # (msgtype, format, text) of one connection
+
+
+@lru_cache(maxsize=32)
+def _typestore_for_connections(
+    distro: Literal["ros1", "ros2"], defs: tuple[Definition, ...]
+) -> tuple[Typestore, tuple[str | None, ...]]:
+    """A type store that decodes every connection it can, and per connection why not (or None).
+
+    Cached on the definitions: opening the same log again (each Dask chunk task does) or another
+    log from the same recorder skips parsing and code generation, rosbags' costliest step.
+    """
+    store = get_typestore(Stores.EMPTY)
+    problems: list[str | None] = [None] * len(defs)
+    embedded: dict[int, dict[str, Any]] = {}
+    for i, (msgtype, fmt, text) in enumerate(defs):
+        try:
+            embedded[i] = _embedded_types(msgtype, fmt, text)
+        except (TypesysError, ValueError, KeyError) as err:
+            problems[i] = f"message definition in the bag does not parse: {_reason(err)}"
+    merged: dict[str, Any] = {}
+    for typs in embedded.values():
+        merged.update(typs)
+    try:  # one code-generation pass for all of them; per connection only when they disagree
+        if merged:
+            store.register(merged)
+    except TypesysError:
+        for i, typs in embedded.items():
+            try:
+                store.register(typs)
+            except TypesysError as err:
+                problems[i] = f"message definition in the bag conflicts with another: {_reason(err)}"
+    default = _default_store(distro)
+    wanted = {d[0] for d, p in zip(defs, problems, strict=True) if p is None}
+    needed = _closure(wanted - store.fielddefs.keys(), default)
+    if needed:
+        store.register({k: default.fielddefs[k] for k in needed})
+    for i, (msgtype, _, _) in enumerate(defs):
+        if problems[i] is not None:
+            continue
+        if msgtype not in store.fielddefs:
+            problems[i] = (
+                f"type {msgtype} has no definition in the bag and is not a standard "
+                f"ROS {'Noetic' if distro == 'ros1' else 'Humble'} type"
+            )
+            continue
+        try:  # generates the (de)serialisers now, so a type that cannot decode is reported here
+            store.get_msgdef(msgtype)
+        except (TypesysError, KeyError, ValueError) as err:
+            problems[i] = f"type {msgtype} cannot be decoded: {_reason(err)}"
+    return store, tuple(problems)
+
+
 def _closure(names: set[str], store: Typestore) -> set[str]:
     """`names` and every type their fields use, as far as `store` defines them."""
     out: set[str] = set()
@@ -453,13 +471,11 @@ def _closure(names: set[str], store: Typestore) -> set[str]:
     return out
 
 
-def _embedded_types(conn: Connection) -> dict[str, Any]:
-    fmt = conn.msgdef.format
-    data = conn.msgdef.data
+def _embedded_types(msgtype: str, fmt: MessageDefinitionFormat, data: str) -> dict[str, Any]:
     if fmt == MessageDefinitionFormat.NONE or not data:
         return {}
     if fmt == MessageDefinitionFormat.MSG:
-        return dict(get_types_from_msg(data, conn.msgtype))
+        return dict(get_types_from_msg(data, msgtype))
     sep = "=" * 80 + "\n"
     typs: dict[str, Any] = {}
     if data.startswith(f"{sep}IDL: "):

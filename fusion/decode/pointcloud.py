@@ -150,6 +150,9 @@ class _Field:
     count: int
 
 
+_DTYPES: dict[tuple[tuple[_Field, ...], str, int], np.dtype[np.void]] = {}
+
+
 def _fields_by_name(msg: Any) -> dict[str, _Field]:
     fields: dict[str, _Field] = {}
     for f in msg.fields:
@@ -340,7 +343,12 @@ def decode_pointcloud2(msg: Any) -> PointCloud:
             f"= {row_step * height}; the message is truncated"
         )
     byteorder = ">" if bool(msg.is_bigendian) else "<"
-    dtype = _struct_dtype([fields[name] for name in used_names], byteorder, point_step, where, list(fields))
+    used = tuple(fields[name] for name in used_names)
+    dtype = _DTYPES.get((used, byteorder, point_step))
+    if dtype is None:  # a driver's layout never changes within a log: build its dtype once
+        dtype = _struct_dtype(list(used), byteorder, point_step, where, list(fields))
+        if len(_DTYPES) < 256:
+            _DTYPES[used, byteorder, point_step] = dtype
     # Zero-copy view: (H, W) records, rows `row_step` apart, points `point_step` apart.
     grid: npt.NDArray[np.void] = np.ndarray(
         shape=(height, width), dtype=dtype, buffer=data, offset=0, strides=(row_step, point_step)
