@@ -1,0 +1,152 @@
+"""Motion compensation of a LiDAR sweep: every point into the sensor frame at one reference time.
+
+A spinning LiDAR captures point i at ``stamp_ns + time_offset_ns[i]``, expressed in the lidar
+frame *at that instant*; while the vehicle moves, the sweep is smeared (at 20 m/s, by 2 m over
+a 100 ms sweep). `deskew` moves each point to the lidar frame at ``stamp_ns``::
+
+    p_ref = lidar(stamp)_from_lidar(t_i) @ p_i
+          = fixed_from_lidar(stamp).inverse() @ fixed_from_lidar(t_i) @ p_i
+
+Method and error bound. ``lidar(stamp)_from_lidar(t)`` is looked up (one batched
+`TransformBuffer.lookup_many`) on a grid of times every ``grid_step_ns`` (1 ms) spanning the
+sweep's offsets, or at the sweep's own distinct times when it has no more points than grid
+nodes (then the result is exact). Each point is mapped by the two grid transforms around its
+time and the two results are blended linearly: that is the linear interpolation of the two
+3x4 matrices, never re-orthonormalised. Against the exact per-point lookup it errs by at most
+``r * (w h)^2 / 8 + a h^2 / 8`` (r: point range, w: angular rate, a: acceleration of the lidar
+origin, h: the grid step), plus ``dv h / 4`` at a TF sample where the velocity jumps by dv.
+At h = 1 ms, w = 30 deg/s, r = 100 m, a = 10 m/s^2 that is under 5 micrometres; the tests
+hold it to < 1 mm at 20 m/s and 30 deg/s.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from calib.errors import CalibrationError
+from calib.frames import normalize_frame
+from calib.tf_buffer import TransformBuffer
+from calib.transform import compose_matrices, invert_matrices
+
+DEFAULT_GRID_STEP_NS: Final = 1_000_000
+
+
+@numba.njit(cache=True, nogil=True)
+def _deskew_kernel(
+    xyz: npt.NDArray[np.float32],
+    offsets_ns: npt.NDArray[np.integer],
+    grid_ns: npt.NDArray[np.int64],
+    ref_from_grid: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float32],
+) -> None:
+    """out[i] = blend of ref_from_grid[j] @ xyz[i] and ref_from_grid[j + 1] @ xyz[i] at xyz[i]'s time.
+
+    xyz: (N, 3) float32, any strides (read-only views welcome); offsets_ns: (N,) int;
+    grid_ns: (G,) int64 increasing, covering every offset; ref_from_grid: (G, 3, 4) float64;
+    out: (N, 3) float32.
+    """
+    n = xyz.shape[0]
+    g = grid_ns.shape[0]
+    for i in range(n):
+        t = offsets_ns[i]
+        x = np.float64(xyz[i, 0])
+        y = np.float64(xyz[i, 1])
+        z = np.float64(xyz[i, 2])
+        if g == 1:
+            for r in range(3):
+                m = ref_from_grid[0]
+                out[i, r] = m[r, 0] * x + m[r, 1] * y + m[r, 2] * z + m[r, 3]
+            continue
+        lo = 0
+        hi = g - 1
+        while hi - lo > 1:  # grid_ns[lo] <= t <= grid_ns[hi]
+            mid = (lo + hi) // 2
+            if grid_ns[mid] <= t:
+                lo = mid
+            else:
+                hi = mid
+        u = np.float64(t - grid_ns[lo]) / np.float64(grid_ns[hi] - grid_ns[lo])
+        a = ref_from_grid[lo]
+        b = ref_from_grid[hi]
+        for r in range(3):
+            pa = a[r, 0] * x + a[r, 1] * y + a[r, 2] * z + a[r, 3]
+            pb = b[r, 0] * x + b[r, 1] * y + b[r, 2] * z + b[r, 3]
+            out[i, r] = pa + u * (pb - pa)
+
+
+def deskew_grid(
+    time_offset_ns: npt.NDArray[np.integer], *, grid_step_ns: int = DEFAULT_GRID_STEP_NS
+) -> npt.NDArray[np.int64]:
+    """Offsets (G,) int64 at which `deskew` looks the pose up for these point offsets (N,).
+
+    The sorted distinct offsets when there are no more points than grid nodes, else every
+    `grid_step_ns` from the smallest offset, with the largest offset as the last node.
+    """
+    if time_offset_ns.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    first, last = int(time_offset_ns.min()), int(time_offset_ns.max())
+    nodes = (last - first) // grid_step_ns + 2
+    if time_offset_ns.shape[0] <= nodes:
+        return np.unique(time_offset_ns).astype(np.int64)
+    grid = np.arange(first, last, grid_step_ns, dtype=np.int64)
+    return np.append(grid, np.int64(last))
+
+
+def deskew(
+    xyz: npt.NDArray[np.float32],
+    time_offset_ns: npt.NDArray[np.integer],
+    stamp_ns: int,
+    buffer: TransformBuffer,
+    lidar_frame: str,
+    fixed_frame: str,
+    *,
+    grid_step_ns: int = DEFAULT_GRID_STEP_NS,
+) -> npt.NDArray[np.float32]:
+    """Points (N, 3) float32 of one sweep, moved into the lidar frame at `stamp_ns`.
+
+    xyz: (N, 3) float32, point i in `lidar_frame` at its capture time stamp_ns + time_offset_ns[i];
+        may be a read-only, non-contiguous view (e.g. strides (point_step, 4)).
+    time_offset_ns: (N,) int32 (any integer dtype, any strides).
+    stamp_ns: the reference time (the PointCloud2 header stamp).
+    buffer: gives `fixed_frame` <- `lidar_frame` over the sweep; `fixed_frame` must not move
+        with the vehicle (odom or map).
+    grid_step_ns: spacing of the pose grid (see the module docstring for the error bound).
+
+    Returns a new (N, 3) float32 array. Raises CalibrationError when the shapes disagree or the
+    buffer cannot give the pose over the whole sweep (missing TF, gap, beyond extrapolation).
+    """
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise CalibrationError(f"deskew takes points of shape (N, 3), got {xyz.shape}")
+    if time_offset_ns.shape != (xyz.shape[0],):
+        raise CalibrationError(
+            f"deskew needs one time offset per point: {xyz.shape[0]} points, "
+            f"time_offset_ns of shape {time_offset_ns.shape}"
+        )
+    if not np.issubdtype(time_offset_ns.dtype, np.integer):
+        raise CalibrationError(
+            f"time_offset_ns must be integer nanoseconds, got {time_offset_ns.dtype}; "
+            "convert float seconds with np.round(t_s * 1e9).astype(np.int32)"
+        )
+    if grid_step_ns <= 0:
+        raise CalibrationError(f"grid_step_ns must be positive, got {grid_step_ns}")
+    lidar_frame, fixed_frame = normalize_frame(lidar_frame), normalize_frame(fixed_frame)
+    out = np.empty((xyz.shape[0], 3), dtype=np.float32)
+    if xyz.shape[0] == 0:
+        return out
+    grid = deskew_grid(time_offset_ns, grid_step_ns=grid_step_ns)
+    times = np.concatenate([np.array([stamp_ns], dtype=np.int64), stamp_ns + grid])
+    try:
+        fixed_from_lidar = buffer.lookup_many(fixed_frame, lidar_frame, times)
+    except CalibrationError as err:
+        raise CalibrationError(
+            f"cannot deskew the '{lidar_frame}' sweep at {stamp_ns} ns "
+            f"(offsets {int(grid[0])}..{int(grid[-1])} ns): {err}"
+        ) from err
+    ref_from_grid = compose_matrices(invert_matrices(fixed_from_lidar[0]), fixed_from_lidar[1:])
+    xyz_in = xyz if xyz.dtype == np.float32 else xyz.astype(np.float32)
+    _deskew_kernel(xyz_in, time_offset_ns, grid, np.ascontiguousarray(ref_from_grid[:, :3, :]), out)
+    return out
