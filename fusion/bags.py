@@ -118,12 +118,12 @@ def detect_format(path: Path) -> BagFormat:
             inside = sorted(p.name for p in path.iterdir() if p.suffix in {".db3", ".mcap", ".bag"})
             hint = f"; open one of its files directly: {', '.join(inside[:3])}" if inside else ""
             raise BagError(f"{path}: a directory but not a ROS2 bag (no metadata.yaml){hint}")
-        text = meta.read_text(errors="replace")
-        if "storage_identifier: mcap" in text:
+        storage = _storage_identifier(meta)
+        if storage == "mcap":
             return BagFormat.ROS2_MCAP
-        if "storage_identifier: sqlite3" in text:
+        if storage == "sqlite3":
             return BagFormat.ROS2_SQLITE3
-        raise BagError(f"{meta}: unknown storage_identifier; fusion reads sqlite3 and mcap bags")
+        raise BagError(f"{meta}: storage_identifier {storage!r} is unknown; fusion reads sqlite3 and mcap")
     try:
         with path.open("rb") as f:
             head = f.read(16)
@@ -143,6 +143,16 @@ def detect_format(path: Path) -> BagFormat:
         f"{path}: unknown format (not a ROS1 .bag, ROS2 .db3 or .mcap); "
         "fusion reads ROS1 bags, ROS2 bag directories and lone .db3/.mcap files"
     )
+
+
+def _storage_identifier(meta: Path) -> str:
+    from ruamel.yaml import YAML, YAMLError  # a rosbags dependency
+
+    try:
+        doc = YAML(typ="safe").load(meta.read_text(errors="replace"))
+        return str(doc["rosbag2_bagfile_information"]["storage_identifier"])
+    except (YAMLError, KeyError, TypeError) as err:
+        raise BagError(f"{meta}: not a rosbag2 metadata file ({_reason(err)}); cannot open the bag") from err
 
 
 def open_bag(path: str | Path) -> Bag:
