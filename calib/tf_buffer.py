@@ -268,6 +268,15 @@ class TransformBuffer:
         tree = self._tree()
         return tuple(sorted(set(tree) | set(tree.values())))
 
+    def root(self, frame: str) -> str:
+        """The top of `frame`'s tree (the frame itself when it has no parent)."""
+        return self._chain(frame)[-1]
+
+    def moves(self, target: str, source: str) -> bool:
+        """Whether target <- source changes over time (a dynamic TF or odometry edge on the path)."""
+        up_source, up_target = self._path(target, source)
+        return any(f in self._dynamic or f in self._odometry for f in (*up_source, *up_target))
+
     def _describe_tree(self) -> str:
         tree = self._tree()
         if not tree:

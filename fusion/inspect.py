@@ -10,25 +10,31 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calib.errors import CalibrationError
 from fusion.bags import Bag, TopicInfo, open_bag
 from fusion.decode import decode_image, decode_pointcloud2
 from fusion.decode.records import frame_id as clean_frame_id
 from fusion.decode.records import stamp_ns
-from fusion.errors import DecodeError
+from fusion.errors import DecodeError, SyncError
+from fusion.topics import (
+    CAMERA_INFO,
+    IMAGE_TYPES,
+    POINTCLOUD2,
+    TF,
+    camera_info_for,
+    image_topics_by_camera,
+    lidar_topic,
+)
+
+if TYPE_CHECKING:
+    from calib.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
-POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-TF = "tf2_msgs/msg/TFMessage"
-ODOMETRY = "nav_msgs/msg/Odometry"
-IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 JSON_VERSION = 1  # bump when a key of the --json document changes meaning or goes away
 GAP_PERIODS = 3.0  # a gap over this many nominal periods is reported
 
@@ -90,6 +96,7 @@ class LogReport:
     tf: list[TfEdge]
     tf_frames: list[str]
     problems: list[str] = field(default_factory=list)
+    sync: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -139,8 +146,11 @@ class _TopicAcc:
             )
 
 
-def inspect_log(path: str | Path, topics: Iterable[str] | None = None) -> LogReport:
-    """Read every message of the log once and report on it (see module doc)."""
+def inspect_log(
+    path: str | Path, topics: Iterable[str] | None = None, *, calibration: Calibration | None = None
+) -> LogReport:
+    """Read every message of the log once and report on it, then how sweeps and cameras pair
+    (see module doc). `calibration` overrides the bag's camera models and extrinsics per sensor."""
     with open_bag(path) as bag:
         accs = {name: _TopicAcc(info) for name, info in bag.topics.items() if info.decodable}
         wanted = [t for t in (topics if topics is not None else accs) if t in accs]
@@ -162,7 +172,35 @@ def inspect_log(path: str | Path, topics: Iterable[str] | None = None) -> LogRep
                     tf_edges[key] = tf_edges.get(key, 0) + 1
             elif raw.msgtype == CAMERA_INFO and raw.topic not in infos:
                 infos[raw.topic] = (clean_frame_id(msg.header.frame_id), int(msg.width), int(msg.height))
-        return _build(bag, accs, tf_edges, infos)
+        report = _build(bag, accs, tf_edges, infos)
+        report.sync, sync_problems = _sync_report(bag, calibration)
+        report.problems.extend(sync_problems)
+    return report
+
+
+def _sync_report(bag: Bag, calibration: Calibration | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Pair every sweep with every camera (fusion.sync) and summarise per camera."""
+    from fusion.sync import CameraSyncStats, SyncConfig, prepare, synchronize
+
+    if lidar_topic(bag.topics) is None or not image_topics_by_camera(bag.topics):
+        return [], []
+    config = SyncConfig(deskew=False)
+    try:
+        ctx = prepare(bag, config, calibration=calibration)
+        stats: dict[str, CameraSyncStats] = {}
+        for _ in synchronize(bag, ctx, config, stats=stats):
+            pass
+    except (SyncError, CalibrationError, DecodeError) as err:
+        return [], [f"sync: {err}"]
+    problems = list(ctx.warnings)
+    summaries = [s.summary() for s in stats.values()]
+    for s in summaries:
+        if s["unpaired_sweeps"]:
+            problems.append(
+                f"{s['topic']}: {s['unpaired_sweeps']} sweep(s) without an image within tolerance "
+                f"(pairing rate {s['pairing_rate']:.1%})"
+            )
+    return summaries, problems
 
 
 def _build(
@@ -274,20 +312,6 @@ def _build(
     )
 
 
-def camera_info_for(image_topic: str, info_topics: Iterable[str]) -> str | None:
-    """The CameraInfo topic of an image topic: the one in the deepest common namespace.
-
-    `/cam_front/image_raw` and `/cam_front/image/compressed` both pair with `/cam_front/camera_info`.
-    """
-    parts = image_topic.strip("/").split("/")
-    best: tuple[int, str] | None = None
-    for info in info_topics:
-        ns = info.strip("/").split("/")[:-1]
-        if parts[: len(ns)] == ns and (best is None or len(ns) > best[0]):
-            best = (len(ns), info)
-    return best[1] if best and best[0] > 0 else None
-
-
 def format_report(rep: LogReport) -> str:
     """The human table of `fusion inspect`."""
     lines = [
@@ -330,6 +354,20 @@ def format_report(rep: LogReport) -> str:
                 else "no CameraInfo"
             )
             lines.append(f"  {c['image_topic']}: {state}")
+    if rep.sync:
+        lines.append("Sync (each camera's image nearest the instant the sweep crossed its axis):")
+        for c in rep.sync:
+            rate = f"{c['pairing_rate']:.1%}" if c["pairing_rate"] is not None else "-"
+            off = (
+                f"offset median {c['offset_median_ms']:.2f} ms, p95 {c['offset_p95_ms']:.2f} ms, "
+                f"max {c['offset_max_ms']:.2f} ms"
+                if c["offset_median_ms"] is not None
+                else "no pair"
+            )
+            lines.append(
+                f"  {c['camera']}: paired {c['paired']} ({rate}), unpaired sweeps {c['unpaired_sweeps']}, "
+                f"{off}; calibration from {c['calibration']}"
+            )
     lines.append("")
     if rep.problems:
         lines.append(f"Problems ({len(rep.problems)}):")

@@ -315,7 +315,11 @@ def test_inspect_kitti_raw_log(datasets: Path, tmp_path: Path, capsys: pytest.Ca
     img = topics["/kitti/camera_color_left/image_raw"]["image"]
     assert (img["width"], img["height"], img["encoding"]) == (1242, 375, "rgb8")
     assert img["camera_info_topic"] == "/kitti/camera_color_left/camera_info"
-    assert doc["problems"] == []
+    # the bag has no TF: the camera's extrinsics are unknown, and the report says how to fix that
+    assert len(doc["problems"]) == 1
+    assert "camera kitti_camera_color_left left out" in doc["problems"][0]
+    assert "--calibration FILE" in doc["problems"][0]
+    assert doc["sync"] == []
 
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data_samples" / "sim_drive.mcap"
@@ -334,3 +338,9 @@ def test_inspect_sample_log_finds_lidar_three_cameras_and_the_tf_tree(
     assert len(doc["cameras"]) == 3 and all(c["camera_info_topic"] for c in doc["cameras"])
     assert {(e["parent"], e["child"]) for e in doc["tf"]} >= {("odom", "base_link"), ("base_link", "lidar")}
     assert doc["problems"] == []
+    assert {c["camera"]: c["pairing_rate"] for c in doc["sync"]} == {
+        "camera_front": 1.0,
+        "camera_left": 1.0,
+        "camera_rear": 1.0,
+    }
+    assert all(c["calibration"] == "bag" and c["offset_max_ms"] < 0.01 for c in doc["sync"])
