@@ -31,19 +31,70 @@ def _points(rng: np.random.Generator, n: int = 3000) -> np.ndarray:
     return np.column_stack([xy, z])
 
 
-def _opencv(model: str, points: np.ndarray, d: tuple[float, ...]) -> np.ndarray:
+def _opencv(
+    model: str,
+    points: np.ndarray,
+    d: tuple[float, ...],
+    rvec: np.ndarray | None = None,
+    tvec: np.ndarray | None = None,
+) -> np.ndarray:
+    rvec = np.zeros(3) if rvec is None else rvec
+    tvec = np.zeros(3) if tvec is None else tvec
+    points = np.ascontiguousarray(points, dtype=np.float64)
     if model == "equidistant":
-        uv, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K, np.array(d))
+        uv, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), rvec, tvec, K, np.array(d))
     else:
-        uv, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, np.array(d))
+        uv, _ = cv2.projectPoints(points, rvec, tvec, K, np.array(d))
     return uv.reshape(-1, 2)
 
 
+def _awkward_points(rng: np.random.Generator) -> np.ndarray:
+    """Points of every kind: in view, beside the image, behind the camera, on the image plane,
+    far beyond the fold-back angle, on the axis, and NaN."""
+    z = rng.uniform(-5.0, 30.0, 4000)
+    xy = rng.uniform(-4.0, 4.0, (4000, 2)) * np.abs(z)[:, None]
+    special = np.array(
+        [
+            [0.0, 0.0, 2.0],
+            [0.0, 0.0, 0.0],
+            [1.0, 1.0, 1e-7],
+            [50.0, 0.0, 1.0],
+            [np.nan, 0.0, 1.0],
+            [0.0, 0.0, np.nan],
+        ]
+    )
+    return np.concatenate([np.column_stack([xy, z]), special])
+
+
+def _pixel_grid(cam: Camera, step: float = 8.0) -> np.ndarray:
+    """Pixels (M, 2) over the whole image, its borders (just inside) included."""
+    u = np.append(np.arange(-0.49, cam.width - 0.5, step), cam.width - 0.51)
+    v = np.append(np.arange(-0.49, cam.height - 0.5, step), cam.height - 0.51)
+    uu, vv = np.meshgrid(u, v)
+    return np.column_stack([uu.ravel(), vv.ravel()])
+
+
+def _rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _assert_same_projection(ours: tuple[np.ndarray, ...], ref: tuple[np.ndarray, ...], atol: float) -> None:
+    uv, depth, valid = ours
+    ref_uv, ref_depth, ref_valid = ref
+    np.testing.assert_array_equal(np.isnan(uv), np.isnan(ref_uv))
+    np.testing.assert_allclose(uv, ref_uv, rtol=0.0, atol=atol)
+    np.testing.assert_array_equal(depth, ref_depth)
+    np.testing.assert_array_equal(valid, ref_valid)
+
+
+@pytest.mark.parametrize("method", ["project", "_project_numpy"])
 @pytest.mark.parametrize("model", sorted(CAMERAS))
-def test_project_matches_opencv(model: str) -> None:
+def test_project_matches_opencv(model: str, method: str) -> None:
     cam = _camera(model)
     points = _points(np.random.default_rng(1))
-    uv, depth, valid = cam.project(points)
+    uv, depth, valid = getattr(cam, method)(points)
     finite = np.isfinite(uv).all(axis=1)
     assert valid.sum() > 500
     assert finite.sum() > valid.sum()  # points beside the image still get pixels
@@ -84,6 +135,101 @@ def test_unproject_matches_opencv_undistort() -> None:
         ref = cv2.undistortPoints(uv.reshape(-1, 1, 2), K, np.array(d), criteria=criteria)
     ref = ref.reshape(-1, 2)
     np.testing.assert_allclose(ours, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided_read_only", "fortran", "integer"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model", sorted(CAMERAS))
+def test_numba_project_equals_the_numpy_reference(model: str, dtype: type, layout: str) -> None:
+    cam = _camera(model)
+    points = _awkward_points(np.random.default_rng(4)).astype(dtype)
+    if layout == "strided_read_only":
+        wide = np.zeros((len(points), 5), dtype=dtype)
+        wide[:, 1:4] = points
+        points = wide[:, 1:4]
+        points.flags.writeable = False
+    elif layout == "fortran":
+        points = np.asfortranarray(points)
+    elif layout == "integer":
+        points = np.nan_to_num(points * 10.0).astype(np.int32)
+    ours = cam.project(points)
+    ref = cam._project_numpy(points)
+    _assert_same_projection(ours, ref, atol=1e-9)
+    valid = ours[2]
+    assert valid.sum() > 100 and (~valid & np.isfinite(ours[0]).all(axis=1)).sum() > 100
+    assert not (np.isfinite(ours[0]).all(axis=1) & (ours[1] <= 0.0)).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model", sorted(CAMERAS))
+def test_project_matches_opencv_over_the_whole_image(model: str, dtype: type) -> None:
+    cam = _camera(model)
+    grid = _pixel_grid(cam)
+    depth = np.random.default_rng(5).uniform(0.5, 80.0, len(grid))
+    points = cam.unproject(grid, depth).astype(dtype)
+    uv, _, valid = cam.project(points)
+    assert np.isfinite(uv).all()
+    np.testing.assert_allclose(uv, _opencv(model, points, CAMERAS[model]), rtol=0.0, atol=1e-3)
+    if dtype == np.float64:  # float32 points move by up to ~1e-7 of their depth
+        np.testing.assert_allclose(uv, grid, rtol=0.0, atol=1e-6)
+        assert valid.all()
+        np.testing.assert_allclose(cam.unproject(uv, depth), points, rtol=0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", sorted(CAMERAS))
+def test_project_from_applies_the_transform_in_the_same_pass(model: str) -> None:
+    cam = _camera(model)
+    rng = np.random.default_rng(6)
+    rotation = _rotation(rng)
+    translation = rng.uniform(-2.0, 2.0, 3)
+    points = _awkward_points(rng).astype(np.float32)
+    ours = cam.project_from(points, rotation, translation)
+    p = points.astype(np.float64)
+    # the kernel's order of operations, so the result is the same to the last bit
+    moved = np.column_stack(
+        [
+            rotation[i, 0] * p[:, 0] + rotation[i, 1] * p[:, 1] + rotation[i, 2] * p[:, 2] + translation[i]
+            for i in range(3)
+        ]
+    )
+    _assert_same_projection(ours, cam.project(moved), atol=0.0)
+    _assert_same_projection(ours, cam._project_numpy(moved), atol=1e-9)
+
+
+@pytest.mark.parametrize("model", sorted(CAMERAS))
+def test_project_from_matches_opencv_with_rvec_and_tvec(model: str) -> None:
+    cam = _camera(model)
+    rng = np.random.default_rng(7)
+    rotation = _rotation(rng)
+    translation = rng.uniform(-2.0, 2.0, 3)
+    camera_points = _points(rng)
+    points = (camera_points - translation) @ rotation  # so that they land in front of the camera
+    uv, depth, valid = cam.project_from(points, rotation, translation)
+    assert valid.sum() > 500
+    np.testing.assert_allclose(depth, camera_points[:, 2], atol=1e-9)
+    rvec, _ = cv2.Rodrigues(rotation)
+    finite = np.isfinite(uv).all(axis=1)
+    ref = _opencv(model, points[finite], CAMERAS[model], rvec.ravel(), translation)
+    np.testing.assert_allclose(uv[finite], ref, rtol=0.0, atol=1e-3)
+
+
+def test_project_from_rejects_a_malformed_transform() -> None:
+    cam = _camera("plumb_bob")
+    points = np.ones((4, 3))
+    with pytest.raises(CalibrationError, match=r"rotation \(3, 3\) and translation \(3,\)"):
+        cam.project_from(points, np.eye(4), np.zeros(3))
+    with pytest.raises(CalibrationError, match="NaN or infinite"):
+        cam.project_from(points, np.eye(3), [0.0, np.inf, 0.0])
+    with pytest.raises(CalibrationError, match=r"shape \(N, 3\)"):
+        cam.project_from(np.ones((4, 2)), np.eye(3), np.zeros(3))
+
+
+def test_project_takes_empty_and_big_endian_points() -> None:
+    cam = _camera("equidistant")
+    uv, depth, valid = cam.project(np.zeros((0, 3), dtype=np.float32))
+    assert uv.shape == (0, 2) and depth.shape == (0,) and valid.shape == (0,)
+    points = _points(np.random.default_rng(8), 50)
+    _assert_same_projection(cam.project(points.astype(">f8")), cam.project(points), atol=0.0)
 
 
 def test_points_behind_or_on_the_image_plane_are_invalid_with_nan_pixels() -> None:
