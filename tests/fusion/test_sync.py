@@ -22,7 +22,8 @@ GROUND_TRUTH = REPO / "data_samples" / "sim_drive.labels.parquet"
 CAMERAS = {"camera_front", "camera_left", "camera_rear"}
 
 
-def run(path: Path, config: SyncConfig = SyncConfig()) -> tuple[list[FusedFrame], dict[str, Any], list[str]]:
+def run(path: Path, config: SyncConfig | None = None) -> tuple[list[FusedFrame], dict[str, Any], list[str]]:
+    config = config or SyncConfig()
     stats: dict[str, Any] = {}
     with open_bag(path) as bag:
         ctx = prepare(bag, config)
