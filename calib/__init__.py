@@ -5,9 +5,26 @@ Knows nothing of bags, Dask or Parquet: takes arrays and dataclasses. The coordi
 documented, with axis diagrams, in `calib.frames`.
 """
 
+from calib.calibration import Calibration
+from calib.camera import Camera
 from calib.deskew import deskew
 from calib.frames import normalize_frame
+from calib.loaders import load_calibration
+from calib.projection import box_to_image, boxes_to_image, project_points, project_points_timed
 from calib.tf_buffer import TransformBuffer
 from calib.transform import Transform, interpolate
 
-__all__ = ["Transform", "TransformBuffer", "deskew", "interpolate", "normalize_frame"]
+__all__ = [
+    "Calibration",
+    "Camera",
+    "Transform",
+    "TransformBuffer",
+    "box_to_image",
+    "boxes_to_image",
+    "deskew",
+    "interpolate",
+    "load_calibration",
+    "normalize_frame",
+    "project_points",
+    "project_points_timed",
+]

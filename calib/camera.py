@@ -42,14 +42,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
 from calib.errors import CalibrationError
-from fusion.decode.types import CameraInfoRecord
+
+if TYPE_CHECKING:  # a plain record; importing it at run time would load fusion.decode (OpenCV)
+    from fusion.decode.types import CameraInfoRecord
 
 DistortionModel = Literal["plumb_bob", "rational_polynomial", "equidistant"]
 

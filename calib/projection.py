@@ -89,7 +89,7 @@ def project_points(points_lidar: npt.ArrayLike, camera: Camera, camera_from_lida
     Raises CalibrationError for a wrong shape or a transform into another frame than the camera's.
     """
     _check_camera_transform(camera, camera_from_lidar, "project_points")
-    return camera.project(camera_from_lidar.apply(points_lidar))
+    return camera.project_from(points_lidar, camera_from_lidar.rotation, camera_from_lidar.translation)
 
 
 def project_points_timed(

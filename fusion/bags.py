@@ -146,7 +146,8 @@ def detect_format(path: Path) -> BagFormat:
 
 
 def _storage_identifier(meta: Path) -> str:
-    from ruamel.yaml import YAML, YAMLError  # a rosbags dependency
+    from ruamel.yaml import YAML  # a rosbags dependency
+    from ruamel.yaml.error import YAMLError
 
     try:
         doc = YAML(typ="safe").load(meta.read_text(errors="replace"))

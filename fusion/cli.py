@@ -9,9 +9,13 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fusion import __version__
 from fusion.errors import FusionError
+
+if TYPE_CHECKING:
+    from calib.calibration import Calibration
 
 log = logging.getLogger("fusion")
 
@@ -21,13 +25,22 @@ EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from fusion.inspect import format_report, inspect_log
 
-    report = inspect_log(args.log)
+    report = inspect_log(args.log, calibration=_calibration(args))
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
         print(format_report(report))
     return 0
+
+
+def _calibration(args: argparse.Namespace) -> Calibration | None:
+    """The --calibration file, loaded (it overrides the bag's sensors one by one)."""
+    if not getattr(args, "calibration", None):
+        return None
+    from calib.loaders import load_calibration
+
+    return load_calibration(args.calibration)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -52,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="what is in a log: topics, rates, clouds, cameras, TF, problems")
     p.add_argument("log", help="a ROS1 .bag, a ROS2 bag directory, or a .db3/.mcap file")
     p.add_argument("--json", action="store_true", help="print stable JSON on standard output")
+    p.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="camera models and extrinsics that override the bag's, sensor by sensor "
+        "(KITTI calib.txt or raw calib folder, ROS camera YAML, or fusion YAML/JSON; see README)",
+    )
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("simulate", help="write a synthetic drive log with exact ground truth")

@@ -172,7 +172,7 @@ def inspect_log(
                     tf_edges[key] = tf_edges.get(key, 0) + 1
             elif raw.msgtype == CAMERA_INFO and raw.topic not in infos:
                 infos[raw.topic] = (clean_frame_id(msg.header.frame_id), int(msg.width), int(msg.height))
-        report = _build(bag, accs, tf_edges, infos)
+        report = _build(bag, accs, tf_edges, infos, calibration)
         report.sync, sync_problems = _sync_report(bag, calibration)
         report.problems.extend(sync_problems)
     return report
@@ -208,6 +208,7 @@ def _build(
     accs: Mapping[str, _TopicAcc],
     tf_edges: Mapping[tuple[str, str, bool], int],
     infos: Mapping[str, tuple[str, int, int]],
+    calibration: Calibration | None = None,
 ) -> LogReport:
     problems: list[str] = list(bag.warnings)
     reports: list[TopicReport] = []
@@ -279,9 +280,17 @@ def _build(
             continue
         info_topic = rep.image.camera_info_topic
         cam: dict[str, Any] = {"image_topic": rep.name, "camera_info_topic": info_topic}
-        if info_topic is None:
+        from_file = calibration.camera_for_frame(rep.image.frame_id) if calibration else None
+        if from_file is not None:
+            cam.update(
+                calibration=calibration.source if calibration else None,
+                frame_id=from_file.frame_id,
+                width=from_file.width,
+                height=from_file.height,
+            )
+        if info_topic is None and from_file is None:
             problems.append(f"{rep.name}: no CameraInfo topic for this camera; pass --calibration")
-        else:
+        elif info_topic is not None:
             frame, w, h = infos[info_topic]
             cam.update(frame_id=frame, width=w, height=h)
             if (w, h) != (rep.image.width, rep.image.height) and w and h:

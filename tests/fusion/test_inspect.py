@@ -241,7 +241,16 @@ def test_cli_bad_input_is_one_line_exit_2_no_traceback(
     assert err[0].startswith("fusion: error: ") and match in err[0] and "Traceback" not in err[0]
 
 
-def kitti_raw_bag(datasets: Path, tmp_path: Path, fmt: Fmt) -> Path:
+def kitti_raw_bag(
+    datasets: Path,
+    tmp_path: Path,
+    fmt: Fmt,
+    *,
+    lidar_frame: str = "velo_link",
+    camera_frame: str = "camera_color_left",
+    camera_info: bool = True,
+    image_delay_ns: int = 0,
+) -> Path:
     """19 real KITTI raw HDL-64 sweeps and camera-2 PNGs as a ROS bag, as kitti2bag-style tools write
     them (x y z intensity float32; sensor_msgs/Image rgb8), stamped at the KITTI 10 Hz rate."""
     root = datasets / "sfnd_3d_object_tracking_kitti/images/KITTI/2011_09_26"
@@ -261,7 +270,7 @@ def kitti_raw_bag(datasets: Path, tmp_path: Path, fmt: Fmt) -> Path:
                 "sensor_msgs/msg/PointCloud2",
                 t,
                 T["sensor_msgs/msg/PointCloud2"](
-                    header=header(ts, t, "velo_link"),
+                    header=header(ts, t, lidar_frame),
                     height=1,
                     width=len(pts),
                     fields=fields,
@@ -281,7 +290,7 @@ def kitti_raw_bag(datasets: Path, tmp_path: Path, fmt: Fmt) -> Path:
                 "sensor_msgs/msg/Image",
                 t + 1,
                 T["sensor_msgs/msg/Image"](
-                    header=header(ts, t, "camera_color_left"),
+                    header=header(ts, t + image_delay_ns, camera_frame),
                     height=h,
                     width=w,
                     encoding="rgb8",
@@ -291,14 +300,9 @@ def kitti_raw_bag(datasets: Path, tmp_path: Path, fmt: Fmt) -> Path:
                 ),
             )
         )
-        msgs.append(
-            (
-                "/kitti/camera_color_left/camera_info",
-                "sensor_msgs/msg/CameraInfo",
-                t + 2,
-                camera_info_msg(ts, t, "camera_color_left", w, h),
-            )
-        )
+        if camera_info:
+            info = camera_info_msg(ts, t + image_delay_ns, camera_frame, w, h)
+            msgs.append(("/kitti/camera_color_left/camera_info", "sensor_msgs/msg/CameraInfo", t + 2, info))
     return write_bag(bag_path(tmp_path, fmt, "kitti_2011_09_26"), fmt, msgs)
 
 
@@ -344,3 +348,39 @@ def test_inspect_sample_log_finds_lidar_three_cameras_and_the_tf_tree(
         "camera_rear": 1.0,
     }
     assert all(c["calibration"] == "bag" and c["offset_max_ms"] < 0.01 for c in doc["sync"])
+
+
+def test_inspect_kitti_raw_log_with_kitti_calibration_pairs_the_camera(
+    datasets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No CameraInfo and no TF in the bag: --calibration with KITTI's own calib folder supplies the
+    camera model and velodyne->camera extrinsics (frames named as calib.loaders names them)."""
+    calib_dir = datasets / "kitti_raw_2011_09_26_calib_timestamps/test_data/kitti/2011_09_26_calib/2011_09_26"
+    path = kitti_raw_bag(
+        datasets,
+        tmp_path,
+        "mcap",
+        lidar_frame="velodyne",
+        camera_frame="cam2_rect",
+        camera_info=False,
+        image_delay_ns=50_000_000,  # the camera fires as the sweep (starting behind) faces forward
+    )
+    assert main(["inspect", str(path), "--json", "--calibration", str(calib_dir)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["problems"] == []
+    (sync,) = doc["sync"]
+    assert sync["camera"] == "kitti_camera_color_left"
+    assert sync["calibration"].startswith(str(calib_dir))
+    (camera,) = doc["cameras"]
+    assert (camera["frame_id"], camera["width"], camera["height"]) == ("cam2_rect", 1242, 375)
+    assert sync["pairing_rate"] == 1.0
+
+
+def test_inspect_with_a_calibration_file_that_does_not_parse_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "calib.yaml"
+    bad.write_text("cameras:\n  - name: front\n    width: [oops\n")
+    assert main(["inspect", str(SAMPLE), "--calibration", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "calib.yaml:" in err[0]
