@@ -13,9 +13,10 @@ broadcast); `calib.tf_buffer` and `calib.deskew` use them to avoid Python loops 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,25 @@ class RosTypestore(Protocol):
 
     @property
     def types(self) -> Mapping[str, Any]: ...
+
+
+_TWO_PI = 2.0 * math.pi
+
+
+@overload
+def wrap_angle(angle: float) -> float: ...
+@overload
+def wrap_angle(angle: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+def wrap_angle(angle: float | npt.NDArray[Any]) -> float | npt.NDArray[np.float64]:
+    """`angle` (radians) wrapped to [-pi, pi): pi becomes -pi. Arrays keep their shape; inf, NaN give NaN."""
+    values = np.asarray(angle, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        wrapped = np.mod(values + math.pi, _TWO_PI) - math.pi
+    # np.mod may round a tiny negative remainder up to exactly 2*pi, which would give +pi.
+    wrapped = np.where(wrapped >= math.pi, wrapped - _TWO_PI, wrapped)
+    if isinstance(angle, np.ndarray):
+        return wrapped
+    return float(wrapped)
 
 
 def quaternion_to_rotation(q_xyzw: npt.ArrayLike) -> F64:

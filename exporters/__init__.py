@@ -1,7 +1,8 @@
 """The Parquet dataset of shared/CONTRACT.md (writer and reader) and other formats."""
 
+from calib.transform import wrap_angle
 from exporters.errors import ExportError
-from exporters.labels import CameraBoxes, labels_table, read_labels, validate_labels, wrap_angle, write_labels
+from exporters.labels import CameraBoxes, labels_table, read_labels, validate_labels, write_labels
 from exporters.parquet_io import (
     AtomicParquetWriter,
     conform_table,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import ArrayLike, NDArray
 
+from calib.transform import wrap_angle
 from exporters.errors import ExportError
 from exporters.parquet_io import conform_table, read_table, write_table_atomic
 from exporters.schema import (
@@ -31,24 +32,6 @@ from exporters.schema import (
     VELOCITY_COLUMNS,
     WORLD_BOX_COLUMNS,
 )
-
-_TWO_PI = 2.0 * math.pi
-
-
-@overload
-def wrap_angle(angle: float) -> float: ...
-@overload
-def wrap_angle(angle: NDArray[Any]) -> NDArray[np.float64]: ...
-def wrap_angle(angle: float | NDArray[Any]) -> float | NDArray[np.float64]:
-    """`angle` (radians) wrapped to [-pi, pi): pi becomes -pi. Arrays keep their shape; inf, NaN give NaN."""
-    values = np.asarray(angle, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        wrapped = np.mod(values + math.pi, _TWO_PI) - math.pi
-    # np.mod may round a tiny negative remainder up to exactly 2*pi, which would give +pi.
-    wrapped = np.where(wrapped >= math.pi, wrapped - _TWO_PI, wrapped)
-    if isinstance(angle, np.ndarray):
-        return wrapped
-    return float(wrapped)
 
 
 @dataclass(frozen=True)
@@ -175,7 +158,7 @@ def validate_labels(table: pa.Table, *, context: str = "labels") -> None:
         values = table[name].to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):
             outside = (values < -math.pi) | (values >= math.pi)
-        what = "is outside [-pi, pi); wrap it with exporters.labels.wrap_angle"
+        what = "is outside [-pi, pi); wrap it with calib.transform.wrap_angle"
         _check_rows(context, name, values, outside, what)
     points = table["num_points"].to_numpy()
     _check_rows(context, "num_points", points, points < 0, "is negative")

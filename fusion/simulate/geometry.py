@@ -102,10 +102,3 @@ def quaternion_xyzw(rotation: npt.ArrayLike) -> tuple[float, float, float, float
     sign = -1.0 if q[3] < 0.0 else 1.0
     x, y, z, w = (sign * c / norm for c in q)
     return (x, y, z, w)
-
-
-def wrap_angle(angle: npt.ArrayLike) -> F64:
-    """Angles wrapped to [-pi, pi)."""
-    a = np.asarray(angle, dtype=np.float64)
-    wrapped = np.mod(a + math.pi, 2.0 * math.pi) - math.pi
-    return np.where(wrapped >= math.pi, wrapped - 2.0 * math.pi, wrapped)

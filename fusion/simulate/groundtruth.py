@@ -26,8 +26,9 @@ import numpy.typing as npt
 
 from calib.projection import box_corners as _box_corners_of
 from calib.projection import project_box_corners
+from calib.transform import wrap_angle
 from fusion.simulate.camera_render import camera_from_world
-from fusion.simulate.geometry import apply, inverse, wrap_angle, yaw_of
+from fusion.simulate.geometry import apply, inverse, yaw_of
 from fusion.simulate.lidar import Sweep
 from fusion.simulate.rig import Rig
 from fusion.simulate.scene import Scene

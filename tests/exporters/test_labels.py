@@ -12,8 +12,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from calib.transform import wrap_angle
 from exporters.errors import ExportError
-from exporters.labels import CameraBoxes, labels_table, read_labels, wrap_angle, write_labels
+from exporters.labels import CameraBoxes, labels_table, read_labels, write_labels
 from exporters.parquet_io import sequence_id_of
 from exporters.schema import LABELS, SCHEMA_VERSION_KEY, SEQUENCE_ID_KEY
 
