@@ -10,7 +10,10 @@ back with plain ``pyarrow.parquet.read_table`` has exactly the schema declared h
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
@@ -169,6 +172,28 @@ def schema_with_metadata(schema: pa.Schema, sequence_id: str) -> pa.Schema:
     metadata[SCHEMA_VERSION_KEY] = str(SCHEMA_VERSION).encode()
     metadata[SEQUENCE_ID_KEY] = sequence_id.encode()
     return schema.with_metadata(metadata)
+
+
+BAG_SUFFIXES = (".bag", ".mcap", ".db3")
+
+
+def sequence_id_for(source: Path, others: Iterable[Path] = ()) -> str:
+    """The contract's sequence id of an input log: its file stem reduced to `[A-Za-z0-9._-]`.
+
+    When another input in `others` reduces to the same id, a short hash of the absolute source
+    path is appended, so two logs never share an id (and no input string becomes a path unsanitised).
+    """
+
+    def reduce(p: Path) -> str:
+        stem = p.name[: -len(p.suffix)] if p.suffix.lower() in BAG_SUFFIXES else p.name
+        sid = re.sub(r"[^A-Za-z0-9._-]", "_", stem)
+        return sid if sid not in {"", ".", ".."} else "log"
+
+    sid = reduce(source)
+    me = source.resolve()
+    if any(reduce(o) == sid and o.resolve() != me for o in others):
+        sid = f"{sid}-{hashlib.sha1(str(me).encode()).hexdigest()[:8]}"
+    return sid
 
 
 def is_valid_sequence_id(sequence_id: str) -> bool:
