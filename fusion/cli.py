@@ -15,6 +15,8 @@ from fusion import __version__
 from fusion.errors import FusionError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from calib.calibration import Calibration
 
 log = logging.getLogger("fusion")
@@ -54,6 +56,100 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fusion.detect import DETECTORS
+    from fusion.prelabel import detect_log
+
+    if args.detector not in DETECTORS:
+        raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
+    detector = DETECTORS[args.detector]()
+    calibration = _calibration(args)
+    out = Path(args.out)
+    for log_path in args.logs:
+        with tqdm(desc=Path(log_path).name, unit="sweep", disable=args.quiet, leave=False) as bar:
+
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summary = detect_log(
+                Path(log_path),
+                out,
+                detector=detector,
+                calibration=calibration,
+                overwrite=args.overwrite,
+                progress=progress,
+            )
+        cats = ", ".join(f"{n} {c}" for c, n in sorted(summary.by_category.items(), key=lambda x: -x[1]))
+        print(
+            f"{log_path}: {summary.sweeps} sweeps, {summary.boxes} boxes ({cats or 'none'}) "
+            f"in {summary.seconds:.1f} s ({summary.sweeps / max(summary.seconds, 1e-9):.1f} sweeps/s)"
+        )
+        for w in summary.warnings:
+            print(f"  warning: {w}")
+        print(f"  labels: {summary.labels_path}")
+    print(f'load them: pandas.read_parquet("{out / "labels"}")')
+    return 0
+
+
+def _load_truth(path: Path, calibration: str | None) -> pa.Table:
+    """Ground truth as a labels table: a labels parquet (or folder of them, or a dataset), an
+    Argoverse 2 annotations.feather, or a KITTI label_2 file / tracking label file (with --gt-calib)."""
+    from fusion.evaluation import (
+        av2_annotations_labels,
+        kitti_object_labels,
+        kitti_tracking_labels,
+        load_labels,
+    )
+
+    if path.suffix == ".feather":
+        return av2_annotations_labels(path)
+    if path.suffix == ".txt":
+        if calibration is None:
+            raise UsageError(f"{path}: a KITTI label file needs --gt-calib (its calib/<frame>.txt)")
+        first = path.read_text().split("\n", 1)[0].split()
+        is_tracking = len(first) >= 17 and first[0].lstrip("-").isdigit()
+        reader = kitti_tracking_labels if is_tracking else kitti_object_labels
+        return reader(path, calibration)
+    return load_labels(path)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from fusion.evaluation import EvalConfig, evaluate, format_table, load_labels
+
+    config = EvalConfig()
+    if args.config:
+        try:
+            doc = tomllib.loads(Path(args.config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise UsageError(f"{args.config}: cannot read the evaluation config: {err}") from err
+        config = EvalConfig.from_json(doc.get("eval", doc))
+    if args.max_range is not None or args.score is not None:
+        data = config.to_json()
+        if args.max_range is not None:
+            data["max_range_m"] = args.max_range
+        if args.score is not None:
+            data["operating_score"] = args.score
+        config = EvalConfig.from_json(data)
+    pred = load_labels(Path(args.pred))
+    truth = _load_truth(Path(args.gt), args.gt_calib)
+    result = evaluate(pred, truth, config)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(result))
+    return 0
+
+
+class UsageError(FusionError):
+    """A command-line option that cannot work (an unknown name, a bad combination)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out."
@@ -72,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(KITTI calib.txt or raw calib folder, ROS camera YAML, or fusion YAML/JSON; see README)",
     )
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("detect", help="3D boxes in every sweep, written as the contract's labels table")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
+    p.add_argument(
+        "--out", required=True, help="output directory; labels go to OUT/labels/<sequence>.parquet"
+    )
+    p.add_argument("--detector", default="geometric", help="detector name (default: geometric)")
+    p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing labels files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("eval", help="compare predicted labels with ground truth (AP, accuracy, by range)")
+    p.add_argument(
+        "--pred", required=True, help="predicted labels: a labels parquet, a folder of them, or OUT"
+    )
+    p.add_argument(
+        "--gt",
+        required=True,
+        help="ground truth: labels parquet/folder (fusion simulate writes one), an Argoverse 2 "
+        "annotations.feather, or a KITTI label_2 / tracking label .txt (with --gt-calib)",
+    )
+    p.add_argument("--gt-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --gt")
+    p.add_argument("--max-range", type=float, metavar="M", help="evaluate only boxes within M metres")
+    p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
+    p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
+    p.add_argument("--json", action="store_true", help="print stable JSON on standard output")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("simulate", help="write a synthetic drive log with exact ground truth")
     p.add_argument("out", help="output log path (.bag for ros1, .mcap, or a directory for sqlite3)")

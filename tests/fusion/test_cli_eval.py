@@ -1,0 +1,59 @@
+"""`fusion eval` through the command line: tables, JSON, ground truth in every supported format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from fusion.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TRUTH = REPO / "data_samples" / "sim_drive.labels.parquet"
+
+
+def test_ground_truth_against_itself_is_perfect_in_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--pred", str(TRUTH), "--gt", str(TRUTH), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "NaN" not in json.dumps(doc)
+    overall = doc["overall"]
+    assert (overall["num_gt"], overall["num_pred"], overall["fp"], overall["fn"]) == (1372, 1372, 0, 0)
+    assert overall["map_3d"] == overall["map_bev"] == {"loose": 1.0, "strict": 1.0}
+    assert overall["box_accuracy"] == 1.0 and overall["frame_accuracy"] == 1.0
+
+
+def test_missing_predictions_lower_recall_and_frame_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = pq.read_table(TRUTH)
+    pred = table.filter(pc.not_equal(table["frame_index"], 5))  # one frame's boxes missed
+    pq.write_table(pred, tmp_path / "pred.parquet")
+    assert main(["eval", "--pred", str(tmp_path / "pred.parquet"), "--gt", str(TRUTH)]) == 0
+    out = capsys.readouterr().out
+    assert "frame accuracy: 96.67% (29 of 30 frames" in out
+
+
+def test_max_range_filters_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--pred", str(TRUTH), "--gt", str(TRUTH), "--max-range", "30"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "fusion evaluation: 30 frames, 501 GT boxes, 501 predictions (within 30 m)"
+
+
+def test_kitti_label_file_as_ground_truth(datasets: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = datasets / "kitti_object_vis/data/object/training"
+    label, calib = root / "label_2/000000.txt", root / "calib/000000.txt"
+    assert main(["eval", "--pred", str(TRUTH), "--gt", str(label), "--gt-calib", str(calib), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "NaN" not in json.dumps(doc)
+
+
+def test_kitti_label_without_calibration_is_a_one_line_error(
+    datasets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    label = datasets / "kitti_object_vis/data/object/training/label_2/000000.txt"
+    assert main(["eval", "--pred", str(TRUTH), "--gt", str(label)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gt-calib" in err[0]
