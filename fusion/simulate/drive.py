@@ -38,7 +38,6 @@ import itertools
 import logging
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +49,12 @@ from rosbags.rosbag1 import WriterError as WriterError1
 from rosbags.rosbag2 import WriterError as WriterError2
 
 from exporters.labels import CameraBoxes, labels_table, write_labels
+from exporters.schema import sequence_id_for
 from fusion.errors import FusionError
 from fusion.simulate.camera_render import CameraRenderer, encode_jpeg
 from fusion.simulate.groundtruth import FrameTruth, frame_truth
 from fusion.simulate.lidar import simulate_sweep
-from fusion.simulate.rig import Rig, default_rig
+from fusion.simulate.rig import LIDAR_MODELS, Rig, default_rig
 from fusion.simulate.scene import Scene, build_scene
 from fusion.simulate.writer import BagSink, Format
 
@@ -107,14 +107,6 @@ def output_paths(out: Path | str, fmt: Format) -> tuple[Path, Path]:
     return out, out.with_name(f"{stem}.labels.parquet")
 
 
-def sequence_id_for(log_path: Path) -> str:
-    """The contract's sequence id of a log: its stem reduced to [A-Za-z0-9._-]."""
-    name = log_path.name
-    stem = name[: -len(log_path.suffix)] if log_path.suffix.lower() in {".bag", ".mcap", ".db3"} else name
-    sid = re.sub(r"[^A-Za-z0-9._-]", "_", stem)
-    return sid if sid not in {"", ".", ".."} else "sim"
-
-
 def simulate_log(
     out: Path | str,
     *,
@@ -126,12 +118,15 @@ def simulate_log(
     image_height: int = 400,
     jpeg_quality: int = 75,
     min_points: int = 1,
+    lidar: str = "vlp32c",
 ) -> SimulationResult:
     """Write a synthetic drive log of `seconds` (one sweep per 100 ms) and its ground truth.
 
     Deterministic: the same arguments give the same messages and a byte-identical ground truth.
-    `lidar_columns` firings per revolution (32 beams each); images `image_width` x `image_height`
-    at `jpeg_quality`; ground-truth rows need `min_points` LiDAR points on the object.
+    `lidar` names the LiDAR model (`rig.LIDAR_MODELS`: "vlp32c", 32 beams, or "hdl64e", 64 beams),
+    firing `lidar_columns` columns per revolution (hdl64e with 2048 columns: ~120k points a sweep);
+    images `image_width` x `image_height` at `jpeg_quality`; ground-truth rows need `min_points`
+    LiDAR points on the object.
 
     Raises FusionError when an output already exists, the name does not fit the format, an
     argument is out of range, or the log cannot be written.
@@ -146,6 +141,8 @@ def simulate_log(
             "lidar_columns must be >= 16, the image at least 32x32 and jpeg_quality in 1..100; "
             f"got {lidar_columns}, {image_width}x{image_height}, {jpeg_quality}"
         )
+    if lidar not in LIDAR_MODELS:
+        raise FusionError(f"unknown LiDAR model {lidar!r}; use one of {', '.join(LIDAR_MODELS)}")
     for path in (log_path, gt_path):
         if path.exists() or path.is_symlink():
             raise FusionError(f"{path} exists; remove it or choose another OUT")
@@ -154,7 +151,7 @@ def simulate_log(
     except OSError as err:
         raise FusionError(f"cannot create {log_path.parent}: {err.strerror}") from err
 
-    rig = default_rig(image_width, image_height, lidar_columns, jpeg_quality)
+    rig = default_rig(image_width, image_height, lidar_columns, jpeg_quality, lidar)
     num_sweeps = max(1, round(seconds * 1e9 / rig.lidar.period_ns))
     scene = build_scene(seed)
     partial = log_path.parent / f".{log_path.name}.partial-{os.getpid()}"

@@ -16,7 +16,9 @@ triggered when the sweep crosses its optical axis (the nuScenes scheme): at the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -62,6 +64,22 @@ VLP32C_ELEVATIONS_DEG: Final = (
     15.0,
 )
 """Beam elevations of a Velodyne VLP-32C (degrees, ring 0 lowest): dense around the horizon."""
+
+HDL64E_ELEVATIONS_DEG: Final = tuple(
+    round(float(e), 3)
+    for e in np.concatenate([np.linspace(-24.833, -8.833, 32), np.linspace(-8.333, 2.0, 32)])
+)
+"""Beam elevations of a Velodyne HDL-64E (degrees, ring 0 lowest; KITTI's sensor): a lower block of
+32 lasers 1/2 degree apart from -24.8 to -8.8 and an upper block 1/3 degree apart up to +2."""
+
+LIDAR_MODELS: Final[Mapping[str, tuple[float, ...]]] = MappingProxyType(
+    {
+        "vlp32c": VLP32C_ELEVATIONS_DEG,
+        "hdl64e": HDL64E_ELEVATIONS_DEG,
+    }
+)
+"""The simulated LiDAR models by name: their beam elevations (the `lidar` option of `simulate_log`).
+At 10 Hz an HDL-64E fires about 2000 columns a revolution (`lidar_columns=2048`: ~120k points a sweep)."""
 
 # Optical frame (x right, y down, z forward) expressed in a body frame (x forward, y left, z up).
 _BODY_FROM_OPTICAL: Final = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -183,8 +201,11 @@ def _camera(
     return Camera(name=name, frame_id=name, width=width, height=height, model=model, K=k, D=d)  # type: ignore[arg-type]
 
 
-def default_rig(width: int = 640, height: int = 400, columns: int = 720, jpeg_quality: int = 80) -> Rig:
-    """A VLP-32C-like LiDAR and three cameras, one per distortion model.
+def default_rig(
+    width: int = 640, height: int = 400, columns: int = 720, jpeg_quality: int = 80, lidar: str = "vlp32c"
+) -> Rig:
+    """A spinning LiDAR (`lidar`, a name in LIDAR_MODELS: VLP-32C-like by default) and three cameras,
+    one per distortion model.
 
     camera_front: plumb_bob, ~90 degrees horizontal field of view.
     camera_left: rational_polynomial, a strong wide-angle lens (~145 degrees).
@@ -223,7 +244,7 @@ def default_rig(width: int = 640, height: int = 400, columns: int = 720, jpeg_qu
         (0.03, -0.006, 0.001, -0.0002),
     )
     return Rig(
-        lidar=LidarSpec(columns=columns),
+        lidar=LidarSpec(elevations_deg=LIDAR_MODELS[lidar], columns=columns),
         cameras=(
             CameraMount(front, (1.7, 0.0, 1.55), 0.0, math.radians(3.0), jpeg_quality),
             CameraMount(left, (1.0, 0.95, 1.5), 0.5 * math.pi, math.radians(6.0), jpeg_quality),

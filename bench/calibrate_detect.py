@@ -1,0 +1,169 @@
+"""Fit the geometric detector's score: a logistic model per category, on simulated logs.
+
+    .venv/bin/python bench/calibrate_detect.py [--seeds 1 2 3 4 5 6] [--check-seeds 7 8] [--seconds 10]
+
+This is the script that produced `fusion.detect.classify.SCORE_WEIGHTS`; paste its output there.
+
+Data: every 5th sweep of a `--seconds` log per seed, for both simulated LiDARs (vlp32c at 512
+columns, hdl64e at 2048), deskewed by fusion.sync (never seed 0: the committed sample). Each box
+the detector keeps is labelled a true positive when it matches a ground-truth box: boxes taken by
+descending point count (the suppression's order), each takes the unmatched ground-truth box of
+its category with the highest BEV IoU of at least 0.5 (car, truck, bus) or 0.25 (pedestrian,
+cyclist, motorcycle); `unknown` boxes match a box of any category at 0.25. A logistic regression
+of that label on `SCORE_FEATURES` (Newton's method, L2 penalty `--l2` on all weights but the bias)
+is fitted per category; a category with fewer than `--min-samples` boxes or only one label gets
+its positive rate as a constant. The reliability of the fit on `--check-seeds` is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.detect_data import Frame, sim_frames
+from fusion.boxes import BOX_FIELDS, CATEGORIES
+from fusion.detect import GeometricConfig
+from fusion.detect.classify import SCORE_FEATURES, classify
+from fusion.detect.cluster import azimuth_step, cluster_points
+from fusion.detect.fit import fit_clusters
+from fusion.detect.geometric import points_of
+from fusion.detect.ground import estimate_ground
+from fusion.evaluation import bev_iou
+
+F64 = npt.NDArray[np.float64]
+LOOSE_IOU = {"car": 0.5, "truck": 0.5, "bus": 0.5, "pedestrian": 0.25, "cyclist": 0.25, "motorcycle": 0.25}
+UNKNOWN_IOU = 0.25
+
+
+def labelled(frames: Sequence[Frame], config: GeometricConfig) -> tuple[F64, npt.NDArray[np.str_], F64]:
+    """(features (K, F), category (K,), label (K,) 0/1) of every box the detector keeps."""
+    feats, cats, labels = [], [], []
+    for frame in frames:
+        xyz = points_of(frame.cloud)
+        ground = estimate_ground(xyz, config.ground)
+        step = azimuth_step(xyz, frame.cloud.ring)
+        clusters = cluster_points(xyz, ground.height, config.cluster, azimuth_step=step)
+        shapes = fit_clusters(xyz, ground.height, clusters, config.fit)
+        result = classify(shapes, config.classify)
+        truth = frame.truth
+        gt_boxes = truth[list(BOX_FIELDS)].to_numpy(dtype=np.float64)
+        gt_cat = truth["category"].to_numpy(dtype=str)
+        iou = bev_iou(result.boxes, gt_boxes) if len(gt_boxes) and len(result.boxes) else None
+        taken = np.zeros(len(gt_boxes), dtype=np.bool_)
+        label = np.zeros(len(result.boxes))
+        for k in np.argsort(-result.features[:, 1], kind="stable"):
+            if iou is None:
+                break
+            cat = str(result.category[k])
+            if cat == "unknown":
+                ok = ~taken & (iou[k] >= UNKNOWN_IOU)
+            else:
+                ok = ~taken & (gt_cat == cat) & (iou[k] >= LOOSE_IOU[cat])
+            if ok.any():
+                j = int(np.flatnonzero(ok)[np.argmax(iou[k][ok])])
+                taken[j] = True
+                label[k] = 1.0
+        feats.append(result.features)
+        cats.append(result.category)
+        labels.append(label)
+    return np.concatenate(feats), np.concatenate(cats), np.concatenate(labels)
+
+
+def fit_logistic(x: F64, y: F64, l2: float, iterations: int = 50) -> F64:
+    """Weights w (F,) of P(y=1) = sigmoid(x w); x's first column is the bias (not penalised)."""
+    w = np.zeros(x.shape[1])
+    penalty = np.full(x.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (p - y) + penalty * w
+        hess = (x * (p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit_all(x: F64, cat: npt.NDArray[np.str_], y: F64, l2: float, min_samples: int) -> dict[str, F64]:
+    weights = {}
+    for name in CATEGORIES:
+        sel = cat == name
+        w = np.zeros(x.shape[1])
+        if sel.sum() >= min_samples and 0.0 < y[sel].mean() < 1.0:
+            w = fit_logistic(x[sel], y[sel], l2)
+        elif sel.any():
+            rate = float(np.clip(y[sel].mean(), 0.01, 0.99))
+            w[0] = float(np.log(rate / (1.0 - rate)))
+        weights[name] = w
+    return weights
+
+
+def reliability(x: F64, cat: npt.NDArray[np.str_], y: F64, weights: dict[str, F64]) -> str:
+    lines = [
+        "| category | boxes | true positives | mean score | Brier | score bins (mean score / TP rate / n) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, w in weights.items():
+        sel = cat == name
+        if not sel.any():
+            continue
+        p = 1.0 / (1.0 + np.exp(-(x[sel] @ w)))
+        bins = []
+        for lo in (0.0, 0.25, 0.5, 0.75):
+            b = (p >= lo) & (p < lo + 0.25 + (1e-9 if lo == 0.75 else 0.0))
+            if b.any():
+                bins.append(f"{p[b].mean():.2f}/{y[sel][b].mean():.2f}/{int(b.sum())}")
+        brier = float(np.mean((p - y[sel]) ** 2))
+        lines.append(
+            f"| {name} | {int(sel.sum())} | {int(y[sel].sum())} | {p.mean():.3f} | {brier:.3f} | "
+            f"{'; '.join(bins)} |"
+        )
+    return "\n".join(lines)
+
+
+def frames_of(seeds: Sequence[int], seconds: float) -> list[Frame]:
+    return [f for lidar in ("vlp32c", "hdl64e") for s in seeds for f in sim_frames(s, lidar, seconds=seconds)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--check-seeds", type=int, nargs="*", default=[7, 8])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--min-samples", type=int, default=40)
+    args = parser.parse_args(argv)
+    if 0 in args.seeds or 0 in args.check_seeds:
+        parser.error("seed 0 is the committed sample; calibrate on other seeds")
+    config = GeometricConfig()
+    x, cat, y = labelled(frames_of(args.seeds, args.seconds), config)
+    weights = fit_all(x, cat, y, args.l2, args.min_samples)
+    print(f"# features: {', '.join(SCORE_FEATURES)}")
+    print("# fitted by bench/calibrate_detect.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("SCORE_WEIGHTS = {")
+    for name, w in weights.items():
+        print(f'    "{name}": ({", ".join(f"{v:.4f}" for v in w)}),')
+    print("}")
+    print()
+    print("Training seeds:")
+    print(reliability(x, cat, y, weights))
+    if args.check_seeds:
+        xc, cc, yc = labelled(frames_of(args.check_seeds, args.seconds), config)
+        print()
+        print("Held-out seeds:")
+        print(reliability(xc, cc, yc, weights))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

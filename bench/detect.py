@@ -1,0 +1,166 @@
+"""Speed of the geometric detector, per core, stage by stage, against a classic Open3D pipeline.
+
+    .venv/bin/python bench/detect.py [--repeats 5] [--sweeps 10] [--no-baseline]
+
+Sweeps (point counts are printed):
+  sim hdl64e     simulated HDL-64E-like sweeps, 64 beams x 2048 columns (~128k points)
+  sim vlp32c     simulated VLP-32C-like sweeps at the simulator's default 512 columns (~15k points)
+  KITTI 000000   a real HDL-64E sweep (115k points, the full 360 degrees)
+  KITTI 000008   a real sweep cropped to the camera's field of view (17k points)
+  AV2            the Argoverse 2 sweeps present (two stacked 32-beam sensors, ~99k points)
+Each sweep is run once to compile and warm up, then `--repeats` times; the table gives the median
+per stage (ground, cluster, fit, classify: the public stage functions `GeometricDetector.detect`
+composes, called one after the other as it does) and sweeps per second on one core.
+
+Threads: numba, OpenMP and BLAS are pinned to one thread before anything loads, so the numbers are
+per core. The baseline is what one would write with Open3D: a RANSAC ground plane
+(`segment_plane`, 0.2 m, 100 iterations) then DBSCAN (`cluster_dbscan`, eps 0.5 m, 5 points) on
+the rest, no boxes at all, on the first three sweeps of each set; its ratio is its time over ours
+on those sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy, numba and open3d load: a per-core number
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.detect_data import av2_frames, kitti_frames  # noqa: E402
+from fusion.boxes import Boxes  # noqa: E402
+from fusion.decode.types import PointCloud  # noqa: E402
+from fusion.detect import GeometricDetector  # noqa: E402
+from fusion.detect.classify import classify, to_boxes  # noqa: E402
+from fusion.detect.cluster import azimuth_step, cluster_points  # noqa: E402
+from fusion.detect.fit import S_COUNT, fit_clusters  # noqa: E402
+from fusion.detect.geometric import points_of  # noqa: E402
+from fusion.detect.ground import estimate_ground  # noqa: E402
+from fusion.simulate.lidar import simulate_sweep  # noqa: E402
+from fusion.simulate.rig import default_rig  # noqa: E402
+from fusion.simulate.scene import build_scene  # noqa: E402
+
+STAGES = ("ground", "cluster", "fit", "classify")
+
+
+def sim_clouds(lidar: str, columns: int, count: int, seed: int = 1) -> list[PointCloud]:
+    """`count` sweeps, one every 0.5 s, of the simulated drive (seed 1; lidar frame, as recorded)."""
+    scene = build_scene(seed)
+    rig = default_rig(columns=columns, lidar=lidar)
+    out = []
+    for k in range(count):
+        stamp = scene.start_ns + 50_000_000 + k * 500_000_000
+        sweep = simulate_sweep(scene, rig.lidar, stamp, index=k, noise_seed=seed)
+        out.append(PointCloud(sweep.xyz, sweep.intensity, None, sweep.ring, rig.lidar.frame_id, stamp))
+    return out
+
+
+def staged(detector: GeometricDetector, cloud: PointCloud) -> tuple[Boxes, npt.NDArray[np.float64]]:
+    """`detector.detect(cloud)` stage by stage: (boxes, seconds per stage)."""
+    cfg = detector.config
+    t = [time.perf_counter()]
+    xyz = points_of(cloud)
+    ground = estimate_ground(xyz, cfg.ground)
+    t.append(time.perf_counter())
+    clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=azimuth_step(xyz, cloud.ring))
+    t.append(time.perf_counter())
+    shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
+    t.append(time.perf_counter())
+    result = classify(shapes, cfg.classify)
+    boxes = to_boxes(result, shapes.values[result.cluster, S_COUNT].astype(np.int64), cloud.frame_id, 0)
+    t.append(time.perf_counter())
+    return boxes, np.diff(t)
+
+
+def open3d_baseline() -> Callable[[PointCloud], int] | None:
+    try:
+        import open3d as o3d
+    except (ImportError, OSError):  # open3d needs libusb at import time (see the README)
+        return None
+
+    def run(cloud: PointCloud) -> int:
+        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.xyz.astype(np.float64)))
+        _, inliers = pcd.segment_plane(distance_threshold=0.2, ransac_n=3, num_iterations=100)
+        rest = pcd.select_by_index(inliers, invert=True)
+        labels = np.asarray(rest.cluster_dbscan(eps=0.5, min_points=5))
+        return int(labels.max() + 1)
+
+    return run
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweeps", type=int, default=10, help="simulated sweeps per LiDAR model")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Open3D baseline")
+    args = parser.parse_args(argv)
+
+    sets: dict[str, list[PointCloud]] = {
+        "sim hdl64e (64 x 2048)": sim_clouds("hdl64e", 2048, args.sweeps),
+        "sim vlp32c (32 x 512)": sim_clouds("vlp32c", 512, args.sweeps),
+    }
+    for frame in kitti_frames():
+        sets[f"KITTI {frame.name.split('/')[1]}"] = [frame.cloud]
+    av2 = av2_frames()
+    if av2:
+        sets["AV2 (2 x 32 beams)"] = [f.cloud for f in av2]
+    detector = GeometricDetector()
+    baseline = None if args.no_baseline else open3d_baseline()
+
+    print(
+        "| sweeps | points/sweep | boxes/sweep | ground ms | cluster ms | fit ms | classify ms | total ms "
+        "| sweeps/s/core |" + (" Open3D RANSAC+DBSCAN ms | ratio |" if baseline else "")
+    )
+    print("|---" * (9 + (2 if baseline else 0)) + "|")
+    for name, clouds in sets.items():
+        stages = np.zeros((len(clouds), len(STAGES)))
+        boxes = 0
+        for k, cloud in enumerate(clouds):
+            staged(detector, cloud)  # compile, warm the caches
+            if len(detector.detect(cloud)) != len(staged(detector, cloud)[0]):
+                raise SystemExit("the staged run does not give detect()'s boxes; fix bench/detect.py")
+            runs = np.array([staged(detector, cloud)[1] for _ in range(args.repeats)])
+            stages[k] = np.median(runs, axis=0)
+            boxes += len(staged(detector, cloud)[0])
+        per = stages.mean(axis=0) * 1e3
+        total = float(per.sum())
+        points = np.mean([len(c) for c in clouds])
+        row = (
+            f"| {name} | {points:,.0f} | {boxes / len(clouds):.0f} | "
+            + " | ".join(f"{v:.1f}" for v in per)
+            + f" | {total:.1f} | {1e3 / total:.0f} |"
+        )
+        if baseline:
+            base = np.mean(
+                [median_seconds(partial(baseline, c), max(1, args.repeats // 2)) for c in clouds[:3]]
+            )
+            ours = float(stages[:3].sum(axis=1).mean())  # on the same sweeps as the baseline
+            row += f" {base * 1e3:.0f} | {base / ours:.0f}x |"
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

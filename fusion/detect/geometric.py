@@ -1,0 +1,167 @@
+"""`GeometricDetector`: boxes from one LiDAR sweep by geometry alone (no model weights, one CPU core).
+
+    ground (ground.py)      height of every point above a local ground grown from the sensor outwards
+    cluster (cluster.py)    connected components of the points above the ground, in bird's-eye view
+    fit (fit.py)            an oriented rectangle per cluster: L-shape fitting, minimum area when small
+    classify (classify.py)  a category by shape, the box completed to the category's size, a score
+
+Each stage is a public function of its module taking its own frozen config; `GeometricDetector.detect`
+is their composition, and `bench/detect.py` times them one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from fusion.boxes import CATEGORIES, Boxes
+from fusion.decode.types import PointCloud
+from fusion.detect.classify import DEFAULT_RULES, CategoryRule, ClassifyConfig, classify, to_boxes
+from fusion.detect.cluster import ClusterConfig, azimuth_step, cluster_points
+from fusion.detect.errors import DetectError
+from fusion.detect.fit import S_COUNT, FitConfig, fit_clusters
+from fusion.detect.ground import GroundConfig, estimate_ground
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    """Configuration of the geometric detector: one frozen config per stage.
+
+    Raises DetectError for a value no detector can work with (a non-positive size, a range
+    that is empty, a rule for a category the contract does not have).
+    """
+
+    ground: GroundConfig = field(default_factory=GroundConfig)  # ground estimation
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # region of interest, connectivity
+    fit: FitConfig = field(default_factory=FitConfig)  # rectangle fitting
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)  # categories, sizes, scores
+
+    def __post_init__(self) -> None:
+        g, c, f, k = self.ground, self.cluster, self.fit, self.classify
+        positive = {
+            "ground.cell_size": g.cell_size,
+            "ground.max_range": g.max_range,
+            "cluster.cell_size": c.cell_size,
+            "cluster.max_range": c.max_range,
+            "cluster.min_link": c.min_link,
+            "fit.coarse_step": f.coarse_step,
+            "fit.fine_step": f.fine_step,
+            "fit.min_distance": f.min_distance,
+        }
+        for name, value in positive.items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DetectError(f"detector config {name} = {value!r}; use a positive number")
+        if not 0.0 <= c.min_range < c.max_range:
+            raise DetectError(
+                f"detector config cluster.min_range = {c.min_range} must be in [0, max_range = {c.max_range})"
+            )
+        if c.min_height >= c.max_height:
+            raise DetectError(
+                f"detector config cluster.min_height = {c.min_height} must be below "
+                f"max_height = {c.max_height}"
+            )
+        if c.min_points < 1 or c.max_link_cells < 1:
+            raise DetectError("detector config cluster.min_points and cluster.max_link_cells must be >= 1")
+        if bad := sorted(set(k.rules) - set(CATEGORIES)):
+            raise DetectError(
+                f"detector config classify.rules has unknown categories {bad}; use {CATEGORIES}"
+            )
+        if missing := [n for n in k.priority if n not in k.rules]:
+            raise DetectError(f"detector config classify.priority names {missing}, which have no rule")
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The configuration as plain dicts, lists and numbers (for TOML/JSON; `from_mapping` reads it)."""
+        out: dict[str, Any] = {}
+        for stage in fields(self):
+            values = {}
+            for f in fields(getattr(self, stage.name)):
+                value = getattr(getattr(self, stage.name), f.name)
+                if f.name == "rules":
+                    value = {
+                        name: {**asdict(rule), "prior": list(rule.prior)} for name, rule in value.items()
+                    }
+                elif isinstance(value, tuple):
+                    value = list(value)
+                values[f.name] = value
+            out[stage.name] = values
+        return out
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> GeometricConfig:
+        """A configuration from nested mappings (e.g. a parsed TOML table: [ground], [cluster], [fit],
+        [classify], [classify.rules.car]); missing keys keep their defaults.
+
+        Raises DetectError for an unknown section or key, or a bad value.
+        """
+        stages: dict[str, type[Any]] = {
+            "ground": GroundConfig,
+            "cluster": ClusterConfig,
+            "fit": FitConfig,
+            "classify": ClassifyConfig,
+        }
+        if unknown := sorted(set(data) - set(stages)):
+            raise DetectError(f"detector config: unknown section(s) {unknown}; use {sorted(stages)}")
+        built: dict[str, Any] = {}
+        for name, kind in stages.items():
+            section = dict(data.get(name, {}))
+            known = {f.name for f in fields(kind)}
+            if unknown := sorted(set(section) - known):
+                raise DetectError(f"detector config [{name}]: unknown key(s) {unknown}; use {sorted(known)}")
+            if name == "classify" and "rules" in section:
+                rules = dict(DEFAULT_RULES)
+                for category, rule in section["rules"].items():
+                    base = asdict(rules[category]) if category in rules else {}
+                    merged = {**base, **rule}
+                    try:
+                        rules[category] = CategoryRule(**{**merged, "prior": tuple(merged["prior"])})
+                    except (TypeError, KeyError) as err:
+                        raise DetectError(f"detector config [classify.rules.{category}]: {err}") from err
+                section["rules"] = MappingProxyType(rules)
+            for key, value in section.items():
+                if isinstance(value, list):
+                    section[key] = tuple(value)
+            built[name] = kind(**section)
+        return cls(**built)
+
+
+class GeometricDetector:
+    """Ground removal, clustering, L-shape boxes and shape classification (see the module docstring)."""
+
+    name = "geometric"
+
+    def __init__(self, config: GeometricConfig | None = None) -> None:
+        self.config = config or GeometricConfig()
+
+    def detect(self, cloud: PointCloud) -> Boxes:
+        """The boxes of one sweep, in the cloud's frame at its stamp."""
+        xyz = points_of(cloud)
+        if xyz.shape[0] == 0:
+            return Boxes.empty(cloud.frame_id, cloud.stamp_ns)
+        cfg = self.config
+        ground = estimate_ground(xyz, cfg.ground)
+        step = azimuth_step(xyz, cloud.ring)
+        clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=step)
+        shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
+        result = classify(shapes, cfg.classify)
+        counts = shapes.values[result.cluster, S_COUNT].astype(np.int64)
+        return to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
+
+    def detect_batch(self, clouds: Sequence[PointCloud]) -> list[Boxes]:
+        """`detect` of each cloud, in order."""
+        return [self.detect(c) for c in clouds]
+
+
+def points_of(cloud: PointCloud) -> np.ndarray[tuple[int, int], np.dtype[np.float32]]:
+    """The cloud's xyz as a dense (N, 3) float32 array (a copy only when it is a strided view).
+
+    Raises DetectError when xyz is not (N, 3).
+    """
+    xyz = cloud.xyz
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise DetectError(f"a point cloud's xyz must be (N, 3), got {xyz.shape} (frame {cloud.frame_id!r})")
+    return np.ascontiguousarray(xyz, dtype=np.float32)
