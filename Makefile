@@ -34,6 +34,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/projection.py
+	$(BIN)/python bench/detect.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion calib trackers exporters tests bench

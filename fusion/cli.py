@@ -48,7 +48,9 @@ def _calibration(args: argparse.Namespace) -> Calibration | None:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fusion.simulate import simulate_log
 
-    result = simulate_log(Path(args.out), fmt=args.format, seconds=args.seconds, seed=args.seed)
+    result = simulate_log(
+        Path(args.out), fmt=args.format, seconds=args.seconds, seed=args.seed, lidar=args.lidar
+    )
     print(
         f"wrote {result.log_path} ({result.num_sweeps} sweeps, {result.num_images} images)\n"
         f"ground truth: {result.ground_truth_path} ({result.num_boxes} boxes, {result.num_tracks} tracks)"
@@ -202,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["ros1", "mcap", "sqlite3"], default="mcap")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the drive (default 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same log")
+    p.add_argument(
+        "--lidar",
+        choices=["vlp32c", "hdl64e"],
+        default="vlp32c",
+        help="32-beam VLP-32C-like (default) or 64-beam HDL-64E-like (~120k points a sweep)",
+    )
     p.set_defaults(func=_cmd_simulate)
     return parser
 
