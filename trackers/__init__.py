@@ -1,1 +1,27 @@
-"""Online 3D multi-object tracking and offline 4D refinement (arrays in, tracks out)."""
+"""Online 3D multi-object tracking and offline 4D refinement (arrays in, tracks out).
+
+    from trackers import Tracker, TrackerConfig
+    tracker = Tracker(TrackerConfig())
+    out = tracker.step(boxes, t_ns, world_from_sensor)  # TrackedBoxes, once per frame
+
+Modules: `online` (Tracker), `motion` (Kalman filters behind `MotionModel`, `MOTION_MODELS`),
+`association` (costs and matchers), `config` (`Params` per category, `TrackerConfig`), `types`
+(`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`). Nothing here knows of bags,
+Dask or Parquet.
+"""
+
+from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
+from trackers.errors import TrackingError
+from trackers.online import Tracker
+from trackers.types import Track, TrackedBoxes, TrackState
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "Params",
+    "Track",
+    "TrackState",
+    "TrackedBoxes",
+    "Tracker",
+    "TrackerConfig",
+    "TrackingError",
+]
