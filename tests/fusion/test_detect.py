@@ -321,14 +321,16 @@ def test_real_kitti_and_av2_cars_are_found(datasets: Path) -> None:
 def _recall(boxes: Boxes, truth: object, config: object) -> tuple[int, int]:
     import pandas as pd
 
-    from fusion.evaluation import evaluate
+    from fusion.evaluation import evaluate, format_table
 
     pred = pd.DataFrame(boxes.boxes, columns=["x", "y", "z", "length", "width", "height", "yaw"])
     pred["category"] = boxes.category.astype(str)
     pred["score"] = boxes.score.astype(np.float64)
     pred["sequence_id"] = str(truth["sequence_id"].iloc[0])  # type: ignore[index]
     pred["frame_index"] = 0
-    res = evaluate(pred, truth, config).category("car")  # type: ignore[arg-type]
+    result = evaluate(pred, truth, config)  # type: ignore[arg-type]
+    print(format_table(result))  # the full table, shown by pytest -rP
+    res = result.category("car")
     return res.num_gt, res.tp
 
 
