@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml
 
 demo: sysdeps $(STAMP)
 	$(BIN)/fusion inspect data_samples/sim_drive.mcap
+	$(BIN)/fusion detect data_samples/sim_drive.mcap --out out/demo --overwrite
+	$(BIN)/fusion eval --pred out/demo --gt data_samples/sim_drive.labels.parquet --max-range 50
 	@echo
-	@echo "Inspected the sample log data_samples/sim_drive.mcap (3 s simulated drive)."
+	@echo "Pre-labels of the sample log (3 s simulated drive): out/demo/labels/sim_drive.parquet"
 	@echo "Its exact ground truth: data_samples/sim_drive.labels.parquet"
-	@echo "  .venv/bin/python -c \"import pandas as pd; print(pd.read_parquet('data_samples/sim_drive.labels.parquet'))\""
+	@echo "  .venv/bin/python -c \"import pandas as pd; print(pd.read_parquet('out/demo/labels'))\""
 
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q tests
