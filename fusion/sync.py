@@ -240,6 +240,7 @@ def prepare(
     fixed = config.fixed_frame or _fixed_frame(buffer, lidar_frame)
     ctx = SyncContext(lidar, lidar_frame, buffer, fixed, {})
 
+    first_sweep_ns = _first_stamp(bag, lidar, topics[lidar].first_log_ns or 0)
     by_camera = image_topics_by_camera(topics)
     wanted = config.camera_topics
     if wanted is not None:
@@ -260,9 +261,8 @@ def prepare(
                 "pass --calibration FILE with it"
             )
             continue
-        t0 = topics[lidar].first_log_ns or 0
         try:
-            lidar_from_camera = buffer.lookup(lidar_frame, camera.frame_id, _first_stamp(bag, lidar, t0))
+            lidar_from_camera = buffer.lookup(lidar_frame, camera.frame_id, first_sweep_ns)
         except CalibrationError as err:
             ctx.warnings.append(f"{bag.path}: camera {name} left out: {err}; pass --calibration FILE with it")
             continue
