@@ -6,7 +6,10 @@
     print(format_table(result))
     json.dumps(result.to_json())
 
-Definitions are in `fusion.evaluation.metrics`; dataset conventions in `fusion.evaluation.converters`.
+Tracking: `evaluate_tracking(pred, gt, TrackingConfig())`, `format_tracking_table(result)`.
+
+Definitions are in `fusion.evaluation.metrics` and `fusion.evaluation.tracking`; dataset conventions
+in `fusion.evaluation.converters`.
 """
 
 from fusion.evaluation.converters import (
@@ -32,6 +35,15 @@ from fusion.evaluation.metrics import (
     evaluate,
 )
 from fusion.evaluation.report import format_table
+from fusion.evaluation.tracking import (
+    ClearMetrics,
+    TrackingConfig,
+    TrackingMetrics,
+    TrackingResult,
+    evaluate_tracking,
+    format_tracking_table,
+    recall_thresholds,
+)
 
 __all__ = [
     "AV2_CATEGORIES",
@@ -39,19 +51,26 @@ __all__ = [
     "KITTI_CATEGORIES",
     "LEVELS",
     "CategoryMetrics",
+    "ClearMetrics",
     "EvalConfig",
     "EvalResult",
     "EvaluationError",
     "SliceMetrics",
+    "TrackingConfig",
+    "TrackingMetrics",
+    "TrackingResult",
     "av2_annotations_labels",
     "average_precision",
     "bev_iou",
     "count_points_in_boxes",
     "evaluate",
+    "evaluate_tracking",
     "format_table",
+    "format_tracking_table",
     "iou_3d",
     "kitti_object_labels",
     "kitti_rect_to_velodyne",
     "kitti_tracking_labels",
     "load_labels",
+    "recall_thresholds",
 ]
