@@ -139,6 +139,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         config = EvalConfig.from_json(data)
     pred = load_labels(Path(args.pred))
     truth = _load_truth(Path(args.gt), args.gt_calib)
+    if args.tracking:
+        from fusion.evaluation import TrackingConfig, evaluate_tracking, format_tracking_table
+
+        tconfig = TrackingConfig.from_json({"match": args.match}) if args.match else TrackingConfig()
+        tracking = evaluate_tracking(pred, truth, tconfig)
+        if args.json:
+            json.dump(tracking.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
+            sys.stdout.write("\n")
+        else:
+            print(format_tracking_table(tracking))
+        return 0
     result = evaluate(pred, truth, config)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
@@ -196,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-range", type=float, metavar="M", help="evaluate only boxes within M metres")
     p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
     p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
+    p.add_argument(
+        "--tracking",
+        action="store_true",
+        help="tracking metrics instead (MOTA, MOTP, IDF1, IDS, FRAG, HOTA, sAMOTA/AMOTA)",
+    )
+    p.add_argument(
+        "--match",
+        choices=["iou_3d", "bev_iou", "distance"],
+        help="tracking: match by 3D IoU >= 0.25 (default, AB3DMOT's KITTI protocol), BEV IoU, or 2 m",
+    )
     p.add_argument("--json", action="store_true", help="print stable JSON on standard output")
     p.set_defaults(func=_cmd_eval)
 

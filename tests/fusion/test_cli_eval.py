@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -57,3 +58,25 @@ def test_kitti_label_without_calibration_is_a_one_line_error(
     assert main(["eval", "--pred", str(TRUTH), "--gt", str(label)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--gt-calib" in err[0]
+
+
+def test_tracking_metrics_of_a_track_split_in_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Renumbering one car's track from frame 15 on is exactly one ID switch."""
+    table = pq.read_table(TRUTH)
+    df = table.to_pandas()
+    car = df[df.category == "car"].track_id.iloc[0]
+    late = (df.track_id == car) & (df.frame_index >= 15)
+    df.loc[late, "track_id"] = df.track_id.max() + 1
+    column = table.schema.get_field_index("track_id")
+    renumbered = table.set_column(column, table.schema.field(column), pa.array(df.track_id, pa.int64()))
+    pq.write_table(renumbered, tmp_path / "pred.parquet")  # keeps fusion's schema metadata
+    assert (
+        main(["eval", "--tracking", "--pred", str(tmp_path / "pred.parquet"), "--gt", str(TRUTH), "--json"])
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert "NaN" not in json.dumps(doc)
+    car_metrics = doc["categories"]["car"]
+    assert (car_metrics["id_switches"], car_metrics["fp"], car_metrics["fn"]) == (1, 0, 0)
+    assert doc["overall"]["id_switches"] == 1
+    assert car_metrics["idf1"] < 1.0 and car_metrics["mota"] == pytest.approx(1 - 1 / car_metrics["num_gt"])
