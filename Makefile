@@ -37,6 +37,8 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/projection.py
 	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/tracking.py
+	$(BIN)/python bench/kitti_tracking.py --out out/kitti_tracking --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion calib trackers exporters tests bench

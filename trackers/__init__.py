@@ -6,22 +6,28 @@
 
 Modules: `online` (Tracker), `motion` (Kalman filters behind `MotionModel`, `MOTION_MODELS`),
 `association` (costs and matchers), `config` (`Params` per category, `TrackerConfig`), `types`
-(`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`). Nothing here knows of bags,
+(`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`), `refine` (offline 4D refinement of
+whole tracks: `track_both_ways`, `refine`, `TrackTable`, `RefineConfig`). Nothing here knows of bags,
 Dask or Parquet.
 """
 
 from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
+from trackers.refine import RefineConfig, TrackTable, refine, track_both_ways
 from trackers.types import Track, TrackedBoxes, TrackState
 
 __all__ = [
     "DEFAULT_PARAMS",
     "Params",
+    "RefineConfig",
     "Track",
     "TrackState",
+    "TrackTable",
     "TrackedBoxes",
     "Tracker",
     "TrackerConfig",
     "TrackingError",
+    "refine",
+    "track_both_ways",
 ]

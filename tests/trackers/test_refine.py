@@ -1,0 +1,429 @@
+"""Offline 4D refinement: yaw, gaps, static objects, size, filtering, smoothing, forward/backward merge,
+and the whole chain on simulated logs against their ground truth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from calib.transform import wrap_angle
+from exporters.labels import read_labels
+from fusion.bags import open_bag
+from fusion.boxes import Boxes
+from fusion.detect import GeometricDetector
+from fusion.evaluation.iou import bev_iou, iou_3d
+from fusion.simulate import simulate_log
+from fusion.sync import SyncConfig, prepare, synchronize
+from tests.trackers.scenarios import FRAME_NS, car, frame
+from trackers import RefineConfig, Tracker, TrackerConfig, TrackingError, TrackTable, refine, track_both_ways
+
+F64 = npt.NDArray[np.float64]
+
+
+def one_track(
+    boxes: Sequence[Sequence[float]] | F64,
+    frames: Sequence[int] | None = None,
+    *,
+    track_id: int = 7,
+    score: float | Sequence[float] = 0.9,
+    num_points: int = 100,
+    sensor_origin: Sequence[float] | F64 | None = None,
+) -> TrackTable:
+    rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    index = np.arange(len(rows)) if frames is None else np.asarray(frames)
+    return TrackTable.build(
+        frame_index=index,
+        t_ns=index * FRAME_NS,
+        track_id=np.full(len(rows), track_id),
+        category=["car"] * len(rows),
+        score=np.broadcast_to(np.asarray(score, dtype=np.float32), len(rows)),
+        boxes_world=rows,
+        num_points=np.full(len(rows), num_points),
+        sensor_origin=None if sensor_origin is None else np.broadcast_to(sensor_origin, (len(rows), 3)),
+    )
+
+
+def concat(*tables: TrackTable) -> TrackTable:
+    return TrackTable.build(
+        frame_index=np.concatenate([t.frame_index for t in tables]),
+        t_ns=np.concatenate([t.t_ns for t in tables]),
+        track_id=np.concatenate([t.track_id for t in tables]),
+        category=np.concatenate([t.category for t in tables]),
+        score=np.concatenate([t.score for t in tables]),
+        boxes_world=np.concatenate([t.boxes_world for t in tables]),
+        num_points=np.concatenate([t.num_points for t in tables]),
+    )
+
+
+def moving_car(n: int, speed: float = 10.0, x0: float = 5.0, y: float = 2.0) -> F64:
+    """(n, 7) exact boxes of a car driving along +x (yaw 0) at `speed`, one per 100 ms frame."""
+    return np.array([car(x0 + speed * 0.1 * k, y, 0.0) for k in range(n)])
+
+
+# --- yaw, gaps, static, size ------------------------------------------------------------------------
+
+
+def test_one_flipped_detection_comes_out_heading_along_the_motion() -> None:
+    rng = np.random.default_rng(1)
+    boxes = moving_car(15)
+    boxes[:, :2] += rng.normal(0.0, 0.1, (15, 2))
+    boxes[:, 6] = rng.normal(0.0, 0.03, 15)
+    boxes[6, 6] += math.pi  # front and back confused once
+    out = refine(one_track(boxes))
+    assert len(out) == 15 and set(out.origin.tolist()) == {"detected"}
+    assert np.abs(wrap_angle(out.boxes_world[:, 6])).max() < 0.05
+
+
+def test_parked_car_faces_its_majority_heading_when_front_and_back_alternate() -> None:
+    rng = np.random.default_rng(2)
+    boxes = np.array([car(10.0, 4.0, 0.3) for _ in range(12)])
+    boxes[:, 6] += rng.normal(0.0, 0.02, 12)
+    boxes[[1, 4, 8], 6] += math.pi  # 3 of 12 flipped
+    out = refine(one_track(boxes))
+    assert np.abs(wrap_angle(out.boxes_world[:, 6] - 0.3)).max() < 0.02
+
+
+def test_three_frame_gap_is_filled_with_three_interpolated_boxes_on_the_line() -> None:
+    frames = [0, 1, 2, 3, 7, 8, 9, 10]
+    truth = moving_car(11)
+    out = refine(one_track(truth[frames], frames))
+    assert out.frame_index.tolist() == list(range(11))
+    assert out.origin.tolist() == ["detected"] * 4 + ["interpolated"] * 3 + ["detected"] * 4
+    gap = out.origin == "interpolated"
+    assert np.abs(out.boxes_world[gap, :3] - truth[4:7, :3]).max() < 1e-3
+    assert out.t_ns[gap].tolist() == [4 * FRAME_NS, 5 * FRAME_NS, 6 * FRAME_NS]
+    assert (out.num_points[gap] == 0).all() and (out.num_points[~gap] == 100).all()
+
+
+def test_gap_longer_than_max_gap_frames_stays_empty_but_keeps_the_id() -> None:
+    frames = [0, 1, 2, 3, 10, 11, 12, 13]
+    out = refine(one_track(moving_car(14)[frames], frames), RefineConfig(max_gap_frames=5))
+    assert out.frame_index.tolist() == frames and set(out.track_id.tolist()) == {7}
+
+
+def test_parked_car_with_noisy_detections_is_held_at_one_pose() -> None:
+    rng = np.random.default_rng(3)
+    truth = np.array(car(12.0, -3.0, 1.0))
+    boxes = np.tile(truth, (25, 1))
+    boxes[:, :3] += rng.normal(0.0, 0.15, (25, 3))
+    boxes[:, 6] += rng.normal(0.0, 0.05, 25)
+    boxes[::4, 6] += math.pi
+    out = refine(one_track(boxes))
+    assert len(out) == 25
+    spread = out.boxes_world.max(axis=0) - out.boxes_world.min(axis=0)
+    assert spread.max() < 0.01  # one pose (and one size): spread exactly 0 here
+    assert np.hypot(*(out.boxes_world[0, :2] - truth[:2])) < 0.1
+    assert abs(wrap_angle(out.boxes_world[0, 6] - 1.0)) < 0.05
+    assert (out.velocity == 0.0).all()
+
+
+def test_size_of_a_car_seen_for_30_frames_is_within_10_cm_of_the_truth() -> None:
+    """Detector-like sizes: a LiDAR box is the object's visible part (too short when one side is seen,
+    truncation ~ exponential, mean 40 cm in length, 5 cm across), plus 3 cm noise and two merges."""
+    rng = np.random.default_rng(4)
+    truth = np.array([4.62, 1.86, 1.52])
+    boxes = moving_car(30)
+    boxes[:, 3:6] = truth - rng.exponential([0.4, 0.05, 0.05], (30, 3)) + rng.normal(0.0, 0.03, (30, 3))
+    boxes[[5, 17], 3:5] += [1.5, 0.8]  # merged with something beside it
+    out = refine(one_track(boxes))
+    assert np.unique(out.boxes_world[:, 3:6], axis=0).shape == (1, 3)  # one size for the whole track
+    assert np.abs(out.boxes_world[0, 3:6] - truth).max() < 0.10
+    median = np.median(boxes[:, 3:6], axis=0)
+    assert abs(median[0] - truth[0]) > 0.2  # the median alone would be a car too short
+
+
+def test_boxes_of_the_visible_rear_grow_forward_to_the_track_size() -> None:
+    """A car driving away from the sensor: seen whole for 10 frames, then only its rear (2 m long boxes,
+    centred on the visible part). At the track's length the rear face stays where it was seen."""
+    rng = np.random.default_rng(8)
+    truth = moving_car(20, x0=10.0, y=0.0)
+    boxes = truth.copy()
+    boxes[:, :2] += rng.normal(0.0, 0.03, (20, 2))
+    rear = truth[10:, 0] - truth[10:, 3] / 2.0
+    boxes[10:, 3] = 2.0
+    boxes[10:, 0] = rear + 1.0
+    table = one_track(boxes, sensor_origin=[0.0, 0.0, 1.8])
+    out = refine(table)
+    assert np.abs(out.boxes_world[:, 3] - 4.5).max() < 1e-9
+    assert np.abs(out.boxes_world[:, 0] - truth[:, 0]).max() < 0.1
+    plain = refine(table, RefineConfig(anchor_seen_faces=False))
+    assert np.abs(plain.boxes_world[15:, 0] - truth[15:, 0]).min() > 0.5  # centred on the rear part
+
+
+# --- filtering and score ----------------------------------------------------------------------------
+
+
+def test_one_frame_track_is_removed_and_short_weak_tracks_too() -> None:
+    long = one_track(moving_car(10), track_id=1)
+    single = one_track([car(30.0, 5.0, 0.0)], [4], track_id=2)
+    weak = one_track(moving_car(10, y=-6.0), track_id=3, score=0.2)
+    out = refine(concat(long, single, weak))
+    assert sorted(set(out.track_id.tolist())) == [1]
+
+
+def test_track_score_is_the_top_k_mean_scaled_by_length_on_every_box() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.95, 0.5]
+    out = refine(one_track(moving_car(6), score=scores), RefineConfig(score_top_k=3, full_score_frames=10))
+    expected = np.float32((0.95 + 0.9 + 0.8) / 3 * 0.6)
+    assert out.score.dtype == np.float32 and (out.score == expected).all()
+
+
+def test_rts_smoothing_reduces_the_position_error_of_a_noisy_constant_velocity_track() -> None:
+    rng = np.random.default_rng(5)
+    truth = moving_car(40, speed=8.0)
+    boxes = truth.copy()
+    boxes[:, :3] += rng.normal(0.0, 0.3, (40, 3))
+    out = refine(one_track(boxes))
+    raw = np.sqrt(np.mean(np.sum((boxes[:, :2] - truth[:, :2]) ** 2, axis=1)))
+    smoothed = np.sqrt(np.mean(np.sum((out.boxes_world[:, :2] - truth[:, :2]) ** 2, axis=1)))
+    assert smoothed < 0.5 * raw  # 0.41 -> 0.13 m measured
+    speed = np.hypot(out.velocity[:, 0], out.velocity[:, 1])
+    assert np.abs(speed - 8.0).max() < 1.0
+
+
+def test_config_and_table_reject_bad_values() -> None:
+    with pytest.raises(TrackingError, match="size_quantile"):
+        RefineConfig(size_quantile=1.5)
+    with pytest.raises(TrackingError, match="boxes_world must have shape"):
+        TrackTable(
+            frame_index=np.zeros(2, np.int64), t_ns=np.zeros(2, np.int64), track_id=np.zeros(2, np.int64),
+            category=np.array(["car", "car"]), score=np.zeros(2, np.float32), boxes_world=np.zeros((2, 6)),
+            origin=np.array(["detected"] * 2), num_points=np.zeros(2, np.int32), velocity=np.zeros((2, 3)),
+            sensor_origin=np.zeros((2, 3)),
+        )  # fmt: skip
+    with pytest.raises(TrackingError, match="unknown origins"):
+        one_track(moving_car(2)).build(
+            frame_index=[0], t_ns=[0], track_id=[0], category=["car"], score=[1.0],
+            boxes_world=[car(0, 0, 0)], origin="guessed",
+        )  # fmt: skip
+    assert len(refine(TrackTable.empty())) == 0
+
+
+def test_refine_config_round_trips_through_a_mapping_and_reads_toml(tmp_path: Path) -> None:
+    config = RefineConfig.from_mapping({"max_gap_frames": 3, "params": {"car": {"r_pos": 0.4}}})
+    assert config.max_gap_frames == 3 and config.params["car"].r_pos == 0.4
+    assert config.params["truck"] == RefineConfig().params["truck"]
+    assert RefineConfig.from_mapping(config.to_mapping()) == config
+    toml = tmp_path / "fusion.toml"
+    toml.write_text("[refine]\nmin_track_frames = 5\n[refine.params.default]\nq_accel = 1.0\n")
+    loaded = RefineConfig.from_toml(toml)
+    assert loaded.min_track_frames == 5 and all(p.q_accel == 1.0 for p in loaded.params.values())
+    with pytest.raises(TrackingError, match="unknown refine config keys"):
+        RefineConfig.from_mapping({"max_gap": 3})
+
+
+# --- forward and backward tracking ------------------------------------------------------------------
+
+
+def _frames(boxes_per_frame: Sequence[Sequence[list[float]]]) -> list[tuple[Boxes, int, None]]:
+    out = []
+    for k, rows in enumerate(boxes_per_frame):
+        t_ns = k * FRAME_NS
+        out.append((frame(rows, ["car"] * len(rows), [0.9] * len(rows), t_ns), t_ns, None))
+    return out
+
+
+def test_backward_pass_joins_a_track_the_forward_pass_split_at_an_early_miss() -> None:
+    rng = np.random.default_rng(6)
+    truth = moving_car(20)
+    rows = [[] if k == 1 else [list(truth[k] + np.r_[rng.normal(0, 0.05, 3), 0, 0, 0, 0])] for k in range(20)]
+    frames = _frames(rows)
+    # forward alone: the track born at frame 0 is still tentative when frame 1 misses it, so it dies
+    forward = Tracker(TrackerConfig(output_tentative=True))
+    ids = {int(i) for b, t, p in frames for i in forward.step(b, t, p).track_id}
+    assert len(ids) == 2
+
+    table = track_both_ways(frames)
+    assert len(table) == 19 and set(table.track_id.tolist()) == {0}
+    out = refine(table)
+    assert set(out.track_id.tolist()) == {0} and out.frame_index.tolist() == list(range(20))
+    assert out.origin[1] == "interpolated"
+
+
+def test_two_cars_side_by_side_stay_two_tracks_in_both_passes() -> None:
+    rng = np.random.default_rng(7)
+    a, b = moving_car(15, y=0.0), moving_car(15, y=4.0, x0=3.0)
+    rows = [[list(a[k] + np.r_[rng.normal(0, 0.05, 3), 0, 0, 0, 0]), list(b[k])] for k in range(15)]
+    rows[5] = rows[5][1:]  # car a missed once mid-way
+    table = track_both_ways(_frames(rows))
+    assert len(table) == 29 and len(set(table.track_id.tolist())) == 2
+    ids_a = {int(table.track_id[k]) for k in np.flatnonzero(np.abs(table.boxes_world[:, 1]) < 1.0)}
+    assert len(ids_a) == 1
+
+
+def test_track_table_from_tracked_keeps_matched_boxes_only() -> None:
+    tracker = Tracker(TrackerConfig(output_lost=True))
+    outs = []
+    for k in range(8):
+        rows = [] if k == 5 else [car(5.0 + k, 0.0, 0.0)]
+        outs.append(
+            tracker.step(frame(rows, ["car"] * len(rows), [0.9] * len(rows), k * FRAME_NS), k * FRAME_NS)
+        )
+    table = TrackTable.from_tracked(outs)
+    # confirmed after 3 hits (frames 2..7), lost (unmatched) at frame 5: left out
+    assert table.frame_index.tolist() == [2, 3, 4, 6, 7]
+    assert table.t_ns.tolist() == [k * FRAME_NS for k in (2, 3, 4, 6, 7)]
+
+
+# --- simulated logs with ground truth ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    mean_iou_3d: float  # over predictions matched to ground truth (BEV IoU >= 0.1, per frame, one-to-one)
+    matched: int  # ground-truth boxes matched
+    id_switches: int  # a ground-truth object's matched track id changing
+
+
+def _score(table: TrackTable, gt_frames: list[tuple[F64, npt.NDArray[np.int64]]]) -> Scores:
+    ious: list[float] = []
+    last: dict[int, int] = {}
+    switches = 0
+    for f, (gt_boxes, gt_ids) in enumerate(gt_frames):
+        pred = table.boxes_world[table.frame_index == f]
+        pred_ids = table.track_id[table.frame_index == f]
+        if not len(pred) or not len(gt_boxes):
+            continue
+        bev = bev_iou(pred, gt_boxes)
+        r, c = linear_sum_assignment(-bev)
+        ok = bev[r, c] >= 0.1
+        r, c = r[ok], c[ok]
+        ious.extend(np.diag(iou_3d(pred[r], gt_boxes[c])).tolist())
+        for i, j in zip(r.tolist(), c.tolist(), strict=True):
+            g, p = int(gt_ids[j]), int(pred_ids[i])
+            switches += g in last and last[g] != p
+            last[g] = p
+    return Scores(float(np.mean(ious)), len(ious), switches)
+
+
+@dataclass(frozen=True)
+class SimLog:
+    frames: list[tuple[Boxes, int, F64 | None]]
+    gt_world: pa.Table  # the ground-truth labels with their world boxes as x, y, z, ..., yaw
+    gt_frames: list[tuple[F64, npt.NDArray[np.int64]]]  # per frame: world boxes, track ids
+    gt_sizes: dict[int, F64]  # car track id -> (3,) l w h
+    gt_rows: dict[int, int]  # car track id -> frames it is in
+
+
+def _simulated(out: Path, seed: int) -> SimLog:
+    result = simulate_log(out / f"drive{seed}.mcap", seconds=3.0, seed=seed, image_width=64, image_height=40)
+    detector = GeometricDetector()
+    frames: list[tuple[Boxes, int, F64 | None]] = []
+    with open_bag(result.log_path) as bag:
+        ctx = prepare(bag, SyncConfig())
+        for fused in synchronize(bag, ctx, SyncConfig()):
+            pose = None if fused.world_from_lidar is None else fused.world_from_lidar.matrix
+            frames.append((detector.detect(fused.cloud), fused.stamp_ns, pose))
+    gt = read_labels(result.ground_truth_path)
+    cols = {n: gt.column(n).to_numpy(zero_copy_only=False) for n in gt.column_names if n != "camera_boxes"}
+    world = np.stack(
+        [cols[n] for n in ("world_x", "world_y", "world_z", "length", "width", "height", "world_yaw")], 1
+    )
+    gt_frames = [
+        (world[cols["frame_index"] == f], cols["track_id"][cols["frame_index"] == f])
+        for f in range(len(frames))
+    ]
+    cars = cols["category"] == "car"
+    ids, first, counts = np.unique(cols["track_id"][cars], return_index=True, return_counts=True)
+    sizes = {int(i): world[cars][k, 3:6] for i, k in zip(ids.tolist(), first.tolist(), strict=True)}
+    gt_world = _labels(
+        cols["frame_index"], cols["track_id"], cols["category"], np.ones(len(world), np.float32), world
+    )
+    return SimLog(frames, gt_world, gt_frames, sizes, dict(zip(ids.tolist(), counts.tolist(), strict=True)))
+
+
+def _labels(
+    frame_index: npt.ArrayLike,
+    track_id: npt.ArrayLike,
+    category: npt.ArrayLike,
+    score: npt.ArrayLike,
+    boxes: F64,
+) -> pa.Table:
+    """The columns of a labels table that the tracking metrics read (one sequence)."""
+    names = ("x", "y", "z", "length", "width", "height", "yaw")
+    n = len(boxes)
+    return pa.table(
+        {
+            "sequence_id": pa.array(["sim"] * n),
+            "frame_index": pa.array(np.asarray(frame_index, np.int32)),
+            "track_id": pa.array(np.asarray(track_id, np.int64)),
+            "category": pa.array(np.asarray(category, str).tolist()),
+            "score": pa.array(np.asarray(score, np.float32)),
+            **{name: pa.array(boxes[:, k]) for k, name in enumerate(names)},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def sim_logs(tmp_path_factory: pytest.TempPathFactory) -> list[SimLog]:
+    out = tmp_path_factory.mktemp("refine_sim")
+    return [_simulated(out, seed) for seed in (1, 2)]
+
+
+def test_refinement_beats_the_online_tracker_on_simulated_logs(sim_logs: list[SimLog]) -> None:
+    for log in sim_logs:
+        tracker = Tracker(TrackerConfig())
+        online = TrackTable.from_tracked([tracker.step(b, t, p) for b, t, p in log.frames])
+        refined = refine(track_both_ways(log.frames))
+        before, after = _score(online, log.gt_frames), _score(refined, log.gt_frames)
+        assert after.mean_iou_3d > before.mean_iou_3d + 0.015  # 0.697 -> 0.745, 0.693 -> 0.716 measured
+        assert after.matched > 1.2 * before.matched  # 494 -> 643, 464 -> 638
+        assert after.id_switches <= before.id_switches  # 4 -> 2, 9 -> 7
+        assert set(refined.origin.tolist()) == {"detected", "interpolated"}
+
+
+def test_refinement_improves_mota_idf1_and_box_iou_on_simulated_logs(sim_logs: list[SimLog]) -> None:
+    from fusion.evaluation import tracking
+    config = tracking.TrackingConfig(recall_sweep=False)  # iou_3d >= 0.25 pairs, car/pedestrian/cyclist
+    for log in sim_logs:
+        tracker = Tracker(TrackerConfig())
+        online = TrackTable.from_tracked([tracker.step(b, t, p) for b, t, p in log.frames])
+        refined = refine(track_both_ways(log.frames))
+        before, after = (
+            tracking.evaluate_tracking(
+                _labels(t.frame_index, t.track_id, t.category, t.score, t.boxes_world), log.gt_world, config
+            ).overall
+            for t in (online, refined)
+        )
+        # seed 1: MOTA 0.33 -> 0.44, IDF1 0.50 -> 0.60, MOTP 0.70 -> 0.74;
+        # seed 2: MOTA 0.30 -> 0.42, IDF1 0.46 -> 0.59, MOTP 0.69 -> 0.71 (measured)
+        assert after.clear.mota > before.clear.mota + 0.05
+        assert after.idf1 > before.idf1 + 0.05
+        assert after.clear.motp > before.clear.motp + 0.01
+        assert after.clear.id_switches <= before.clear.id_switches
+
+
+def test_car_sizes_on_simulated_logs_are_within_10_cm_for_well_seen_cars(sim_logs: list[SimLog]) -> None:
+    errors = []
+    for log in sim_logs:
+        refined = refine(track_both_ways(log.frames))
+        votes: dict[int, list[int]] = {}
+        for f, (gt_boxes, gt_ids) in enumerate(log.gt_frames):
+            pred_ids = refined.track_id[(refined.frame_index == f) & (refined.origin == "detected")]
+            pred = refined.boxes_world[(refined.frame_index == f) & (refined.origin == "detected")]
+            if not len(pred) or not len(gt_boxes):
+                continue
+            bev = bev_iou(pred, gt_boxes)
+            for i, j in zip(*linear_sum_assignment(-bev), strict=True):
+                if bev[i, j] >= 0.1 and int(gt_ids[j]) in log.gt_sizes:
+                    votes.setdefault(int(gt_ids[j]), []).append(int(pred_ids[i]))
+        for gid, tracked in votes.items():
+            track, frames = np.unique(tracked, return_counts=True)
+            if frames.max() <= 20:  # cars seen (tracked by one track) for more than 20 frames
+                continue
+            size = refined.boxes_world[refined.track_id == track[np.argmax(frames)]][0, 3:6]
+            errors.append(np.abs(size - log.gt_sizes[gid]))
+    err = np.array(errors)
+    assert len(err) >= 20  # 22
+    assert (np.median(err, axis=0) < 0.08).all()  # 5.7, 2.2, 3.1 cm
+    # 16 of 22 have l, w and h within 10 cm; a car whose length the LiDAR never sees (the car ahead,
+    # seen from behind for the whole log) cannot make it from the data alone
+    assert (err.max(axis=1) < 0.10).mean() >= 0.65

@@ -1,0 +1,739 @@
+"""Offline 4D refinement of whole tracks: what an annotator would fix, done before they look.
+
+    table = track_both_ways(frames, TrackerConfig())   # (boxes, t_ns, world_from_sensor) per frame
+    refined = refine(table, RefineConfig())             # TrackTable, world frame
+
+`track_both_ways` runs the online `Tracker` over the frames forward and over the reversed frames
+(stamps negated, so they still increase), then merges the two passes:
+
+    forward  tracks  F1 ──┐           F2 ───────        a miss early on split the object in two
+    backward track   B1 ──┴──────────────────────       run from the end, it held on through the miss
+    merged           F1 + F2 (one id)
+
+A detection is identified by (frame, detection index); each pass assigns it at most one track id.
+A union-find over the forward track ids joins the forward tracks that share detections with the same
+backward track, most shared detections first, unless the two would then hold two different
+detections in one frame (an id switch in either pass is not spread to a third track). Detections that
+only the backward pass tracked join their backward track's group. The table holds the detections
+themselves (world frame), one row per tracked detection.
+
+`refine` then, per track (rows grouped by `track_id`):
+
+1. score and filter: the track score is the mean of its top-k detection scores, scaled by
+   min(1, detections / `full_score_frames`); tracks with fewer than `min_track_frames` detections or
+   a score below `min_track_score` are removed. The score is written to every box of the track.
+2. smooth: a Rauch-Tung-Striebel smoother of a constant-velocity model per axis (x, y, z, then yaw)
+   over every frame from the track's first detection to its last, with the category's noise
+   (`trackers.config.Params`: q_accel, q_z, q_yaw_rate, r_pos, r_yaw). Frames without a detection
+   are predicted only, so the smoothed states fill gaps (for straight, even motion: linearly).
+3. heading: a box's yaw is only known up to pi (front and back look alike). Each detection's yaw is
+   turned by pi when it points away from the reference heading: the smoothed velocity's direction
+   where the track moves faster than `moving_speed_mps`, else the track's majority heading
+   (score-weighted, over the axis of the yaws). Yaws further than `yaw_gate_rad` from the reference
+   after that (a box fitted across the object) are not used. The aligned yaws are unwrapped along
+   the track and smoothed like the positions.
+4. size: one length, width and height per track, each the `size_quantile` of its detections weighted
+   by score * num_points ** `size_points_power` (a LiDAR sees part of an object more often than too
+   much of it, so a high quantile). With `anchor_seen_faces`, each detection's centre is then moved
+   so that, at the track's size, the faces that faced the sensor stay where they were seen (a box
+   fitted to the visible part of a car is too short, and centred too near the sensor); the positions
+   are smoothed again from those centres (the vertical centre is kept: moving it measured worse).
+5. static objects: a track whose smoothed median speed is below `static_speed_mps` and whose
+   smoothed path moves less than `static_displacement_m` (first to last frame) is held at one pose,
+   the median of its detections' centres and their mean aligned heading; velocity zero.
+6. output: the detected frames (origin "detected") and the frames of gaps of at most
+   `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
+
+Everything is in the world frame (the frame the table's boxes are in); times in int nanoseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+from scipy.optimize import linear_sum_assignment
+
+from calib.transform import wrap_angle
+from fusion.boxes import CATEGORIES, Boxes
+from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
+from trackers.errors import TrackingError
+from trackers.online import Tracker
+from trackers.types import TrackedBoxes
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+Bool = npt.NDArray[np.bool_]
+Str = npt.NDArray[np.str_]
+
+ORIGINS: Final = ("detected", "interpolated")
+_CATEGORY_INDEX: Final = {c: i for i, c in enumerate(CATEGORIES)}
+_CATEGORY_NAMES: Final = np.array(CATEGORIES, dtype="<U10")
+
+Frame = tuple[Boxes, int, npt.ArrayLike | None]
+"""One frame for `track_both_ways`: detections (sensor frame), stamp ns, world_from_sensor (4, 4) or None."""
+
+
+@dataclass(frozen=True, eq=False)
+class TrackTable:
+    """Boxes of whole tracks, one row per box (N rows), in any row order.
+
+    frame_index: (N,) int64, the frame's position in the sequence.
+    t_ns: (N,) int64 the frame's stamp.
+    track_id: (N,) int64.
+    category: (N,) str, one of CATEGORIES.
+    score: (N,) float32 in [0, 1]: a detection's score, or after `refine` its track's score.
+    boxes_world: (N, 7) float64 x y z length width height yaw in the world (tracking) frame.
+    origin: (N,) str, "detected" or "interpolated".
+    num_points: (N,) int32 LiDAR points in the box (0 when unknown or interpolated).
+    velocity: (N, 3) float64 world-frame velocity m/s (NaN when unknown).
+    sensor_origin: (N, 3) float64 where the sensor was (world frame) when it saw the box (NaN when unknown).
+    """
+
+    frame_index: I64
+    t_ns: I64
+    track_id: I64
+    category: Str
+    score: F32
+    boxes_world: F64
+    origin: Str
+    num_points: I32
+    velocity: F64
+    sensor_origin: F64
+
+    def __post_init__(self) -> None:
+        n = self.frame_index.shape[0]
+        shapes = {
+            "frame_index": (n,), "t_ns": (n,), "track_id": (n,), "category": (n,), "score": (n,),
+            "boxes_world": (n, 7), "origin": (n,), "num_points": (n,), "velocity": (n, 3),
+            "sensor_origin": (n, 3),
+        }  # fmt: skip
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                got = getattr(self, name).shape
+                raise TrackingError(f"TrackTable.{name} must have shape {shape}, got {got}")
+        if n and (bad := {str(o) for o in np.unique(self.origin)} - set(ORIGINS)):
+            raise TrackingError(f"unknown origins {sorted(bad)}; use one of {', '.join(ORIGINS)}")
+        if n and (bad := {str(c) for c in np.unique(self.category)} - set(CATEGORIES)):
+            raise TrackingError(f"unknown categories {sorted(bad)}; use one of {', '.join(CATEGORIES)}")
+
+    def __len__(self) -> int:
+        return int(self.frame_index.shape[0])
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        frame_index: npt.ArrayLike,
+        t_ns: npt.ArrayLike,
+        track_id: npt.ArrayLike,
+        category: Sequence[str] | Str,
+        score: npt.ArrayLike,
+        boxes_world: npt.ArrayLike,
+        origin: str | Sequence[str] | Str = "detected",
+        num_points: npt.ArrayLike | None = None,
+        velocity: npt.ArrayLike | None = None,
+        sensor_origin: npt.ArrayLike | None = None,
+    ) -> TrackTable:
+        """A table from array-likes, dtypes fixed and yaw wrapped; `origin` may be one string for all rows."""
+        frames = np.asarray(frame_index, dtype=np.int64).reshape(-1)
+        n = frames.shape[0]
+        boxes = np.array(boxes_world, dtype=np.float64).reshape(-1, 7)
+        boxes[:, 6] = wrap_angle(boxes[:, 6])
+        origins = np.full(n, origin, dtype="<U12") if isinstance(origin, str) else np.asarray(origin, "<U12")
+        return cls(
+            frame_index=frames,
+            t_ns=np.asarray(t_ns, dtype=np.int64).reshape(-1),
+            track_id=np.asarray(track_id, dtype=np.int64).reshape(-1),
+            category=np.asarray(category, dtype="<U10").reshape(-1),
+            score=np.asarray(score, dtype=np.float32).reshape(-1),
+            boxes_world=boxes,
+            origin=origins.reshape(-1),
+            num_points=np.zeros(n, np.int32)
+            if num_points is None
+            else np.asarray(num_points, np.int32).ravel(),
+            velocity=_rows3(velocity, n),
+            sensor_origin=_rows3(sensor_origin, n),
+        )
+
+    @classmethod
+    def empty(cls) -> TrackTable:
+        return cls.build(frame_index=[], t_ns=[], track_id=[], category=[], score=[], boxes_world=[])
+
+    @classmethod
+    def from_tracked(
+        cls, frames: Sequence[TrackedBoxes], frame_index: Sequence[int] | None = None
+    ) -> TrackTable:
+        """The matched boxes of per-frame tracker outputs (frame i of `frames` is frame_index[i], default i).
+
+        Boxes are the tracker's (filtered) world boxes; rows where no detection updated the track (LOST
+        predictions) are left out: `refine` fills gaps itself.
+        """
+        index = list(range(len(frames))) if frame_index is None else list(frame_index)
+        if len(index) != len(frames):
+            raise TrackingError(f"{len(frames)} frames but {len(index)} frame indices")
+        if not frames:
+            return cls.empty()
+        parts = [(i, f, np.flatnonzero(f.matched)) for i, f in zip(index, frames, strict=True)]
+        return cls.build(
+            frame_index=np.concatenate([np.full(k.size, i, np.int64) for i, _, k in parts]),
+            t_ns=np.concatenate([np.full(k.size, f.stamp_ns, np.int64) for _, f, k in parts]),
+            track_id=np.concatenate([f.track_id[k] for _, f, k in parts]),
+            category=np.concatenate([f.category[k] for _, f, k in parts]),
+            score=np.concatenate([f.score[k] for _, f, k in parts]),
+            boxes_world=np.concatenate([f.boxes_world[k] for _, f, k in parts]),
+            velocity=np.concatenate([f.velocity[k] for _, f, k in parts]),
+        )
+
+    def select(self, rows: Bool | npt.NDArray[np.intp]) -> TrackTable:
+        return TrackTable(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def sorted(self) -> TrackTable:
+        """Rows ordered by (track_id, frame_index)."""
+        return self.select(np.lexsort((self.frame_index, self.track_id)))
+
+
+def _rows3(values: npt.ArrayLike | None, n: int) -> F64:
+    return np.full((n, 3), np.nan) if values is None else np.asarray(values, np.float64).reshape(-1, 3)
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Configuration of the offline refinement (see the module docstring for each step)."""
+
+    params: Mapping[str, Params] = field(default_factory=lambda: DEFAULT_PARAMS)  # noise per category
+    min_track_frames: int = 3  # tracks with fewer detected frames are removed
+    min_track_score: float = 0.3  # tracks whose (length-scaled) score is lower are removed
+    score_top_k: int = 5  # the track score is the mean of this many of its best detection scores ...
+    full_score_frames: int = 10  # ... times min(1, detected frames / this)
+    max_gap_frames: int = 5  # gaps of at most this many frames without a detection are interpolated
+    size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
+    size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
+    moving_speed_mps: float = 1.0  # faster (smoothed): a box's heading follows the velocity's direction
+    yaw_gate_rad: float = math.pi / 4  # aligned yaws further than this from the reference are not used
+    static_speed_mps: float = 0.5  # tracks slower than this (median smoothed speed) ...
+    static_displacement_m: float = 1.0  # ... that move less than this, first to last frame, are held still
+    anchor_seen_faces: bool = True  # centres follow the track size from the faces the sensor saw
+    init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
+
+    def __post_init__(self) -> None:
+        if missing := set(CATEGORIES) - set(self.params):
+            raise TrackingError(f"refine params lack categories {sorted(missing)}")
+        if self.min_track_frames < 1 or self.score_top_k < 1 or self.full_score_frames < 1:
+            raise TrackingError("min_track_frames, score_top_k and full_score_frames must be >= 1")
+        if self.max_gap_frames < 0:
+            raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
+        if not 0.0 <= self.size_quantile <= 1.0:
+            raise TrackingError(f"size_quantile must be in [0, 1], got {self.size_quantile}")
+        if self.init_speed_std <= 0:
+            raise TrackingError(f"init_speed_std must be > 0, got {self.init_speed_std}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> RefineConfig:
+        """Config from a mapping: top-level fields, and `params.default` / `params.<category>` tables
+        overriding the tracker's per-category defaults field by field (as `TrackerConfig.from_mapping`)."""
+        known = {f.name for f in fields(cls)}
+        if unknown := set(mapping) - known:
+            raise TrackingError(f"unknown refine config keys {sorted(unknown)}; use {sorted(known)}")
+        top = {k: v for k, v in mapping.items() if k != "params"}
+        if "params" in mapping:
+            top["params"] = TrackerConfig.from_mapping({"params": mapping["params"]}).params
+        return cls(**top)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The effective configuration as plain values (`from_mapping` reads it back)."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
+        out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
+        return out
+
+    @classmethod
+    def from_toml(cls, path: str | Path, table: str = "refine") -> RefineConfig:
+        """Config from the `[refine]` table (or the whole file when it has none) of a TOML file."""
+        with Path(path).open("rb") as f:
+            data = tomllib.load(f)
+        return cls.from_mapping(data.get(table, data))
+
+
+# --- forward and backward tracking ---------------------------------------------------------------
+
+
+def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None) -> TrackTable:
+    """Track `frames` forward and backward with the online tracker and merge the passes (module docstring).
+
+    frames: per frame (in time order) its detections (sensor frame), stamp ns and world_from_sensor
+    (4, 4) or None (then the sensor frame is the "world"). Frame i gets frame_index i. The tracker runs
+    with `output_tentative=True`, so every detection it matched has an id; `refine` drops the short ones.
+    """
+    cfg = replace(config or TrackerConfig(), output_tentative=True, output_lost=False)
+    world = [_world_boxes(boxes, pose) for boxes, _, pose in frames]
+    stamps = [int(t_ns) for _, t_ns, _ in frames]
+    if any(b < a for a, b in itertools.pairwise(stamps)):
+        raise TrackingError("frames must be in time order (stamps not decreasing)")
+    forward = _run(frames, world, range(len(frames)), cfg, sign=1)
+    backward = _run(frames, world, range(len(frames) - 1, -1, -1), cfg, sign=-1)
+    group = _merge(forward, backward)
+
+    rows = [(i, d, g) for i, per in enumerate(group) for d, g in enumerate(per.tolist()) if g >= 0]
+    if not rows:
+        return TrackTable.empty()
+    fi, di, gi = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    boxes = np.concatenate([world[i][d][None] for i, d in zip(fi.tolist(), di.tolist(), strict=True)])
+    det = [(frames[i][0], d) for i, d in zip(fi.tolist(), di.tolist(), strict=True)]
+    # merged groups numbered in order of first appearance
+    _, first = np.unique(gi, return_index=True)
+    renumber = {int(g): k for k, g in enumerate(gi[np.sort(first)].tolist())}
+    return TrackTable.build(
+        frame_index=fi,
+        t_ns=np.array(stamps, dtype=np.int64)[fi],
+        track_id=[renumber[int(g)] for g in gi.tolist()],
+        category=[str(b.category[d]) for b, d in det],
+        score=[float(b.score[d]) for b, d in det],
+        boxes_world=boxes,
+        num_points=[int(b.num_points[d]) for b, d in det],
+        sensor_origin=np.array([_origin(pose) for _, _, pose in frames]).reshape(-1, 3)[fi],
+    )
+
+
+def _origin(pose: npt.ArrayLike | None) -> F64:
+    """(3,) the sensor's position in the world: the pose's translation (the origin without a pose)."""
+    return np.zeros(3) if pose is None else np.asarray(pose, dtype=np.float64)[:3, 3]
+
+
+def _world_boxes(boxes: Boxes, pose: npt.ArrayLike | None) -> F64:
+    if pose is None:
+        return boxes.boxes.copy()
+    m = np.asarray(pose, dtype=np.float64)
+    out = boxes.boxes.copy()
+    out[:, :3] = boxes.boxes[:, :3] @ m[:3, :3].T + m[:3, 3]
+    cos, sin = np.cos(boxes.boxes[:, 6]), np.sin(boxes.boxes[:, 6])
+    out[:, 6] = wrap_angle(np.arctan2(m[1, 0] * cos + m[1, 1] * sin, m[0, 0] * cos + m[0, 1] * sin))
+    return out
+
+
+def _run(frames: Sequence[Frame], world: list[F64], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
+    """Per frame: the track id each detection got in this pass (-1: none). Time runs as sign * t_ns."""
+    tracker = Tracker(cfg)
+    ids = [np.full(len(b), -1, np.int64) for b, _, _ in frames]
+    for i in order:
+        boxes, t_ns, pose = frames[i]
+        out = tracker.step(boxes, sign * int(t_ns), pose)
+        ids[i] = _detection_ids(out, world[i], boxes, cfg)
+    return ids
+
+
+def _detection_ids(out: TrackedBoxes, world: F64, boxes: Boxes, cfg: TrackerConfig) -> I64:
+    """The track id of each detection, from the matched tracks' updated boxes (-1: none).
+
+    The tracker does not report which detection updated a track; an update moves the track's box
+    towards its detection, so each matched track takes the nearest detection (one-to-one, same
+    category unless the tracker matches across categories, above the category's score_low).
+    """
+    ids = np.full(world.shape[0], -1, np.int64)
+    k = np.flatnonzero(out.matched)
+    if not k.size or not world.shape[0]:
+        return ids
+    track_xy = out.boxes_world[k, :2]
+    dist = np.hypot(world[:, None, 0] - track_xy[None, :, 0], world[:, None, 1] - track_xy[None, :, 1])
+    low = np.array([cfg.params[str(c)].score_low for c in boxes.category.tolist()])
+    dist[boxes.score < low] = np.inf
+    if not cfg.match_across_categories:
+        dist[boxes.category[:, None] != out.category[k][None, :]] = np.inf
+    cost = np.where(np.isfinite(dist), dist, 1e9)
+    det, trk = linear_sum_assignment(cost)
+    ok = cost[det, trk] < 1e9
+    ids[det[ok]] = out.track_id[k[trk[ok]]]
+    return ids
+
+
+def _merge(forward: list[I64], backward: list[I64]) -> list[I64]:
+    """Per frame, each detection's merged group id (-1: untracked) from the two passes' ids."""
+    fwd = np.concatenate(forward) if forward else np.zeros(0, np.int64)
+    bwd = np.concatenate(backward) if backward else np.zeros(0, np.int64)
+    frame = np.repeat(np.arange(len(forward), dtype=np.int64), [f.size for f in forward])
+    offset = int(fwd.max()) + 1 if fwd.size and fwd.max() >= 0 else 0
+    # each detection's starting group: its forward track, else its backward track (ids offset past forward's)
+    start = np.where(fwd >= 0, fwd, np.where(bwd >= 0, bwd + offset, -1))
+    parent: dict[int, int] = {}
+    frames_of: dict[int, dict[int, int]] = {}  # root -> frame -> detection (flat index)
+    for d, g in enumerate(start.tolist()):
+        if g < 0:
+            continue
+        parent.setdefault(g, g)
+        frames_of.setdefault(g, {})[int(frame[d])] = d
+
+    def find(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    # edges: (backward track, starting group) weighted by shared detections, heaviest first
+    both = (bwd >= 0) & (start >= 0)
+    pairs, counts = np.unique(np.stack([bwd[both], start[both]], axis=1), axis=0, return_counts=True)
+    anchor: dict[int, int] = {}  # backward track -> the group it was joined to
+    for k in np.argsort(-counts, kind="stable").tolist():
+        b, g = int(pairs[k, 0]), int(pairs[k, 1])
+        if b not in anchor:
+            anchor[b] = g
+            continue
+        ra, rb = find(anchor[b]), find(g)
+        if ra == rb:
+            continue
+        fa, fb = frames_of[ra], frames_of[rb]
+        if any(fa.get(f, d) != d for f, d in fb.items()):
+            continue  # both hold a different detection in one frame: not one object
+        small, big = (ra, rb) if len(fa) < len(fb) else (rb, ra)
+        parent[small] = big
+        frames_of[big].update(frames_of.pop(small))
+    merged = np.array([find(g) if g >= 0 else -1 for g in start.tolist()], dtype=np.int64)
+    bounds = np.cumsum([f.size for f in forward])[:-1]
+    return list(np.split(merged, bounds))
+
+
+# --- refinement ------------------------------------------------------------------------------------
+
+
+def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable:
+    """Refined whole tracks (module docstring): smoothed, one size, consistent yaw, gaps filled,
+    static objects held, short or weak tracks removed; rows ordered by (track_id, frame_index)."""
+    cfg = config or RefineConfig()
+    if not len(tracks):
+        return TrackTable.empty()
+    det = _dedupe(tracks.sorted())
+    starts = _starts(det.track_id)
+    counts = np.diff(np.append(starts, len(det)))
+    category = _track_category(det, starts)
+    score = _track_score(det.score, starts, counts, cfg)
+    keep = (counts >= cfg.min_track_frames) & (score >= cfg.min_track_score)
+    row_keep = np.repeat(keep, counts)
+    det = det.select(row_keep)
+    if not len(det):
+        return TrackTable.empty()
+    category, score = category[keep], score[keep]
+    starts = _starts(det.track_id)
+    counts = np.diff(np.append(starts, len(det)))
+
+    # the grid: every frame from a track's first detection to its last
+    first, last = det.frame_index[starts], det.frame_index[starts + counts - 1]
+    span = last - first + 1
+    grid_start = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
+    track_of_grid = np.repeat(np.arange(starts.size), span)
+    grid_frame = first[track_of_grid] + (np.arange(int(span.sum())) - grid_start[track_of_grid])
+    track_of_det = np.repeat(np.arange(starts.size), counts)
+    det_grid = grid_start[track_of_det] + det.frame_index - first[track_of_det]  # grid row of each detection
+    known_frames, known_idx = np.unique(det.frame_index, return_index=True)
+    known_t = det.t_ns[known_idx].astype(np.float64)
+    grid_t = np.rint(np.interp(grid_frame, known_frames, known_t)).astype(np.int64)
+    grid_t[det_grid] = det.t_ns
+    t_s = (grid_t - grid_t[grid_start][track_of_grid]) * 1e-9
+    ends = grid_start + span
+    noise = np.array([[p.q_accel, p.q_accel, p.q_z, p.q_yaw_rate, p.r_pos, p.r_pos, p.r_pos, p.r_yaw]
+                      for p in (cfg.params[c] for c in CATEGORIES)])[category]  # fmt: skip
+    n_grid = grid_frame.size
+
+    # positions
+    z_pos = np.full((n_grid, 3), np.nan)
+    z_pos[det_grid] = det.boxes_world[:, :3]
+    pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std)
+
+    # headings
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    moving = speed[det_grid] >= cfg.moving_speed_mps
+    ref = np.where(moving, np.arctan2(vel[det_grid, 1], vel[det_grid, 0]), np.nan)
+    yaw = _aligned_yaw(det.boxes_world[:, 6], ref, det.score, starts)
+    ref_yaw = np.where(moving, ref, _track_heading(yaw, det.score, starts, counts))
+    usable = np.abs(wrap_angle(yaw - ref_yaw)) <= cfg.yaw_gate_rad
+    z_yaw = np.full((n_grid, 1), np.nan)
+    z_yaw[det_grid[usable], 0] = _unwrap(yaw, starts)[usable]
+    yaw_s, _ = _smooth(t_s, z_yaw, grid_start, ends, noise[:, 3:4], noise[:, 7:8], cfg.init_speed_std)
+    grid_yaw = yaw_s[:, 0]
+    no_yaw = np.isnan(grid_yaw)  # a track whose every yaw was gated out keeps its reference heading
+    if no_yaw.any():
+        fallback = np.full(n_grid, np.nan)
+        fallback[det_grid] = ref_yaw
+        grid_yaw[no_yaw] = _fill_per_track(fallback, grid_start, ends)[no_yaw]
+
+    # size; centres moved so that the faces the sensor saw stay put; static objects
+    size_weight = det.score * np.maximum(det.num_points, 1).astype(np.float64) ** cfg.size_points_power
+    size = _track_size(det.boxes_world[:, 3:6], size_weight, starts, cfg.size_quantile)
+    centres = det.boxes_world[:, :3]
+    if cfg.anchor_seen_faces:
+        centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
+        z_pos[det_grid] = centres
+        pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std)
+        speed = np.hypot(vel[:, 0], vel[:, 1])
+    static = _static(pos, speed, grid_start, ends, cfg)
+    if static.any():
+        held = np.repeat(static, span)
+        centre = np.stack([_segment_median(centres[:, a], starts) for a in range(3)], axis=1)
+        heading = _track_heading(yaw, det.score, starts, counts, mean=True)[starts]
+        pos[held] = centre[track_of_grid[held]]
+        grid_yaw[held] = heading[track_of_grid[held]]
+        vel[held] = 0.0
+
+    # output rows: detected frames and short gaps
+    observed = np.zeros(n_grid, bool)
+    observed[det_grid] = True
+    emit = observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames)
+    num_points = np.zeros(n_grid, np.int32)
+    num_points[det_grid] = det.num_points
+    boxes = np.concatenate([pos, size[track_of_grid], grid_yaw[:, None]], axis=1)
+    track_ids = det.track_id[starts]
+    return TrackTable.build(
+        frame_index=grid_frame[emit],
+        t_ns=grid_t[emit],
+        track_id=track_ids[track_of_grid][emit],
+        category=_CATEGORY_NAMES[category][track_of_grid][emit],
+        score=score[track_of_grid][emit],
+        boxes_world=boxes[emit],
+        origin=np.where(observed, "detected", "interpolated")[emit],
+        num_points=num_points[emit],
+        velocity=vel[emit],
+    )
+
+
+def _anchored(boxes: F64, size: F64, sensor: F64, usable: Bool) -> F64:
+    """(N, 3) box centres moved for the track's size `size` (N, 3) keeping in place the faces seen from
+    `sensor` (N, 3): along each horizontal axis of the box, the face towards the sensor. Rows not
+    `usable` (heading across the track's) or with an unknown sensor position keep their centre."""
+    out = boxes[:, :3].copy()
+    ok = usable & np.isfinite(sensor).all(axis=1)
+    cos, sin = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
+    rel = np.where(ok[:, None], sensor[:, :2] - boxes[:, :2], 0.0)
+    side_l = np.sign(rel[:, 0] * cos + rel[:, 1] * sin)  # +1: the sensor is ahead of the box's front face
+    side_w = np.sign(-rel[:, 0] * sin + rel[:, 1] * cos)
+    shift_l = side_l * (boxes[:, 3] - size[:, 0]) / 2.0
+    shift_w = side_w * (boxes[:, 4] - size[:, 1]) / 2.0
+    out[:, 0] += np.where(ok, shift_l * cos - shift_w * sin, 0.0)
+    out[:, 1] += np.where(ok, shift_l * sin + shift_w * cos, 0.0)
+    return out
+
+
+def _starts(track_id: I64) -> npt.NDArray[np.intp]:
+    """First row of each track in rows sorted by track id."""
+    if not track_id.size:
+        return np.zeros(0, np.intp)
+    return np.flatnonzero(np.r_[True, track_id[1:] != track_id[:-1]])
+
+
+def _dedupe(table: TrackTable) -> TrackTable:
+    """Detected rows sorted by (track, frame), one per (track, frame): the highest-scoring."""
+    table = table.select(table.origin == "detected")
+    table = table.select(np.lexsort((-table.score, table.frame_index, table.track_id)))
+    same_track, same_frame = np.diff(table.track_id) == 0, np.diff(table.frame_index) == 0
+    dup = np.r_[False, same_track & same_frame]
+    return table.select(~dup)
+
+
+def _track_category(det: TrackTable, starts: npt.NDArray[np.intp]) -> I64:
+    """Each track's category index: the one with the largest summed score."""
+    cat = np.array([_CATEGORY_INDEX[c] for c in det.category.tolist()], np.int64)
+    track = np.repeat(np.arange(starts.size), np.diff(np.append(starts, len(det))))
+    votes = np.zeros((starts.size, len(CATEGORIES)))
+    np.add.at(votes, (track, cat), det.score.astype(np.float64) + 1e-6)
+    return np.asarray(np.argmax(votes, axis=1), dtype=np.int64)
+
+
+def _track_score(score: F32, starts: npt.NDArray[np.intp], counts: I64, cfg: RefineConfig) -> F32:
+    """Mean of the top-k detection scores times min(1, detections / full_score_frames), per track."""
+    track = np.repeat(np.arange(starts.size), counts)
+    order = np.lexsort((-score, track))  # per track, best first
+    rank = np.arange(score.size) - np.repeat(starts, counts)
+    top = rank < cfg.score_top_k
+    sums = np.bincount(track, weights=np.where(top, score[order], 0.0), minlength=starts.size)
+    mean = sums / np.minimum(counts, cfg.score_top_k)
+    scaled = mean * np.minimum(1.0, counts / cfg.full_score_frames)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+def _aligned_yaw(yaw: F64, ref: F64, weight: F32, starts: npt.NDArray[np.intp]) -> F64:
+    """Yaws turned by pi where they point away from `ref`; NaN refs: the track's (weighted) majority."""
+    counts = np.diff(np.append(starts, yaw.size))
+    out = yaw.copy()
+    has_ref = ~np.isnan(ref)
+    flip = has_ref & (np.abs(wrap_angle(yaw - np.where(has_ref, ref, 0.0))) > 0.5 * math.pi)
+    out[flip] = wrap_angle(yaw[flip] + math.pi)
+    majority = _track_heading(out, weight, starts, counts, prefer=has_ref)
+    rest = ~has_ref & (np.abs(wrap_angle(out - majority)) > 0.5 * math.pi)
+    out[rest] = wrap_angle(out[rest] + math.pi)
+    return out
+
+
+def _track_heading(
+    yaw: F64, weight: F32, starts: npt.NDArray[np.intp], counts: I64, *, prefer: Bool | None = None,
+    mean: bool = False,
+) -> F64:  # fmt: skip
+    """Per row, its track's heading: the weighted circular mean of the yaws where `prefer` (when a track
+    has any), else the axis of all its yaws (mean of 2 yaw) turned to the side most of the weight is on.
+    With `mean`, the plain weighted circular mean of the (already aligned) yaws."""
+    track = np.repeat(np.arange(starts.size), counts)
+    w = weight.astype(np.float64) + 1e-6
+    if mean:
+        return np.asarray(_circular_mean(yaw, w, track, starts.size)[track], dtype=np.float64)
+    axis = 0.5 * _circular_mean(2.0 * yaw, w, track, starts.size)
+    along = np.cos(yaw - axis[track]) >= 0.0
+    side = np.bincount(track, np.where(along, w, -w), starts.size)
+    heading = np.where(side >= 0.0, axis, axis + math.pi)
+    if prefer is not None and prefer.any():
+        has = np.bincount(track, prefer.astype(np.float64), starts.size) > 0
+        heading = np.where(has, _circular_mean(yaw, np.where(prefer, w, 0.0), track, starts.size), heading)
+    return np.asarray(wrap_angle(heading)[track], dtype=np.float64)
+
+
+def _circular_mean(angle: F64, weight: F64, group: npt.NDArray[np.intp], n: int) -> F64:
+    """(n,) weighted circular mean of `angle` per group."""
+    c = np.bincount(group, weight * np.cos(angle), n)
+    s = np.bincount(group, weight * np.sin(angle), n)
+    return np.asarray(np.arctan2(s, c), dtype=np.float64)
+
+
+def _unwrap(yaw: F64, starts: npt.NDArray[np.intp]) -> F64:
+    """Yaws made continuous along each track (steps wrapped to [-pi, pi)), starting at the first yaw."""
+    step = np.r_[0.0, wrap_angle(np.diff(yaw))]
+    step[starts] = 0.0
+    total = np.cumsum(step)
+    counts = np.diff(np.append(starts, yaw.size))
+    return np.asarray(yaw[starts].repeat(counts) + total - total[starts].repeat(counts), dtype=np.float64)
+
+
+def _track_size(sizes: F64, weight: F64, starts: npt.NDArray[np.intp], q: float) -> F64:
+    """(T, 3): per track and dimension, the weighted quantile `q` of the detections' sizes."""
+    counts = np.diff(np.append(starts, sizes.shape[0]))
+    track = np.repeat(np.arange(starts.size), counts)
+    w = weight.astype(np.float64) + 1e-6
+    out = np.empty((starts.size, 3))
+    for a in range(3):
+        order = np.lexsort((sizes[:, a], track))
+        ws = w[order]
+        cum = np.cumsum(ws)
+        base = np.r_[0.0, cum][starts]
+        total = np.bincount(track, ws, starts.size)
+        # midpoint rule: the value whose cumulative weight (centred) first reaches q of the track's
+        frac = (cum - 0.5 * ws - base[track]) / total[track]
+        below = np.bincount(track, (frac < q).astype(np.float64), starts.size).astype(np.int64)
+        pick = starts + np.clip(below, 1, counts) - 1
+        out[:, a] = sizes[order[pick], a]
+    return out
+
+
+def _segment_median(values: F64, starts: npt.NDArray[np.intp]) -> F64:
+    return np.array([np.median(v) for v in np.split(values, starts[1:])], dtype=np.float64)
+
+
+def _static(pos: F64, speed: F64, grid_start: I64, ends: I64, cfg: RefineConfig) -> Bool:
+    """Per track: slow (median smoothed speed) and barely displaced (first to last smoothed position)."""
+    moved = np.hypot(*(pos[ends - 1, :2] - pos[grid_start, :2]).T)
+    median_speed = np.array([np.median(s) for s in np.split(speed, grid_start[1:])])
+    return np.asarray((median_speed < cfg.static_speed_mps) & (moved < cfg.static_displacement_m))
+
+
+def _fill_per_track(values: F64, grid_start: I64, ends: I64) -> F64:
+    """NaNs replaced by the nearest earlier value of the same track (else the first later one)."""
+    out = values.copy()
+    for s, e in zip(grid_start.tolist(), ends.tolist(), strict=True):
+        seg = out[s:e]
+        ok = np.flatnonzero(~np.isnan(seg))
+        if ok.size:
+            idx = np.maximum.accumulate(np.where(~np.isnan(seg), np.arange(seg.size), -1))
+            seg[:] = np.where(idx >= 0, seg[np.maximum(idx, 0)], seg[ok[0]])
+    return out
+
+
+def _short_gaps(observed: Bool, grid_start: I64, ends: I64, max_gap: int) -> Bool:
+    """Grid rows in runs of at most `max_gap` unobserved frames (tracks start and end observed)."""
+    if max_gap <= 0:
+        return np.zeros(observed.size, bool)
+    run_id = np.cumsum(observed)  # unobserved rows share the id of the observed row before them
+    lengths = np.bincount(run_id, weights=(~observed).astype(np.float64))
+    return np.asarray(~observed & (lengths[run_id] <= max_gap))
+
+
+def _smooth(t_s: F64, z: F64, starts: I64, ends: I64, q: F64, r: F64, v0: float) -> tuple[F64, F64]:
+    """RTS-smoothed positions and velocities (M, A) of per-axis constant-velocity models.
+
+    t_s (M,) seconds; z (M, A) measurements, NaN where missing; tracks are rows [starts[k], ends[k]);
+    q (T, A) acceleration noise std, r (T, A) measurement noise std per track. Axes with no
+    measurement in a track come out NaN.
+    """
+    pos, vel = np.full(z.shape, np.nan), np.full(z.shape, np.nan)
+    _rts_kernel(
+        np.ascontiguousarray(t_s), np.ascontiguousarray(z), starts.astype(np.int64), ends.astype(np.int64),
+        np.ascontiguousarray(q), np.ascontiguousarray(r), v0, pos, vel,
+    )  # fmt: skip
+    return pos, vel
+
+
+@njit(cache=True)
+def _rts_kernel(
+    t_s: F64, z: F64, starts: I64, ends: I64, q: F64, r: F64, v0: float, pos: F64, vel: F64
+) -> None:  # pragma: no cover - numba
+    """Kalman filter then Rauch-Tung-Striebel pass per track and axis; state (p, v), 2x2 covariances.
+
+    Prior: the first measurement of the axis, velocity 0 with std v0, position std 10 m (nearly
+    diffuse). Prediction F = [[1, dt], [0, 1]], Q = q^2 [[dt^4/4, dt^3/2], [dt^3/2, dt^2]] (white
+    acceleration, as the online tracker's). Update with H = [1, 0], R = r^2 where measured.
+    """
+    n_axes = z.shape[1]
+    for k in range(starts.size):
+        s, e = starts[k], ends[k]
+        n = e - s
+        xf = np.empty((n, 2))  # filtered
+        pf = np.empty((n, 3))  # filtered covariance (p00, p01, p11)
+        xp = np.empty((n, 2))  # predicted
+        pp = np.empty((n, 3))
+        for a in range(n_axes):
+            first = -1
+            for i in range(n):
+                if not math.isnan(z[s + i, a]):
+                    first = i
+                    break
+            if first < 0:
+                continue
+            x0, x1 = z[s + first, a], 0.0
+            p00, p01, p11 = 100.0, 0.0, v0 * v0
+            qa, ra = q[k, a] * q[k, a], r[k, a] * r[k, a]
+            for i in range(n):
+                if i > 0:
+                    dt = t_s[s + i] - t_s[s + i - 1]
+                    x0 = x0 + dt * x1
+                    n00 = p00 + 2.0 * dt * p01 + dt * dt * p11 + qa * dt**4 / 4.0
+                    n01 = p01 + dt * p11 + qa * dt**3 / 2.0
+                    n11 = p11 + qa * dt * dt
+                    p00, p01, p11 = n00, n01, n11
+                xp[i, 0], xp[i, 1] = x0, x1
+                pp[i, 0], pp[i, 1], pp[i, 2] = p00, p01, p11
+                m = z[s + i, a]
+                if not math.isnan(m):
+                    sv = p00 + ra
+                    k0, k1 = p00 / sv, p01 / sv
+                    innov = m - x0
+                    x0, x1 = x0 + k0 * innov, x1 + k1 * innov
+                    p00, p01, p11 = (1.0 - k0) * p00, (1.0 - k0) * p01, p11 - k1 * p01
+                xf[i, 0], xf[i, 1] = x0, x1
+                pf[i, 0], pf[i, 1], pf[i, 2] = p00, p01, p11
+            pos[s + n - 1, a], vel[s + n - 1, a] = xf[n - 1, 0], xf[n - 1, 1]
+            s0, s1 = xf[n - 1, 0], xf[n - 1, 1]
+            for i in range(n - 2, -1, -1):
+                dt = t_s[s + i + 1] - t_s[s + i]
+                # C = Pf F^T Pp^-1
+                a00, a01, a11 = pf[i, 0], pf[i, 1], pf[i, 2]
+                f00, f01, f10, f11 = a00 + dt * a01, a01, a01 + dt * a11, a11  # Pf F^T
+                b00, b01, b11 = pp[i + 1, 0], pp[i + 1, 1], pp[i + 1, 2]
+                det = b00 * b11 - b01 * b01
+                i00, i01, i11 = b11 / det, -b01 / det, b00 / det
+                c00, c01 = f00 * i00 + f01 * i01, f00 * i01 + f01 * i11
+                c10, c11 = f10 * i00 + f11 * i01, f10 * i01 + f11 * i11
+                d0, d1 = s0 - xp[i + 1, 0], s1 - xp[i + 1, 1]
+                s0 = xf[i, 0] + c00 * d0 + c01 * d1
+                s1 = xf[i, 1] + c10 * d0 + c11 * d1
+                pos[s + i, a], vel[s + i, a] = s0, s1
