@@ -82,6 +82,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 detector=detector,
                 calibration=calibration,
                 overwrite=args.overwrite,
+                track=not args.no_track,
                 progress=progress,
             )
         cats = ", ".join(f"{n} {c}" for c, n in sorted(summary.by_category.items(), key=lambda x: -x[1]))
@@ -182,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("detect", help="3D boxes in every sweep, written as the contract's labels table")
+    p = sub.add_parser(
+        "detect", help="3D boxes in every sweep, tracked and refined, written as the contract's labels table"
+    )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument(
         "--out", required=True, help="output directory; labels go to OUT/labels/<sequence>.parquet"
@@ -190,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="geometric", help="detector name (default: geometric)")
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace existing labels files")
+    p.add_argument(
+        "--no-track",
+        action="store_true",
+        help="skip tracking and 4D refinement (each box its own track)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 

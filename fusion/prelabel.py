@@ -1,7 +1,10 @@
-"""Detection over a whole log, one process, writing the contract's labels table (`fusion detect`).
+"""Detection, tracking and 4D refinement over a whole log, one process, writing the contract's
+labels table (`fusion detect`).
 
-This is the sequential path (no tracking yet: each box is its own track, `origin = detected`);
-`fusion.pipeline` runs the same stages on Dask for many logs.
+With `track=True` (the default) the boxes of all sweeps are tracked forward and backward and the
+whole tracks refined (`trackers.refine`): stable track ids, one size per object, smoothed poses,
+gaps filled (`origin = interpolated`), a track-level score. With `track=False` each box is its own
+track. `fusion.pipeline` will run the same stages on Dask for many logs.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,7 @@ from exporters.labels import CameraBoxes, labels_table, write_labels
 from exporters.schema import sequence_id_for
 from fusion.bags import open_bag
 from fusion.boxes import Boxes
+from fusion.decode import PointCloud
 from fusion.errors import FusionError
 from fusion.sync import FusedFrame, SyncConfig, SyncContext, prepare, synchronize
 
@@ -54,6 +58,7 @@ def detect_log(
     calibration: Calibration | None = None,
     sync_config: SyncConfig | None = None,
     overwrite: bool = False,
+    track: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> DetectSummary:
     """Detect boxes in every sweep of `log_path`; write `out/labels/<sequence_id>.parquet`.
@@ -69,16 +74,22 @@ def detect_log(
     t0 = time.perf_counter()
     columns = _Columns()
     sweeps = 0
+    per_frame: list[tuple[FusedFrame, Boxes]] = []
     with open_bag(log_path) as bag:
         ctx = prepare(bag, config, calibration=calibration)
         total = bag.topics[ctx.lidar_topic].count
         for frame in synchronize(bag, ctx, config):
             boxes = detector.detect(frame.cloud)
-            columns.add(frame, boxes, ctx)
+            if track:
+                per_frame.append((_light(frame), boxes))
+            else:
+                columns.add(frame, boxes, ctx)
             sweeps += 1
             if progress is not None:
                 progress(sweeps, total)
         warnings = [*bag.warnings, *ctx.warnings]
+    if track:
+        _add_tracked(columns, per_frame, ctx)
     table = columns.table(sid)
     write_labels(labels_path, table, sid, overwrite=overwrite)
     cats, counts = np.unique(np.asarray(table.column("category").to_pylist(), dtype=str), return_counts=True)
@@ -91,6 +102,52 @@ def detect_log(
         seconds=time.perf_counter() - t0,
         warnings=warnings,
     )
+
+
+def _light(frame: FusedFrame) -> FusedFrame:
+    """The frame without its points and images (their names stay in `unpaired`'s complement via
+    `crossings_ns`): what tracking needs to keep per sweep, so memory does not grow with points."""
+    empty = PointCloud(np.zeros((0, 3), np.float32), None, None, None, frame.cloud.frame_id, frame.stamp_ns)
+    return replace(frame, cloud=empty, images={})
+
+
+def _add_tracked(columns: _Columns, per_frame: list[tuple[FusedFrame, Boxes]], ctx: SyncContext) -> None:
+    """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame."""
+    from trackers import refine, track_both_ways
+
+    frames = [
+        (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
+        for f, boxes in per_frame
+    ]
+    table = refine(track_both_ways(frames))
+    order = np.lexsort((table.track_id, table.frame_index))
+    for fi in np.unique(table.frame_index[order]):
+        rows = order[table.frame_index[order] == fi]
+        frame, _ = per_frame[int(fi)]
+        world = table.boxes_world[rows]
+        if frame.world_from_lidar is not None:
+            lidar_from_world = frame.world_from_lidar.inverse()
+            sensor = world.copy()
+            sensor[:, :3] = lidar_from_world.apply(world[:, :3])
+            sensor[:, 6] = world[:, 6] + _yaw_of(lidar_from_world.rotation)
+        else:
+            sensor = world
+        boxes = Boxes.build(
+            sensor,
+            table.category[rows],
+            table.score[rows],
+            table.num_points[rows],
+            frame_id=frame.lidar_frame,
+            stamp_ns=frame.stamp_ns,
+        )
+        columns.add(
+            frame,
+            boxes,
+            ctx,
+            track_id=table.track_id[rows],
+            origin=table.origin[rows],
+            velocity=table.velocity[rows, :2],
+        )
 
 
 def _yaw_of(rotation: npt.NDArray[np.float64]) -> float:
@@ -111,12 +168,28 @@ class _Columns:
         self.cam_rows: list[npt.NDArray[np.int64]] = []
         self.cam_names: list[npt.NDArray[np.str_]] = []
         self.cam_extents: list[npt.NDArray[np.float64]] = []
+        self.track_id: list[npt.NDArray[np.int64]] = []
+        self.origin: list[npt.NDArray[np.str_]] = []
+        self.velocity: list[npt.NDArray[np.float64]] = []
         self.rows = 0
 
-    def add(self, frame: FusedFrame, boxes: Boxes, ctx: SyncContext) -> None:
+    def add(
+        self,
+        frame: FusedFrame,
+        boxes: Boxes,
+        ctx: SyncContext,
+        *,
+        track_id: npt.NDArray[np.int64] | None = None,
+        origin: npt.NDArray[np.str_] | None = None,
+        velocity: npt.NDArray[np.float64] | None = None,
+    ) -> None:
         n = len(boxes)
         if n == 0:
             return
+        # untracked: each box is its own track
+        self.track_id.append(track_id if track_id is not None else np.arange(self.rows, self.rows + n))
+        self.origin.append(origin if origin is not None else np.full(n, "detected"))
+        self.velocity.append(velocity if velocity is not None else np.full((n, 2), np.nan))
         self.frame_index.append(np.full(n, frame.index, np.int32))
         self.timestamp.append(np.full(n, frame.stamp_ns, np.int64))
         self.category.append(boxes.category)
@@ -128,7 +201,8 @@ class _Columns:
             world[:, :3] = frame.world_from_lidar.apply(boxes.boxes[:, :3])
             world[:, 3] = boxes.boxes[:, 6] + _yaw_of(frame.world_from_lidar.rotation)
         self.world.append(world)
-        for name in sorted(frame.images):
+        paired = sorted(set(frame.crossings_ns) - set(frame.unpaired))
+        for name in paired:
             setup = ctx.cameras[name]
             extents, visible = boxes_to_image(boxes.boxes, setup.camera, setup.lidar_from_camera.inverse())
             idx = np.flatnonzero(visible)
@@ -155,12 +229,13 @@ class _Columns:
             sequence_id=sid,
             frame_index=np.concatenate(self.frame_index) if n else np.zeros(0, np.int32),
             timestamp_ns=np.concatenate(self.timestamp) if n else np.zeros(0, np.int64),
-            track_id=np.arange(n, dtype=np.int64),  # no tracking yet: one track per box
+            track_id=np.concatenate(self.track_id).astype(np.int64) if n else np.zeros(0, np.int64),
             category=cat,
             score=np.concatenate(self.score) if n else np.zeros(0, np.float32),
             boxes=np.concatenate(self.boxes) if n else np.zeros((0, 7)),
             num_points=np.concatenate(self.num_points) if n else np.zeros(0, np.int32),
-            origin="detected",
+            origin=np.concatenate(self.origin) if n else "detected",
             world_boxes=np.concatenate(self.world) if n else np.zeros((0, 4)),
+            velocity=np.concatenate(self.velocity) if n else np.zeros((0, 2)),
             camera_boxes=cams,
         )
