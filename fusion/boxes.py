@@ -14,11 +14,86 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from calib.transform import wrap_angle
 
 BOX_FIELDS: Final = ("x", "y", "z", "length", "width", "height", "yaw")
 CATEGORIES: Final = ("car", "truck", "bus", "pedestrian", "cyclist", "motorcycle", "unknown")
+# Scratch rows of `quad_intersection_area`'s buffers: a convex quad clipped by another has at most 8
+# vertices; 16 leaves room to spare.
+OVERLAP_SCRATCH: Final = 16
+
+F64 = npt.NDArray[np.float64]
+
+
+# ---- rotated footprint overlap (numba), shared by evaluation (IoU) and tracking (GIoU) ------------
+
+
+@njit(cache=True)
+def bev_corners(box: F64, cx: float, cy: float, out_x: F64, out_y: F64) -> None:
+    """The 4 BEV corners of `box` (7,), counter-clockwise, relative to (cx, cy), into out_x/out_y (4,)."""
+    c = np.cos(box[6])
+    s = np.sin(box[6])
+    hl = 0.5 * box[3]
+    hw = 0.5 * box[4]
+    dx = box[0] - cx
+    dy = box[1] - cy
+    # local (hl, hw), (-hl, hw), (-hl, -hw), (hl, -hw): counter-clockwise
+    lx = (hl, -hl, -hl, hl)
+    ly = (hw, hw, -hw, -hw)
+    for k in range(4):
+        out_x[k] = dx + c * lx[k] - s * ly[k]
+        out_y[k] = dy + s * lx[k] + c * ly[k]
+
+
+@njit(cache=True)
+def quad_intersection_area(ax: F64, ay: F64, bx: F64, by: F64, px: F64, py: F64, qx: F64, qy: F64) -> float:
+    """Area of the intersection of convex CCW quads a and b (4,) each; p, q are scratch buffers."""
+    n = 4
+    for k in range(4):
+        px[k] = ax[k]
+        py[k] = ay[k]
+    for e in range(4):
+        # clip polygon p (n vertices) by the half plane left of edge b[e] -> b[e+1]
+        ex0 = bx[e]
+        ey0 = by[e]
+        ex1 = bx[(e + 1) % 4]
+        ey1 = by[(e + 1) % 4]
+        dxe = ex1 - ex0
+        dye = ey1 - ey0
+        m = 0
+        for k in range(n):
+            sx = px[k]
+            sy = py[k]
+            tx = px[(k + 1) % n]
+            ty = py[(k + 1) % n]
+            ds = dxe * (sy - ey0) - dye * (sx - ex0)
+            dt = dxe * (ty - ey0) - dye * (tx - ex0)
+            if ds >= 0.0:
+                qx[m] = sx
+                qy[m] = sy
+                m += 1
+                if dt < 0.0:
+                    f = ds / (ds - dt)
+                    qx[m] = sx + f * (tx - sx)
+                    qy[m] = sy + f * (ty - sy)
+                    m += 1
+            elif dt >= 0.0:
+                f = ds / (ds - dt)
+                qx[m] = sx + f * (tx - sx)
+                qy[m] = sy + f * (ty - sy)
+                m += 1
+        n = m
+        if n < 3:
+            return 0.0
+        for k in range(n):
+            px[k] = qx[k]
+            py[k] = qy[k]
+    twice = 0.0
+    for k in range(n):
+        twice += px[k] * py[(k + 1) % n] - px[(k + 1) % n] * py[k]
+    return max(0.5 * twice, 0.0)
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from numba import njit
 from scipy.optimize import linear_sum_assignment
 
+from fusion.boxes import OVERLAP_SCRATCH, bev_corners, quad_intersection_area
 from trackers.errors import TrackingError
 
 F64 = npt.NDArray[np.float64]
@@ -47,56 +48,12 @@ Matcher = Callable[[F64], Association]
 
 
 @njit(cache=True)
-def _footprint(box: F64, out: F64) -> None:
-    """Counter-clockwise corners (4, 2) of a box's footprint."""
-    c, s = np.cos(box[6]), np.sin(box[6])
-    hl, hw = 0.5 * box[3], 0.5 * box[4]
-    sx = (1.0, -1.0, -1.0, 1.0)
-    sy = (1.0, 1.0, -1.0, -1.0)
-    for k in range(4):
-        dx, dy = sx[k] * hl, sy[k] * hw
-        out[k, 0] = box[0] + c * dx - s * dy
-        out[k, 1] = box[1] + s * dx + c * dy
-
-
-@njit(cache=True)
 def _polygon_area(pts: F64, n: int) -> float:
     area = 0.0
     for k in range(n):
         j = (k + 1) % n
         area += pts[k, 0] * pts[j, 1] - pts[j, 0] * pts[k, 1]
     return 0.5 * abs(area)
-
-
-@njit(cache=True)
-def _intersection_area(a: F64, b: F64, buf0: F64, buf1: F64) -> float:
-    """Area of the intersection of convex CCW quads a, b (4, 2) (Sutherland-Hodgman)."""
-    n = 4
-    for k in range(4):
-        buf0[k, 0], buf0[k, 1] = a[k, 0], a[k, 1]
-    src, dst = buf0, buf1
-    for e in range(4):
-        px, py = b[e, 0], b[e, 1]
-        qx, qy = b[(e + 1) % 4, 0], b[(e + 1) % 4, 1]
-        ex, ey = qx - px, qy - py
-        m = 0
-        for k in range(n):
-            cx, cy = src[k, 0], src[k, 1]
-            nx, ny = src[(k + 1) % n, 0], src[(k + 1) % n, 1]
-            sc = ex * (cy - py) - ey * (cx - px)
-            sn = ex * (ny - py) - ey * (nx - px)
-            if sc >= 0.0:
-                dst[m, 0], dst[m, 1] = cx, cy
-                m += 1
-            if (sc >= 0.0) != (sn >= 0.0):
-                tt = sc / (sc - sn)
-                dst[m, 0], dst[m, 1] = cx + tt * (nx - cx), cy + tt * (ny - cy)
-                m += 1
-        n = m
-        if n < 3:
-            return 0.0
-        src, dst = dst, src
-    return _polygon_area(src, n)
 
 
 @njit(cache=True)
@@ -136,13 +93,16 @@ def _hull_area(pts: F64, hull: F64) -> float:
 
 
 @njit(cache=True)
-def _pair_cost(a: F64, b: F64, kind: int, ca: F64, cb: F64, buf0: F64, buf1: F64, pts: F64) -> float:
+def _pair_cost(a: F64, b: F64, kind: int, scratch: F64, buf0: F64, pts: F64) -> float:
     dx, dy, dz = a[0] - b[0], a[1] - b[1], a[2] - b[2]
     if kind == 2:
         return float(np.sqrt(dx * dx + dy * dy + dz * dz))
-    _footprint(a, ca)
-    _footprint(b, cb)
-    inter = _intersection_area(ca, cb, buf0, buf1)
+    # footprints relative to a's centre (small numbers, no cancellation far from the origin)
+    bev_corners(a, a[0], a[1], scratch[0], scratch[1])
+    bev_corners(b, a[0], a[1], scratch[2], scratch[3])
+    inter = quad_intersection_area(
+        scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]
+    )
     area_a, area_b = a[3] * a[4], b[3] * b[4]
     if kind == 1:
         union = area_a + area_b - inter
@@ -154,8 +114,8 @@ def _pair_cost(a: F64, b: F64, kind: int, ca: F64, cb: F64, buf0: F64, buf1: F64
     inter3 = inter * overlap_z
     union3 = area_a * a[5] + area_b * b[5] - inter3
     for k in range(4):
-        pts[k, 0], pts[k, 1] = ca[k, 0], ca[k, 1]
-        pts[k + 4, 0], pts[k + 4, 1] = cb[k, 0], cb[k, 1]
+        pts[k, 0], pts[k, 1] = scratch[0, k], scratch[1, k]
+        pts[k + 4, 0], pts[k + 4, 1] = scratch[2, k], scratch[3, k]
     enclosing = _hull_area(pts, buf0) * span_z
     if union3 <= 0.0 or enclosing <= 0.0:
         return 2.0
@@ -174,8 +134,8 @@ def _cost_kernel(
     across: bool,
 ) -> F64:
     out = np.full((dets.shape[0], tracks.shape[0]), np.inf)
-    ca, cb = np.empty((4, 2)), np.empty((4, 2))
-    buf0, buf1, pts = np.empty((16, 2)), np.empty((16, 2)), np.empty((8, 2))
+    scratch = np.empty((8, OVERLAP_SCRATCH))
+    buf0, pts = np.empty((16, 2)), np.empty((8, 2))
     for i in range(dets.shape[0]):
         g2 = gate[i] * gate[i]
         for j in range(tracks.shape[0]):
@@ -184,7 +144,7 @@ def _cost_kernel(
             dx, dy = dets[i, 0] - tracks[j, 0], dets[i, 1] - tracks[j, 1]
             if dx * dx + dy * dy > g2:
                 continue
-            c = _pair_cost(dets[i], tracks[j], kind[i], ca, cb, buf0, buf1, pts)
+            c = _pair_cost(dets[i], tracks[j], kind[i], scratch, buf0, pts)
             if c <= threshold[i]:
                 out[i, j] = c
     return out

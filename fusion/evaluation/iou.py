@@ -20,11 +20,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from fusion.boxes import OVERLAP_SCRATCH, bev_corners, quad_intersection_area
 from fusion.evaluation.errors import EvaluationError
 
 F64 = npt.NDArray[np.float64]
-
-_MAX_VERTICES = 16  # a convex quadrilateral clipped by another has at most 8; room to spare
 
 
 def bev_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
@@ -65,74 +64,8 @@ def _checked(boxes: npt.ArrayLike, name: str) -> F64:
 
 
 @njit(cache=True)
-def _corners(box: F64, cx: float, cy: float, out_x: F64, out_y: F64) -> None:
-    """The 4 BEV corners of `box` (7,), counter-clockwise, relative to (cx, cy), into out_x/out_y (4,)."""
-    c = np.cos(box[6])
-    s = np.sin(box[6])
-    hl = 0.5 * box[3]
-    hw = 0.5 * box[4]
-    dx = box[0] - cx
-    dy = box[1] - cy
-    # local (hl, hw), (-hl, hw), (-hl, -hw), (hl, -hw): counter-clockwise
-    lx = (hl, -hl, -hl, hl)
-    ly = (hw, hw, -hw, -hw)
-    for k in range(4):
-        out_x[k] = dx + c * lx[k] - s * ly[k]
-        out_y[k] = dy + s * lx[k] + c * ly[k]
-
-
-@njit(cache=True)
-def _intersection_area(ax: F64, ay: F64, bx: F64, by: F64, px: F64, py: F64, qx: F64, qy: F64) -> float:
-    """Area of the intersection of convex CCW quads a and b (4,) each; p, q are scratch buffers."""
-    n = 4
-    for k in range(4):
-        px[k] = ax[k]
-        py[k] = ay[k]
-    for e in range(4):
-        # clip polygon p (n vertices) by the half plane left of edge b[e] -> b[e+1]
-        ex0 = bx[e]
-        ey0 = by[e]
-        ex1 = bx[(e + 1) % 4]
-        ey1 = by[(e + 1) % 4]
-        dxe = ex1 - ex0
-        dye = ey1 - ey0
-        m = 0
-        for k in range(n):
-            sx = px[k]
-            sy = py[k]
-            tx = px[(k + 1) % n]
-            ty = py[(k + 1) % n]
-            ds = dxe * (sy - ey0) - dye * (sx - ex0)
-            dt = dxe * (ty - ey0) - dye * (tx - ex0)
-            if ds >= 0.0:
-                qx[m] = sx
-                qy[m] = sy
-                m += 1
-                if dt < 0.0:
-                    f = ds / (ds - dt)
-                    qx[m] = sx + f * (tx - sx)
-                    qy[m] = sy + f * (ty - sy)
-                    m += 1
-            elif dt >= 0.0:
-                f = ds / (ds - dt)
-                qx[m] = sx + f * (tx - sx)
-                qy[m] = sy + f * (ty - sy)
-                m += 1
-        n = m
-        if n < 3:
-            return 0.0
-        for k in range(n):
-            px[k] = qx[k]
-            py[k] = qy[k]
-    twice = 0.0
-    for k in range(n):
-        twice += px[k] * py[(k + 1) % n] - px[(k + 1) % n] * py[k]
-    return max(0.5 * twice, 0.0)
-
-
-@njit(cache=True)
 def _pair_iou(a: F64, b: F64, use_3d: bool, scratch: F64) -> float:
-    """IoU of boxes a and b (7,) each, BEV or 3D; `scratch` is (8, _MAX_VERTICES) float64."""
+    """IoU of boxes a and b (7,) each, BEV or 3D; `scratch` is (8, OVERLAP_SCRATCH) float64."""
     sized = a[3] > 0.0 and a[4] > 0.0 and b[3] > 0.0 and b[4] > 0.0
     if use_3d:
         sized = sized and a[5] > 0.0 and b[5] > 0.0
@@ -149,9 +82,9 @@ def _pair_iou(a: F64, b: F64, use_3d: bool, scratch: F64) -> float:
         if overlap_z <= 0.0:
             return 0.0
     # Work relative to a's centre: small coordinates, no cancellation far from the origin.
-    _corners(a, a[0], a[1], scratch[0], scratch[1])
-    _corners(b, a[0], a[1], scratch[2], scratch[3])
-    area = _intersection_area(
+    bev_corners(a, a[0], a[1], scratch[0], scratch[1])
+    bev_corners(b, a[0], a[1], scratch[2], scratch[3])
+    area = quad_intersection_area(
         scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]
     )
     inter = area * overlap_z
@@ -169,7 +102,7 @@ def _pair_iou(a: F64, b: F64, use_3d: bool, scratch: F64) -> float:
 @njit(cache=True)
 def _iou_matrix(a: F64, b: F64, use_3d: bool) -> F64:
     out = np.zeros((a.shape[0], b.shape[0]), dtype=np.float64)
-    scratch = np.empty((8, _MAX_VERTICES), dtype=np.float64)
+    scratch = np.empty((8, OVERLAP_SCRATCH), dtype=np.float64)
     for i in range(a.shape[0]):
         for j in range(b.shape[0]):
             out[i, j] = _pair_iou(a[i], b[j], use_3d, scratch)
@@ -193,7 +126,7 @@ def frame_pair_ious(
             gt_start[f + 1] - gt_start[f]
         )
     ious = np.zeros(pair_start[n_frames], dtype=np.float64)
-    scratch = np.empty((8, _MAX_VERTICES), dtype=np.float64)
+    scratch = np.empty((8, OVERLAP_SCRATCH), dtype=np.float64)
     for f in range(n_frames):
         n_gt = gt_start[f + 1] - gt_start[f]
         for i in range(pred_start[f], pred_start[f + 1]):
