@@ -54,7 +54,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -260,6 +260,25 @@ class CategoryMetrics:
         }
 
 
+class _Named(Protocol):
+    @property
+    def category(self) -> str: ...
+
+
+NamedT = TypeVar("NamedT", bound=_Named)
+
+
+def find_category(categories: Sequence[NamedT], name: str) -> NamedT:
+    """The entry of category `name`; raises EvaluationError naming the evaluated ones otherwise."""
+    for metrics in categories:
+        if metrics.category == name:
+            return metrics
+    evaluated = ", ".join(m.category for m in categories)
+    raise EvaluationError(
+        f"category '{name}' was not evaluated (evaluated: {evaluated}); add it to the config"
+    )
+
+
 @dataclass(frozen=True)
 class SliceMetrics:
     """Metrics of all boxes, or of one range bin: per category, and over the categories."""
@@ -288,13 +307,7 @@ class SliceMetrics:
 
     def category(self, name: str) -> CategoryMetrics:
         """The metrics of category `name`; raises EvaluationError when it was not evaluated."""
-        for metrics in self.categories:
-            if metrics.category == name:
-                return metrics
-        evaluated = ", ".join(m.category for m in self.categories)
-        raise EvaluationError(
-            f"category '{name}' was not evaluated (evaluated: {evaluated}); add it to the config"
-        )
+        return find_category(self.categories, name)
 
     def to_json(self) -> dict[str, Any]:
         return {

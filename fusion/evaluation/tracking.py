@@ -108,7 +108,7 @@ from scipy.optimize import linear_sum_assignment
 from exporters.schema import BOX_COLUMNS, CATEGORIES
 from fusion.evaluation.errors import EvaluationError
 from fusion.evaluation.iou import frame_pair_ious
-from fusion.evaluation.metrics import LabelsLike
+from fusion.evaluation.metrics import LabelsLike, find_category
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -293,13 +293,7 @@ class TrackingResult:
 
     def category(self, name: str) -> TrackingMetrics:
         """The metrics of category `name`; raises EvaluationError when it was not evaluated."""
-        for metrics in self.categories:
-            if metrics.category == name:
-                return metrics
-        evaluated = ", ".join(m.category for m in self.categories)
-        raise EvaluationError(
-            f"category '{name}' was not evaluated (evaluated: {evaluated}); add it to the config"
-        )
+        return find_category(self.categories, name)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict with stable keys; undefined values are None (null), never NaN."""
