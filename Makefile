@@ -24,11 +24,15 @@ $(STAMP): pyproject.toml
 demo: sysdeps $(STAMP)
 	$(BIN)/fusion inspect data_samples/sim_drive.mcap
 	$(BIN)/fusion detect data_samples/sim_drive.mcap --out out/demo --overwrite
+	$(BIN)/fusion validate out/demo
 	$(BIN)/fusion eval --pred out/demo --gt data_samples/sim_drive.labels.parquet --max-range 50
+	$(BIN)/fusion eval --tracking --pred out/demo --gt data_samples/sim_drive.labels.parquet
 	@echo
-	@echo "Pre-labels of the sample log (3 s simulated drive): out/demo/labels/sim_drive.parquet"
+	@echo "The pre-label dataset of the sample log (3 s simulated drive): out/demo"
+	@echo "  (dataset.json, sequences.parquet, frames/ labels/ points/ images/: see shared/CONTRACT.md)"
 	@echo "Its exact ground truth: data_samples/sim_drive.labels.parquet"
 	@echo "  .venv/bin/python -c \"import pandas as pd; print(pd.read_parquet('out/demo/labels'))\""
+	@echo "  .venv/bin/python -c \"from exporters.reader import open_dataset; s = open_dataset('out/demo').sequence('sim_drive'); print(s.frames(as_pandas=True))\""
 
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q tests

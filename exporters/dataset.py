@@ -763,7 +763,7 @@ def _write_sequences(table: pa.Table, path: Path, *, overwrite: bool) -> Path:
     if not overwrite and (path.exists() or path.is_symlink()):
         raise ExportError(
             f"cannot write {path}: it already exists and fusion never overwrites output; "
-            "remove it or choose another --out"
+            "remove it, choose another --out, or pass --overwrite"
         )
     ids = table.column("sequence_id").to_pylist()
     table = table.replace_schema_metadata(schema_with_metadata(SEQUENCES, sequences_file_id(ids)).metadata)
@@ -791,7 +791,7 @@ def _write_json_atomic(path: Path, document: Mapping[str, Any], *, overwrite: bo
     if path.exists() and not overwrite:
         raise ExportError(
             f"cannot write {path}: it already exists and fusion never overwrites output; "
-            "remove it or choose another --out"
+            "remove it, choose another --out, or pass --overwrite"
         )
     tmp = _tmp_name(path)
     try:

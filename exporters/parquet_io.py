@@ -198,7 +198,7 @@ class AtomicParquetWriter:
         if not self._overwrite and (self.path.exists() or self.path.is_symlink()):
             raise ExportError(
                 f"cannot write {self.path}: it already exists and fusion never overwrites output; "
-                "remove it or choose another --out"
+                "remove it, choose another --out, or pass --overwrite"
             )
 
     def _check_sequence_id_column(self, table: pa.Table) -> None:

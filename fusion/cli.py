@@ -62,38 +62,59 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fusion.detect import DETECTORS
-    from fusion.prelabel import detect_log
+    from fusion.prelabel import prelabel_logs
 
     if args.detector not in DETECTORS:
         raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
-    detector = DETECTORS[args.detector]()
-    calibration = _calibration(args)
     out = Path(args.out)
-    for log_path in args.logs:
-        with tqdm(desc=Path(log_path).name, unit="sweep", disable=args.quiet, leave=False) as bar:
+    bars: dict[str, tqdm] = {}
 
-            def progress(done: int, total: int, bar: tqdm = bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+    def progress(sid: str, done: int, total: int) -> None:
+        bar = bars.get(sid)
+        if bar is None:
+            bar = bars[sid] = tqdm(desc=sid, total=total, unit="sweep", disable=args.quiet, leave=False)
+        bar.update(done - bar.n)
 
-            summary = detect_log(
-                Path(log_path),
-                out,
-                detector=detector,
-                calibration=calibration,
-                overwrite=args.overwrite,
-                track=not args.no_track,
-                progress=progress,
-            )
-        cats = ", ".join(f"{n} {c}" for c, n in sorted(summary.by_category.items(), key=lambda x: -x[1]))
-        print(
-            f"{log_path}: {summary.sweeps} sweeps, {summary.boxes} boxes ({cats or 'none'}) "
-            f"in {summary.seconds:.1f} s ({summary.sweeps / max(summary.seconds, 1e-9):.1f} sweeps/s)"
+    try:
+        summaries = prelabel_logs(
+            [Path(p) for p in args.logs],
+            out,
+            detector=DETECTORS[args.detector](),
+            calibration=_calibration(args),
+            overwrite=args.overwrite,
+            track=not args.no_track,
+            points=not args.no_points,
+            images=not args.no_images,
+            progress=progress,
         )
-        for w in summary.warnings:
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for s in summaries:
+        cats = ", ".join(f"{n} {c}" for c, n in sorted(s.by_category.items(), key=lambda x: -x[1]))
+        print(
+            f"{s.sequence_id}: {s.sweeps} sweeps, {s.boxes} boxes in {s.tracks} tracks ({cats or 'none'}), "
+            f"{s.seconds:.1f} s ({s.sweeps / max(s.seconds, 1e-9):.1f} sweeps/s)"
+        )
+        for w in s.warnings:
             print(f"  warning: {w}")
-        print(f"  labels: {summary.labels_path}")
-    print(f'load them: pandas.read_parquet("{out / "labels"}")')
+    total_sweeps = sum(s.sweeps for s in summaries)
+    total_boxes = sum(s.boxes for s in summaries)
+    print(f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes -> dataset {out}")
+    print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from exporters.validate import validate_dataset
+
+    problems = validate_dataset(Path(args.out))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"fusion: {args.out}: {len(problems)} problem(s) against the contract", file=sys.stderr)
+        return 1
+    print(f"{args.out}: a valid fusion dataset")
     return 0
 
 
@@ -184,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(
-        "detect", help="3D boxes in every sweep, tracked and refined, written as the contract's labels table"
+        "detect", help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset"
     )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument(
@@ -198,8 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip tracking and 4D refinement (each box its own track)",
     )
+    p.add_argument("--no-points", action="store_true", help="leave the points table out")
+    p.add_argument("--no-images", action="store_true", help="leave the synchronised images out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("validate", help="check a dataset against the contract; non-zero exit on a violation")
+    p.add_argument("out", help="the dataset directory")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("eval", help="compare predicted labels with ground truth (AP, accuracy, by range)")
     p.add_argument(

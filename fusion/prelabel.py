@@ -12,23 +12,33 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from calib.projection import boxes_to_image
-from exporters.labels import CameraBoxes, labels_table, write_labels
+from exporters.dataset import (
+    DatasetWriter,
+    FrameCamera,
+    FrameRow,
+    ImagesWriter,
+    PipelineInfo,
+    SequenceCamera,
+    SequenceInfo,
+)
+from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
+from fusion import __version__
 from fusion.bags import open_bag
 from fusion.boxes import Boxes
 from fusion.decode import PointCloud
-from fusion.errors import FusionError
-from fusion.sync import FusedFrame, SyncConfig, SyncContext, prepare, synchronize
+from fusion.sync import FusedFrame, PairedImage, SyncConfig, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -39,19 +49,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DetectSummary:
-    """What `detect_log` did."""
+    """What `prelabel_logs` did for one log."""
 
     sequence_id: str
     labels_path: Path
     sweeps: int
     boxes: int
+    tracks: int
     by_category: dict[str, int]
     seconds: float
     warnings: list[str] = field(default_factory=list)
 
 
-def detect_log(
-    log_path: Path,
+def prelabel_logs(
+    logs: Sequence[Path],
     out: Path,
     *,
     detector: Detector,
@@ -59,49 +70,141 @@ def detect_log(
     sync_config: SyncConfig | None = None,
     overwrite: bool = False,
     track: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-) -> DetectSummary:
-    """Detect boxes in every sweep of `log_path`; write `out/labels/<sequence_id>.parquet`.
+    points: bool = True,
+    images: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[DetectSummary]:
+    """Pre-label every log into one dataset at `out` (shared/CONTRACT.md): sequences, frames,
+    labels, points (one row group per sweep) and synchronised images, `dataset.json` last.
 
-    progress(done, total) is called after each sweep. Raises FusionError subclasses with a message
-    naming the file when the log cannot be read or the output cannot be written.
+    progress(sequence_id, done, total) is called after each sweep. Raises FusionError subclasses
+    with a message naming the file when a log cannot be read or the output cannot be written; a
+    failed run leaves no dataset.json, so no reader takes the directory for complete.
     """
     config = sync_config or SyncConfig()
-    sid = sequence_id_for(log_path)
-    labels_path = out / "labels" / f"{sid}.parquet"
-    if labels_path.exists() and not overwrite:
-        raise FusionError(f"{labels_path} exists; remove it, choose another --out, or pass --overwrite")
+    pipeline = PipelineInfo(
+        version=__version__,
+        detector=getattr(detector, "name", type(detector).__name__),
+        tracker="trackers.Tracker + trackers.refine" if track else "none",
+        config={"sync": asdict(config), "track": track, "points": points, "images": images},
+    )
+    summaries: list[DetectSummary] = []
+    with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
+        for log_path in logs:
+            sid = sequence_id_for(log_path, others=logs)
+            summaries.append(
+                _prelabel_one(
+                    log_path, sid, dataset, detector, calibration, config, track, points, images, progress
+                )
+            )
+    return summaries
+
+
+def _prelabel_one(
+    log_path: Path,
+    sid: str,
+    dataset: DatasetWriter,
+    detector: Detector,
+    calibration: Calibration | None,
+    config: SyncConfig,
+    track: bool,
+    points: bool,
+    images: bool,
+    progress: Callable[[str, int, int], None] | None,
+) -> DetectSummary:
     t0 = time.perf_counter()
     columns = _Columns()
-    sweeps = 0
     per_frame: list[tuple[FusedFrame, Boxes]] = []
+    rows: list[FrameRow] = []
+    seq = dataset.sequence(sid)
     with open_bag(log_path) as bag:
         ctx = prepare(bag, config, calibration=calibration)
         total = bag.topics[ctx.lidar_topic].count
-        for frame in synchronize(bag, ctx, config):
-            boxes = detector.detect(frame.cloud)
-            if track:
-                per_frame.append((_light(frame), boxes))
-            else:
-                columns.add(frame, boxes, ctx)
-            sweeps += 1
-            if progress is not None:
-                progress(sweeps, total)
+        cameras = sorted(ctx.cameras)
+        with ExitStack() as stack:
+            pw = stack.enter_context(seq.points()) if points else None
+            iws = {name: stack.enter_context(seq.images(name)) for name in cameras} if images else {}
+            for frame in synchronize(bag, ctx, config):
+                boxes = detector.detect(frame.cloud)
+                if track:
+                    per_frame.append((_light(frame), boxes))
+                else:
+                    columns.add(frame, boxes, ctx)
+                rows.append(_frame_row(frame))
+                if pw is not None:
+                    cloud = frame.cloud
+                    pw.add(
+                        frame.index,
+                        cloud.xyz,
+                        _or_zeros(cloud.intensity, len(cloud)),
+                        _or_zeros(cloud.time_offset_ns, len(cloud)),
+                    )
+                for name, img in frame.images.items():
+                    if name in iws:
+                        _add_image(iws[name], frame.index, img)
+                if progress is not None:
+                    progress(sid, len(rows), total)
         warnings = [*bag.warnings, *ctx.warnings]
+        size = bag.size_bytes
     if track:
         _add_tracked(columns, per_frame, ctx)
     table = columns.table(sid)
-    write_labels(labels_path, table, sid, overwrite=overwrite)
+    labels_path = seq.write_labels(table)
+    seq.write_frames(rows)
+    dataset.add_sequence(
+        SequenceInfo.from_frames(
+            sid,
+            rows,
+            source_path=str(log_path),
+            source_size_bytes=size,
+            lidar_topic=ctx.lidar_topic,
+            world_frame=ctx.fixed_frame,
+            cameras=[
+                SequenceCamera(replace(c.camera, name=c.name), c.topic, c.lidar_from_camera)
+                for c in (ctx.cameras[n] for n in cameras)
+            ],
+            config={"sync": asdict(config), "calibration": calibration.source if calibration else None},
+        )
+    )
     cats, counts = np.unique(np.asarray(table.column("category").to_pylist(), dtype=str), return_counts=True)
     return DetectSummary(
         sequence_id=sid,
         labels_path=labels_path,
-        sweeps=sweeps,
+        sweeps=len(rows),
         boxes=table.num_rows,
+        tracks=len(set(table.column("track_id").to_pylist())),
         by_category={str(c): int(n) for c, n in zip(cats, counts, strict=True)},
         seconds=time.perf_counter() - t0,
         warnings=warnings,
     )
+
+
+def _or_zeros(values: npt.NDArray[Any] | None, n: int) -> npt.NDArray[Any]:
+    return values if values is not None else np.zeros(n, np.float32)
+
+
+def _frame_row(frame: FusedFrame) -> FrameRow:
+    return FrameRow(
+        frame_index=frame.index,
+        timestamp_ns=frame.stamp_ns,
+        source_log_time_ns=frame.log_time_ns,
+        num_points=len(frame.cloud),
+        deskewed=frame.deskewed,
+        world_from_lidar=frame.world_from_lidar,
+        cameras=tuple(
+            FrameCamera(name, img.stamp_ns, img.offset_ns) for name, img in sorted(frame.images.items())
+        ),
+    )
+
+
+def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage) -> None:
+    """Store a compressed image's own bytes; encode a raw one as JPEG."""
+    fmt = str(getattr(img.message, "format", "")).lower()
+    for encoding in ("jpeg", "png"):
+        if encoding in fmt or (encoding == "jpeg" and "jpg" in fmt):
+            writer.add(frame_index, img.stamp_ns, bytes(img.message.data), encoding)
+            return
+    writer.add_array(frame_index, img.stamp_ns, img.decoded.pixels, encoding="jpeg")  # type: ignore[arg-type]
 
 
 def _light(frame: FusedFrame) -> FusedFrame:

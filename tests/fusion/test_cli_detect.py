@@ -21,7 +21,7 @@ def test_detect_writes_tracked_4d_labels_and_finds_most_nearby_cars(
 ) -> None:
     assert main(["detect", str(SAMPLE), "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "30 sweeps" in out and str(tmp_path / "labels" / "sim_drive.parquet") in out
+    assert "sim_drive: 30 sweeps" in out and f"-> dataset {tmp_path}" in out
     table = read_labels(tmp_path / "labels" / "sim_drive.parquet")  # schema and metadata checked
     assert set(table.column("origin").to_pylist()) <= {"detected", "interpolated"}
     tracks = table.column("track_id").to_pylist()
@@ -67,3 +67,32 @@ def test_detect_refuses_to_overwrite_labels(tmp_path: Path, capsys: pytest.Captu
 def test_unknown_detector_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["detect", str(SAMPLE), "--out", str(tmp_path), "--detector", "yolo"]) == 2
     assert "unknown detector 'yolo'; choose one of geometric" in capsys.readouterr().err
+
+
+def test_detect_writes_a_valid_dataset_a_reviewer_can_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporters.reader import open_dataset
+
+    assert main(["detect", str(SAMPLE), "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["validate", str(tmp_path)]) == 0
+    assert "a valid fusion dataset" in capsys.readouterr().out
+    ds = open_dataset(tmp_path)
+    assert ds.sequence_ids == ["sim_drive"]
+    seq = ds.sequence("sim_drive")
+    frames = seq.frames(as_pandas=True)
+    assert len(frames) == 30 and frames.deskewed.all()
+    xyz, _, times = seq.points(7)
+    assert xyz.shape == (frames.num_points[7], 3) and times.dtype.name == "int32"
+    assert seq.image("camera_front", 7).shape == (400, 640, 3)
+    assert set(seq.calibration) == {"camera_front", "camera_left", "camera_rear"}
+    assert {c["name"] for c in frames.cameras[7]} == {"camera_front", "camera_left", "camera_rear"}
+
+
+def test_validate_reports_a_broken_dataset_with_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["detect", str(SAMPLE), "--out", str(tmp_path), "--quiet", "--no-points", "--no-images"]) == 0
+    (tmp_path / "frames" / "sim_drive.parquet").unlink()
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "frames" in capsys.readouterr().out
