@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -15,9 +16,12 @@ from fusion import __version__
 from fusion.errors import FusionError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
 
     from calib.calibration import Calibration
+    from fusion.prelabel import DetectSummary
 
 log = logging.getLogger("fusion")
 
@@ -90,6 +94,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
+    _print_summary(summaries, out)
+    return 0
+
+
+def _print_summary(summaries: Sequence[DetectSummary], out: Path) -> None:
     for s in summaries:
         cats = ", ".join(f"{n} {c}" for c, n in sorted(s.by_category.items(), key=lambda x: -x[1]))
         print(
@@ -102,6 +111,39 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     total_boxes = sum(s.boxes for s in summaries)
     print(f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes -> dataset {out}")
     print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fusion.detect import DETECTORS
+    from fusion.pipeline import run
+
+    if args.detector not in DETECTORS:
+        raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
+    if args.calibration:
+        _calibration(args)  # a file that does not parse fails here, before any worker starts
+    out = Path(args.out)
+    with tqdm(total=len(args.logs), unit="log", disable=args.quiet, leave=False) as bar:
+
+        def on_done(summary: DetectSummary, done: int, total: int) -> None:
+            bar.set_postfix_str(f"{summary.sequence_id}: {summary.sweeps} sweeps")
+            bar.update(done - bar.n)
+
+        summaries = run(
+            [Path(p) for p in args.logs],
+            out,
+            detector=args.detector,
+            calibration=Path(args.calibration) if args.calibration else None,
+            overwrite=args.overwrite,
+            track=not args.no_track,
+            points=not args.no_points,
+            images=not args.no_images,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            on_done=on_done,
+        )
+    _print_summary(summaries, out)
     return 0
 
 
@@ -224,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 
+    p = sub.add_parser("run", help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
+    p.add_argument("--out", required=True, help="output dataset directory (shared/CONTRACT.md layout)")
+    p.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: local)"
+    )
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="local workers (default: one per core, at most one per log)"
+    )
+    p.add_argument("--detector", default="geometric", help="detector name (default: geometric)")
+    p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument("--no-track", action="store_true", help="skip tracking and 4D refinement")
+    p.add_argument("--no-points", action="store_true", help="leave the points table out")
+    p.add_argument("--no-images", action="store_true", help="leave the synchronised images out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
     p = sub.add_parser("validate", help="check a dataset against the contract; non-zero exit on a violation")
     p.add_argument("out", help="the dataset directory")
     p.set_defaults(func=_cmd_validate)
@@ -277,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="fusion: %(levelname)s: %(message)s",
     )
+    if not args.debug:  # Dask's cluster chatter (and its copy of a task's error) is for --debug
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -31,6 +31,7 @@ from exporters.dataset import (
     PipelineInfo,
     SequenceCamera,
     SequenceInfo,
+    SequenceWriter,
 )
 from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
@@ -92,31 +93,42 @@ def prelabel_logs(
     with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
         for log_path in logs:
             sid = sequence_id_for(log_path, others=logs)
-            summaries.append(
-                _prelabel_one(
-                    log_path, sid, dataset, detector, calibration, config, track, points, images, progress
-                )
+            summary, info = prelabel_sequence(
+                log_path,
+                sid,
+                dataset.sequence(sid),
+                detector,
+                calibration,
+                config,
+                track,
+                points,
+                images,
+                progress,
             )
+            dataset.add_sequence(info)
+            summaries.append(summary)
     return summaries
 
 
-def _prelabel_one(
+def prelabel_sequence(
     log_path: Path,
     sid: str,
-    dataset: DatasetWriter,
+    seq: SequenceWriter,
     detector: Detector,
     calibration: Calibration | None,
     config: SyncConfig,
     track: bool,
     points: bool,
     images: bool,
-    progress: Callable[[str, int, int], None] | None,
-) -> DetectSummary:
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[DetectSummary, SequenceInfo]:
+    """Pre-label one log into its sequence's files (`seq`); returns the summary and the sequence's
+    row for sequences.parquet. Runs anywhere the output directory is reachable: in this process,
+    or in a Dask worker (`fusion.pipeline`)."""
     t0 = time.perf_counter()
     columns = _Columns()
     per_frame: list[tuple[FusedFrame, Boxes]] = []
     rows: list[FrameRow] = []
-    seq = dataset.sequence(sid)
     with open_bag(log_path) as bag:
         ctx = prepare(bag, config, calibration=calibration)
         total = bag.topics[ctx.lidar_topic].count
@@ -151,23 +163,21 @@ def _prelabel_one(
     table = columns.table(sid)
     labels_path = seq.write_labels(table)
     seq.write_frames(rows)
-    dataset.add_sequence(
-        SequenceInfo.from_frames(
-            sid,
-            rows,
-            source_path=str(log_path),
-            source_size_bytes=size,
-            lidar_topic=ctx.lidar_topic,
-            world_frame=ctx.fixed_frame,
-            cameras=[
-                SequenceCamera(replace(c.camera, name=c.name), c.topic, c.lidar_from_camera)
-                for c in (ctx.cameras[n] for n in cameras)
-            ],
-            config={"sync": asdict(config), "calibration": calibration.source if calibration else None},
-        )
+    info = SequenceInfo.from_frames(
+        sid,
+        rows,
+        source_path=str(log_path),
+        source_size_bytes=size,
+        lidar_topic=ctx.lidar_topic,
+        world_frame=ctx.fixed_frame,
+        cameras=[
+            SequenceCamera(replace(c.camera, name=c.name), c.topic, c.lidar_from_camera)
+            for c in (ctx.cameras[n] for n in cameras)
+        ],
+        config={"sync": asdict(config), "calibration": calibration.source if calibration else None},
     )
     cats, counts = np.unique(np.asarray(table.column("category").to_pylist(), dtype=str), return_counts=True)
-    return DetectSummary(
+    summary = DetectSummary(
         sequence_id=sid,
         labels_path=labels_path,
         sweeps=len(rows),
@@ -177,6 +187,7 @@ def _prelabel_one(
         seconds=time.perf_counter() - t0,
         warnings=warnings,
     )
+    return summary, info
 
 
 def _or_zeros(values: npt.NDArray[Any] | None, n: int) -> npt.NDArray[Any]:
