@@ -1,6 +1,7 @@
 """The online tracker on KITTI tracking with PointRCNN detections, scored by AB3DMOT's 3D MOT protocol.
 
     .venv/bin/python bench/kitti_tracking.py --out /tmp/kitti_trk [--data DIR] [--split train|val]
+        [--output-policy ranked|confirmed]
 
 Data (`--data`, default ../shared/datasets/ab3dmot beside the repo, see its MANIFEST.md section 1):
 `data/KITTI/detection/pointrcnn_<Class>_val/<seq>.txt` (PointRCNN, comma-separated
@@ -13,11 +14,14 @@ from this project's copy: pass the data folder that has them); `--split train` t
 0002-0005, 0007, 0009, 0011, 0017, 0020. A sequence has frames 0 .. (last frame of its seqmap line,
 else of its labels and detections).
 
-Tracking: one `trackers.Tracker(TrackerConfig())` per sequence and class, every frame stepped
+Tracking: one `trackers.Tracker` per sequence and class, every frame stepped
 (empty ones too), t_ns = frame * 100 ms, no ego motion (no oxts here): tracks live in the LiDAR
 frame. Detections: boxes converted rect -> velodyne by `kitti_rect_to_velodyne` with the sequence's
 calibration; PointRCNN's scores are raw logits (-0.85 .. 16), mapped to 0..1 by 1 / (1 + exp(-s)),
 which keeps their order; nothing is filtered here (as AB3DMOT); the tracker's own score_low applies.
+Config: `--output-policy` picks the per-category params of `trackers.config.OUTPUT_POLICIES`:
+"ranked" (default; `RANKED_PARAMS`: every track from its first detection, young and coasting tracks
+scored low, as suits sAMOTA's score sweep) or "confirmed" (`DEFAULT_PARAMS`: confirmed tracks only).
 
 Evaluation (`fusion.evaluation.evaluate_tracking`, 3D IoU >= 0.25, per class), with the KITTI
 devkit's ignore rules as AB3DMOT's `scripts/KITTI/evaluate.py` applies them, through the `ignore`
@@ -68,6 +72,7 @@ from fusion.evaluation import (  # noqa: E402
 )
 from fusion.evaluation.converters import kitti_rect_to_velodyne  # noqa: E402
 from trackers import Tracker, TrackerConfig  # noqa: E402
+from trackers.config import OUTPUT_POLICIES  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
 FRAME_NS = 100_000_000
@@ -99,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", choices=("train", "val"), default="train")
     parser.add_argument("--out", type=Path, required=True, help="folder for tracks and results")
     parser.add_argument("--overwrite", action="store_true", help="replace existing OUT/<Class> folders")
+    parser.add_argument(
+        "--output-policy",
+        choices=tuple(OUTPUT_POLICIES),
+        default="ranked",
+        help="tracker params: 'ranked' (every track, young ones scored low) or 'confirmed' (confirmed only)",
+    )
     args = parser.parse_args(argv)
     data: Path = args.data
     out: Path = args.out
@@ -111,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{out / name} exists; pass --overwrite to replace it or choose another --out")
 
     sequences = load_split(data, args.split)
-    tracker_config = TrackerConfig()
+    tracker_config = TrackerConfig(params=OUTPUT_POLICIES[args.output_policy])
     preds, gts = [], []
     started = time.perf_counter()
     n_frames_run = 0

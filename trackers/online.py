@@ -16,6 +16,11 @@ Association is ByteTrack-style in two stages: detections scoring at least `score
 live track, then the remaining detections in [score_low, score_high) against the confirmed and lost
 tracks still unmatched. Only unmatched high-score detections start tracks. Time steps come from the
 stamps, so a dropped frame is just a longer prediction.
+
+Output: CONFIRMED tracks, and LOST ones for their first `Params.output_misses` missed frames
+(`TrackerConfig.output_tentative` / `output_lost` add every TENTATIVE / LOST track). A track's output
+score is its last matched detection's score times `score_decay` per missed frame and times
+min(1, hits / `Params.score_ramp_hits`), so that young tracks rank below established ones.
 """
 
 from __future__ import annotations
@@ -111,6 +116,8 @@ class Tracker:
         self._max_age_frames = np.array([p.max_age_frames for p in params], np.int64)
         self._max_age_ns = np.array([round(p.max_age_s * 1e9) for p in params], np.int64)
         self._decay = np.array([p.score_decay for p in params], np.float32)
+        self._output_misses = np.array([p.output_misses for p in params], np.int64)
+        self._ramp_hits = np.array([p.score_ramp_hits for p in params], np.float32)
         self._noise = np.stack([noise_row(p) for p in params])
         self._motion = [p.motion for p in params]
         self._matcher = MATCHERS[self.config.matcher]
@@ -270,20 +277,25 @@ class Tracker:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _output(self, frame_id: str, t_ns: int, pose: F64 | None) -> TrackedBoxes:
-        states = np.concatenate([b.state for b in self._banks.values()])
-        show = states == _CONFIRMED
+        banks = self._banks.values()
+        states = np.concatenate([b.state for b in banks])
+        all_cat = np.concatenate([b.category for b in banks])
+        all_misses = np.concatenate([b.misses for b in banks])
+        lost = states == _LOST
+        show = (states == _CONFIRMED) | (lost & (all_misses <= self._output_misses[all_cat]))
         if self.config.output_tentative:
             show |= states == _TENTATIVE
         if self.config.output_lost:
-            show |= states == _LOST
-        banks = self._banks.values()
+            show |= lost
         ids = np.concatenate([b.track_id for b in banks])[show]
         order = np.argsort(ids, kind="stable")
         world = self._concat_boxes()[show][order]
-        cat = np.concatenate([b.category for b in banks])[show][order]
-        misses = np.concatenate([b.misses for b in banks])[show][order]
+        cat = all_cat[show][order]
+        misses = all_misses[show][order]
         score = np.concatenate([b.score for b in banks])[show][order]
-        score = (score * self._decay[cat] ** misses.astype(np.float32)).astype(np.float32)
+        hits = np.concatenate([b.hits for b in banks])[show][order].astype(np.float32)
+        ramp = np.minimum(np.float32(1.0), hits / self._ramp_hits[cat])
+        score = (score * ramp * self._decay[cat] ** misses.astype(np.float32)).astype(np.float32)
         velocity = np.concatenate([b.model.velocity(b.x) for b in banks])[show][order]
         sensor = world if pose is None else _transform_boxes(invert_matrices(pose), world)
         return TrackedBoxes(
