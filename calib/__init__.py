@@ -7,7 +7,7 @@ documented, with axis diagrams, in `calib.frames`.
 
 from calib.calibration import Calibration
 from calib.camera import Camera
-from calib.deskew import deskew
+from calib.deskew import compensate_object_motion, deskew
 from calib.frames import normalize_frame
 from calib.loaders import load_calibration
 from calib.projection import box_to_image, boxes_to_image, project_points, project_points_timed
@@ -21,6 +21,7 @@ __all__ = [
     "TransformBuffer",
     "box_to_image",
     "boxes_to_image",
+    "compensate_object_motion",
     "deskew",
     "interpolate",
     "load_calibration",
