@@ -52,8 +52,14 @@ def _calibration(args: argparse.Namespace) -> Calibration | None:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fusion.simulate import simulate_log
 
+    columns = args.columns or {"vlp32c": 512, "hdl64e": 2048}[args.lidar]
     result = simulate_log(
-        Path(args.out), fmt=args.format, seconds=args.seconds, seed=args.seed, lidar=args.lidar
+        Path(args.out),
+        fmt=args.format,
+        seconds=args.seconds,
+        seed=args.seed,
+        lidar=args.lidar,
+        lidar_columns=columns,
     )
     print(
         f"wrote {result.log_path} ({result.num_sweeps} sweeps, {result.num_images} images)\n"
@@ -324,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lidar",
         choices=["vlp32c", "hdl64e"],
         default="vlp32c",
-        help="32-beam VLP-32C-like (default) or 64-beam HDL-64E-like (~120k points a sweep)",
+        help="32-beam VLP-32C-like (default; 512 columns) or 64-beam HDL-64E-like (2048 columns, ~120k pts)",
     )
+    p.add_argument("--columns", type=int, metavar="N", help="firings per revolution (default: per --lidar)")
     p.set_defaults(func=_cmd_simulate)
     return parser
 

@@ -435,3 +435,16 @@ def test_committed_sample_is_what_the_readme_command_regenerates(tmp_path: Path)
     assert (tmp_path / "sim_drive.mcap").stat().st_size == (
         repo / "data_samples" / "sim_drive.mcap"
     ).stat().st_size
+
+
+def test_cli_hdl64e_simulates_about_120k_points_a_sweep(tmp_path: Path) -> None:
+    from fusion.cli import main
+
+    assert (
+        main(["simulate", str(tmp_path / "s.mcap"), "--seconds", "0.1", "--lidar", "hdl64e", "--seed", "3"])
+        == 0
+    )
+    with open_bag(tmp_path / "s.mcap") as bag:
+        raw = next(iter(bag.messages(["/lidar/points"])))
+        cloud = bag.deserialize(raw)
+    assert 100_000 < cloud.width * cloud.height < 140_000
