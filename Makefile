@@ -43,6 +43,7 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/kitti_tracking.py --out out/kitti_tracking --overwrite
+	DASK_LOGGING__DISTRIBUTED=critical $(BIN)/python bench/pipeline.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusion calib trackers exporters tests bench
