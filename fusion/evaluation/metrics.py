@@ -381,8 +381,8 @@ def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None)
     a category is unknown, a box is not finite, or a score is outside 0..1.
     """
     config = config or EvalConfig()
-    pred_table = _as_table(pred, "predictions")
-    gt_table = _as_table(gt, "ground truth")
+    pred_table = as_labels_table(pred, "predictions")
+    gt_table = as_labels_table(gt, "ground truth")
     _check_columns(pred_table, "predictions", with_score=True)
     _check_columns(gt_table, "ground truth", with_score=False)
 
@@ -425,7 +425,8 @@ def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None)
     return EvalResult(config=config, overall=overall, by_range=tuple(by_range))
 
 
-def _as_table(labels: LabelsLike, what: str) -> pa.Table:
+def as_labels_table(labels: LabelsLike, what: str) -> pa.Table:
+    """Labels given as a pyarrow Table or a pandas DataFrame, as a Table (EvaluationError otherwise)."""
     if isinstance(labels, pa.Table):
         return labels
     if hasattr(labels, "columns") and hasattr(labels, "to_numpy"):  # a pandas DataFrame

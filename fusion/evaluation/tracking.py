@@ -108,7 +108,7 @@ from scipy.optimize import linear_sum_assignment
 from exporters.schema import BOX_COLUMNS, CATEGORIES
 from fusion.evaluation.errors import EvaluationError
 from fusion.evaluation.iou import frame_pair_ious
-from fusion.evaluation.metrics import LabelsLike, find_category
+from fusion.evaluation.metrics import LabelsLike, as_labels_table, find_category
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -321,8 +321,8 @@ def evaluate_tracking(
     or a track id appears twice in one frame.
     """
     config = config or TrackingConfig()
-    pred_table = _as_table(pred, "predictions")
-    gt_table = _as_table(gt, "ground truth")
+    pred_table = as_labels_table(pred, "predictions")
+    gt_table = as_labels_table(gt, "ground truth")
     frames, pred_frame, gt_frame = _frame_keys(pred_table, gt_table)
     preds = _side(pred_table, pred_frame, "predictions", with_score=True)
     gts = _side(gt_table, gt_frame, "ground truth", with_score=False)
@@ -377,20 +377,6 @@ class _Side:
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
-
-
-def _as_table(labels: LabelsLike, what: str) -> pa.Table:
-    if isinstance(labels, pa.Table):
-        return labels
-    if hasattr(labels, "columns") and hasattr(labels, "to_numpy"):  # a pandas DataFrame
-        try:
-            return pa.Table.from_pandas(labels, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise EvaluationError(f"{what}: cannot read the DataFrame's columns: {err}") from err
-    raise EvaluationError(
-        f"{what}: expected a pyarrow Table or pandas DataFrame of labels, got {type(labels).__name__}; "
-        "read a labels file with fusion.evaluation.load_labels"
-    )
 
 
 def _frame_keys(pred: pa.Table, gt: pa.Table) -> tuple[I64, I64, I64]:
