@@ -362,7 +362,29 @@ class PipelineInfo:
 # ---- incremental writers
 
 
-class PointsWriter:
+class _ClosedOnSuccess:
+    """A writer used as a context manager: `close()` (rename into place) when the block succeeds,
+    `abort()` (drop the temporary file) when it raises."""
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PointsWriter(_ClosedOnSuccess):
     """`points/<sid>.parquet`, one row group per sweep, added in frame_index order 0, 1, 2, ...
 
     Every sweep of the sequence is added (an empty one as an empty row group), so row group k holds
@@ -418,19 +440,8 @@ class PointsWriter:
         self._closed = True
         self._writer.abort()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class ImagesWriter:
+class ImagesWriter(_ClosedOnSuccess):
     """`images/<sid>/<camera>.parquet`: one row per synchronized image, in frame_index order.
 
     Images are buffered and written a few at a time (`IMAGE_ROW_GROUP_BYTES` / `IMAGE_ROW_GROUP_ROWS`
@@ -518,17 +529,6 @@ class ImagesWriter:
         )
         self._rows, self._bytes = [], 0
         self._writer.write(table, row_group_size=table.num_rows)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class SequenceWriter:
