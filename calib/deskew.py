@@ -21,7 +21,7 @@ hold it to < 1 mm at 20 m/s and 30 deg/s.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numba
 import numpy as np
@@ -33,6 +33,30 @@ from calib.tf_buffer import TransformBuffer
 from calib.transform import compose_matrices, invert_matrices
 
 DEFAULT_GRID_STEP_NS: Final = 1_000_000
+
+
+def check_points_and_times(
+    points: npt.NDArray[Any],
+    times: npt.NDArray[Any],
+    *,
+    who: str,
+    times_name: str,
+    int_type: str | None,
+) -> None:
+    """CalibrationError unless points is (N, 3) and times (N,) (of integer ns when `int_type` names
+    the integer type to suggest converting float seconds to)."""
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise CalibrationError(f"{who} takes points of shape (N, 3), got {points.shape}")
+    if times.shape != (points.shape[0],):
+        raise CalibrationError(
+            f"{who} needs one time offset per point: {points.shape[0]} points, "
+            f"{times_name} of shape {times.shape}"
+        )
+    if int_type is not None and not np.issubdtype(times.dtype, np.integer):
+        raise CalibrationError(
+            f"{times_name} must be integer nanoseconds, got {times.dtype}; "
+            f"convert float seconds with np.round(t_s * 1e9).astype(np.{int_type})"
+        )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -119,18 +143,7 @@ def deskew(
     Returns a new (N, 3) float32 array. Raises CalibrationError when the shapes disagree or the
     buffer cannot give the pose over the whole sweep (missing TF, gap, beyond extrapolation).
     """
-    if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise CalibrationError(f"deskew takes points of shape (N, 3), got {xyz.shape}")
-    if time_offset_ns.shape != (xyz.shape[0],):
-        raise CalibrationError(
-            f"deskew needs one time offset per point: {xyz.shape[0]} points, "
-            f"time_offset_ns of shape {time_offset_ns.shape}"
-        )
-    if not np.issubdtype(time_offset_ns.dtype, np.integer):
-        raise CalibrationError(
-            f"time_offset_ns must be integer nanoseconds, got {time_offset_ns.dtype}; "
-            "convert float seconds with np.round(t_s * 1e9).astype(np.int32)"
-        )
+    check_points_and_times(xyz, time_offset_ns, who="deskew", times_name="time_offset_ns", int_type="int32")
     if grid_step_ns <= 0:
         raise CalibrationError(f"grid_step_ns must be positive, got {grid_step_ns}")
     lidar_frame, fixed_frame = normalize_frame(lidar_frame), normalize_frame(fixed_frame)
@@ -173,11 +186,9 @@ def compensate_object_motion(
     Returns a new (N, 3) float32 array; points in no box are unchanged.
     """
     pts = np.array(xyz, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 3 or time_offset_ns.shape != (pts.shape[0],):
-        raise CalibrationError(
-            f"compensate_object_motion takes points (N, 3) and offsets (N,), "
-            f"got {pts.shape} and {time_offset_ns.shape}"
-        )
+    check_points_and_times(
+        pts, time_offset_ns, who="compensate_object_motion", times_name="time_offset_ns", int_type=None
+    )
     vel = np.zeros((boxes.shape[0], 3))
     vel[:, : velocities.shape[1]] = velocities
     dt = np.asarray(time_offset_ns, dtype=np.float64) * 1e-9

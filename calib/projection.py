@@ -40,7 +40,7 @@ import numpy.typing as npt
 from numba import njit
 
 from calib.camera import Camera
-from calib.deskew import DEFAULT_GRID_STEP_NS, deskew
+from calib.deskew import DEFAULT_GRID_STEP_NS, check_points_and_times, deskew
 from calib.errors import CalibrationError
 from calib.frames import normalize_frame
 from calib.tf_buffer import TransformBuffer
@@ -118,16 +118,9 @@ def project_points_timed(
     """
     pts = np.asarray(points)
     times = np.asarray(point_times_ns)
-    if pts.ndim != 2 or pts.shape[1] != 3 or times.shape != (pts.shape[0],):
-        raise CalibrationError(
-            f"project_points_timed takes points (N, 3) and point_times_ns (N,), "
-            f"got {pts.shape} and {times.shape}"
-        )
-    if not np.issubdtype(times.dtype, np.integer):
-        raise CalibrationError(
-            f"point_times_ns must be integer nanoseconds, got {times.dtype}; "
-            "convert float seconds with np.round(t_s * 1e9).astype(np.int64)"
-        )
+    check_points_and_times(
+        pts, times, who="project_points_timed", times_name="point_times_ns", int_type="int64"
+    )
     lidar_frame = normalize_frame(lidar_frame)
     stamp = int(image_stamp_ns)
     what = f"projecting '{lidar_frame}' points into camera {camera.name!r} at {stamp} ns"

@@ -184,12 +184,7 @@ class EvalConfig:
         defaults per category. `iou_thresholds` values may be `{"strict": s, "loose": l}` or `[s, l]`.
         Raises EvaluationError for an unknown key or a value of the wrong shape.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EvaluationError(
-                f"evaluation config: unknown key(s) {unknown}; known: {', '.join(sorted(known))}"
-            )
+        check_config_keys(cls, data, "evaluation config")
         values = dict(data)
         try:
             if "iou_thresholds" in values:
@@ -258,6 +253,14 @@ class CategoryMetrics:
             "recall": self.recall,
             "mean_iou": self.mean_iou,
         }
+
+
+def check_config_keys(cls: type[Any], data: Mapping[str, Any], what: str) -> None:
+    """EvaluationError naming the keys of `data` that are no field of the dataclass `cls`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise EvaluationError(f"{what}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
 
 
 class _Named(Protocol):

@@ -96,7 +96,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -108,7 +108,7 @@ from scipy.optimize import linear_sum_assignment
 from exporters.schema import BOX_COLUMNS, CATEGORIES
 from fusion.evaluation.errors import EvaluationError
 from fusion.evaluation.iou import frame_pair_ious
-from fusion.evaluation.metrics import LabelsLike, as_labels_table, find_category
+from fusion.evaluation.metrics import LabelsLike, as_labels_table, check_config_keys, find_category
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -174,12 +174,7 @@ class TrackingConfig:
     def from_json(cls, data: Mapping[str, Any]) -> TrackingConfig:
         """The configuration of a mapping shaped like `to_json()`'s (e.g. a TOML table); keys left out
         keep their defaults. Raises EvaluationError for an unknown key or a value of the wrong type."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EvaluationError(
-                f"tracking evaluation config: unknown key(s) {unknown}; known: {', '.join(sorted(known))}"
-            )
+        check_config_keys(cls, data, "tracking evaluation config")
         values = dict(data)
         try:
             for name in ("categories", "hota_alphas"):
