@@ -19,6 +19,7 @@ from fusion.evaluation.converters import (
     count_points_in_boxes,
     kitti_object_labels,
     kitti_rect_to_velodyne,
+    kitti_velodyne_to_rect,
     kitti_tracking_labels,
 )
 from fusion.evaluation.errors import EvaluationError
@@ -70,6 +71,7 @@ __all__ = [
     "iou_3d",
     "kitti_object_labels",
     "kitti_rect_to_velodyne",
+    "kitti_velodyne_to_rect",
     "kitti_tracking_labels",
     "load_labels",
     "recall_thresholds",
