@@ -19,8 +19,8 @@ from fusion.evaluation.converters import (
     count_points_in_boxes,
     kitti_object_labels,
     kitti_rect_to_velodyne,
-    kitti_velodyne_to_rect,
     kitti_tracking_labels,
+    kitti_velodyne_to_rect,
 )
 from fusion.evaluation.errors import EvaluationError
 from fusion.evaluation.io import load_labels
@@ -71,8 +71,8 @@ __all__ = [
     "iou_3d",
     "kitti_object_labels",
     "kitti_rect_to_velodyne",
-    "kitti_velodyne_to_rect",
     "kitti_tracking_labels",
+    "kitti_velodyne_to_rect",
     "load_labels",
     "recall_thresholds",
 ]
