@@ -74,6 +74,11 @@ class KittiTrackingExporter:
     name = "kitti"
 
     def export(self, sequence: Sequence, dest: Path) -> list[Path]:
+        if not sequence.cameras:
+            raise ExportError(
+                f"sequence {sequence.sequence_id!r} has no cameras: KITTI tracking labels live in a "
+                "camera's frame; use --format openlabel or nuscenes for a LiDAR-only sequence"
+            )
         labels = sequence.labels()
         written = []
         for entry in sequence.cameras:

@@ -21,7 +21,7 @@ Written under `--dest`::
 
     scene_<sid>/lidar_point_cloud_0/<name>.pcd     lidar frame, fields x y z intensity (binary, open3d)
     scene_<sid>/camera_image_<i>/<name>.jpg        camera i's image of that sweep, undistorted
-    scene_<sid>/camera_config/<name>.json          the cameras (i = position in sequences.cameras_json)
+    scene_<sid>/camera_config/<name>.json          entry i: camera_image_<i> (cameras with images)
     scene_<sid>/result/<name>.json                 {"objects": [3D_BOX, ...]} the pre-labels
 
 `<name>` is "<frame_index:06d>_<timestamp_ns>" (Xtreme1 orders a scene's frames by natural sort
@@ -91,8 +91,8 @@ def write_scene(sequence: Sequence, scene: Path) -> None:
             f"{sequence.paths['points']}: sequence {sequence.sequence_id!r} has no points stored; "
             "Xtreme1 needs a point cloud per frame: re-run fusion without --no-points"
         )
-    cameras = [SequenceCamera.from_json(c) for c in sequence.cameras]
-    stored = set(sequence.image_cameras())
+    stored = set(sequence.image_cameras())  # cameras without stored images are left out
+    cameras = [SequenceCamera.from_json(c) for c in sequence.cameras if c["name"] in stored]
     frames = sequence.frames().to_pylist()
     labels = sequence.labels().to_pylist()
     by_frame: dict[int, list[dict[str, Any]]] = {}
@@ -100,9 +100,8 @@ def write_scene(sequence: Sequence, scene: Path) -> None:
         by_frame.setdefault(int(label["frame_index"]), []).append(label)
     for folder in (POINT_CLOUD_DIR, CONFIG_DIR, RESULT_DIR):
         (scene / folder).mkdir(parents=True, exist_ok=True)
-    for i, cam in enumerate(cameras):
-        if cam.camera.name in stored:
-            (scene / image_dir(i)).mkdir(exist_ok=True)
+    for i in range(len(cameras)):
+        (scene / image_dir(i)).mkdir(exist_ok=True)
     config = [camera_config(cam) for cam in cameras]
     for frame in frames:
         index = int(frame["frame_index"])
@@ -112,7 +111,7 @@ def write_scene(sequence: Sequence, scene: Path) -> None:
         (scene / CONFIG_DIR / f"{name}.json").write_text(json.dumps(config), encoding="utf-8")
         chosen = {c["name"] for c in frame["cameras"]}
         for i, cam in enumerate(cameras):
-            if cam.camera.name not in stored or cam.camera.name not in chosen:
+            if cam.camera.name not in chosen:
                 continue
             rgb = undistort(cam.camera, sequence.image(cam.camera.name, index))
             ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -132,3 +132,19 @@ def test_malformed_line_is_refused_with_its_line_number(kitti_root: Path, tmp_pa
     )
     with pytest.raises(EvaluationError, match=r"s.txt:3: 12 columns"):
         read_kitti_tracking(tmp_path)
+
+
+def test_a_sequence_without_cameras_is_refused(sample_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "ds"
+    shutil.copytree(sample_dataset, copy, ignore=shutil.ignore_patterns("images", "points"))
+    table = pq.read_table(copy / "sequences.parquet")
+    index = table.schema.get_field_index("cameras_json")
+    no_cameras = table.set_column(index, table.schema.field(index), pa.array(["[]"] * table.num_rows))
+    pq.write_table(no_cameras.replace_schema_metadata(table.schema.metadata), copy / "sequences.parquet")
+    with pytest.raises(ExportError, match="'sim_drive' has no cameras"):
+        export_dataset(copy, "kitti", tmp_path / "k")
+    assert not (tmp_path / "k").exists() or not any((tmp_path / "k").iterdir())

@@ -122,3 +122,15 @@ def test_round_trip_keeps_boxes_tracks_scores_and_stamps(sample_dataset: Path, s
         "num_points",
     ):
         assert got.column(name).equals(want.column(name)), name
+
+
+def test_a_dataset_without_images_gives_point_clouds_and_results_only(
+    sample_dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(sample_dataset, copy, ignore=shutil.ignore_patterns("images"))
+    (scene,) = export_dataset(copy, "xtreme1", tmp_path / "x")
+    assert {p.name for p in scene.iterdir()} == {"lidar_point_cloud_0", "camera_config", "result"}
+    assert json.loads(next((scene / "camera_config").iterdir()).read_text()) == []
