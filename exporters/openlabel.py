@@ -363,6 +363,11 @@ def read_openlabel(path: Path | str) -> ImportedSequence:
         raise ExportError(f"{p}: {err}; it is not an OpenLABEL 1.0 document fusion can read") from err
     except CalibrationError as err:
         raise ExportError(f"{p}: {err}") from err
+    except (AttributeError, TypeError, ValueError, KeyError) as err:  # a value of an unexpected kind
+        raise ExportError(
+            f"{p}: unexpected structure ({type(err).__name__}: {err}); "
+            "it is not an OpenLABEL 1.0 document fusion can read"
+        ) from err
 
 
 def _get(node: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

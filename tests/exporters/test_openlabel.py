@@ -167,6 +167,10 @@ def test_reviewed_document_comes_back_with_the_reviewer_edits(document_path: Pat
             "must be 10 numbers",
         ),
         (lambda r: r["objects"].clear(), "is not in openlabel.objects"),
+        (
+            lambda r: next(iter(r["frames"]["1"]["objects"].values()))["object_data"].update(cuboid=[7]),
+            "unexpected structure",
+        ),
     ],
 )
 def test_malformed_document_is_refused_naming_the_file(
