@@ -229,6 +229,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from exporters.formats import export_dataset
+
+    written = export_dataset(Path(args.out), args.format, Path(args.dest), sequence_ids=args.sequence)
+    for path in written:
+        print(path)
+    print(f"{args.out}: exported as {args.format} to {args.dest} ({len(written)} entries)")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from exporters.formats import import_labels
+
+    dataset = import_labels(args.format, Path(args.src), Path(args.dest))
+    for seq in dataset:
+        labels = seq.labels()
+        tracks = len(set(labels.column("track_id").to_pylist()))
+        print(f"{seq.sequence_id}: {seq.num_frames} frames, {labels.num_rows} boxes in {tracks} tracks")
+    print(f"{args.src}: imported as a dataset at {args.dest} (read it with fusion eval --pred {args.dest})")
+    return 0
+
+
 class UsageError(FusionError):
     """A command-line option that cannot work (an unknown name, a bad combination)."""
 
@@ -320,6 +342,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print stable JSON on standard output")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "export",
+        help="write a dataset's pre-labels for annotation tools: OpenLABEL, Xtreme1, KITTI, nuScenes",
+    )
+    p.add_argument("out", help="the dataset directory (the --out of fusion run/detect)")
+    p.add_argument(
+        "--format",
+        required=True,
+        metavar="FORMAT",
+        help="openlabel (ASAM OpenLABEL 1.0 JSON per sequence), xtreme1 (Xtreme1 upload folder per "
+        "sequence), kitti (KITTI tracking labels + calib per camera), nuscenes (nuScenes-style JSON)",
+    )
+    p.add_argument("--dest", required=True, help="folder to write into (created; nothing in it is replaced)")
+    p.add_argument(
+        "--sequence",
+        action="append",
+        metavar="ID",
+        help="export only this sequence (repeatable; default all)",
+    )
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        help="bring reviewed labels (OpenLABEL or KITTI tracking) back as a dataset fusion eval reads",
+    )
+    p.add_argument(
+        "src", help="an OpenLABEL .json (or a folder of them), or a KITTI tracking folder/label file"
+    )
+    p.add_argument("--format", required=True, metavar="FORMAT", help="openlabel or kitti")
+    p.add_argument("--dest", required=True, help="the dataset directory to write (must not hold a dataset)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("simulate", help="write a synthetic drive log with exact ground truth")
     p.add_argument("out", help="output log path (.bag for ros1, .mcap, or a directory for sqlite3)")

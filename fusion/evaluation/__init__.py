@@ -20,6 +20,7 @@ from fusion.evaluation.converters import (
     kitti_object_labels,
     kitti_rect_to_velodyne,
     kitti_tracking_labels,
+    kitti_velodyne_to_rect,
 )
 from fusion.evaluation.errors import EvaluationError
 from fusion.evaluation.io import load_labels
@@ -71,6 +72,7 @@ __all__ = [
     "kitti_object_labels",
     "kitti_rect_to_velodyne",
     "kitti_tracking_labels",
+    "kitti_velodyne_to_rect",
     "load_labels",
     "recall_thresholds",
 ]

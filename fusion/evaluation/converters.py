@@ -370,6 +370,22 @@ def kitti_rect_to_velodyne(camera_boxes: npt.ArrayLike, velodyne_from_rect: npt.
     return np.stack([bottom[:, 0], bottom[:, 1], bottom[:, 2] + 0.5 * h, length, w, h, yaw], axis=1)
 
 
+def kitti_velodyne_to_rect(boxes: npt.ArrayLike, rect_from_velodyne: npt.ArrayLike) -> F64:
+    """The inverse of `kitti_rect_to_velodyne`: velodyne boxes (N, 7) `x y z length width height yaw`
+    (geometric centre) as KITTI camera boxes (N, 7) `h w l x y z ry` (rect frame, bottom centre; ry
+    wrapped to [-pi, pi)).
+
+    rect_from_velodyne: (4, 4), the inverse of the matrix `kitti_rect_to_velodyne` takes, so that
+    `kitti_rect_to_velodyne(kitti_velodyne_to_rect(b, M), inv(M))` gives `b` back (to rounding).
+    """
+    box = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    m = np.asarray(rect_from_velodyne, dtype=np.float64)
+    bottom = box[:, :3] - np.stack([np.zeros(len(box)), np.zeros(len(box)), 0.5 * box[:, 5]], axis=1)
+    rect = bottom @ m[:3, :3].T + m[:3, 3]
+    ry = wrap_angle(-box[:, 6] - 0.5 * math.pi)
+    return np.stack([box[:, 5], box[:, 4], box[:, 3], rect[:, 0], rect[:, 1], rect[:, 2], ry], axis=1)
+
+
 def count_points_in_boxes(points: npt.ArrayLike, boxes: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Points of `points` (N, 3) in each upright box of `boxes` (M, 7), boundaries included: (M,) int64."""
     cloud = np.ascontiguousarray(np.asarray(points, dtype=np.float64).reshape(-1, 3))

@@ -280,3 +280,20 @@ def test_av2_boxes_hold_exactly_the_points_av2_counted(datasets: Path) -> None:
 def test_av2_rejects_a_feather_that_is_not_annotations(datasets: Path) -> None:
     with pytest.raises(EvaluationError, match=r"missing column.*not an AV2 annotations\.feather"):
         av2_annotations_labels(datasets / AV2_LOG / "city_SE3_egovehicle.feather")
+
+
+def test_kitti_velodyne_to_rect_inverts_kitti_rect_to_velodyne() -> None:
+    from calib.transform import Transform
+    from fusion.evaluation import kitti_rect_to_velodyne, kitti_velodyne_to_rect
+
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=4)  # a camera turned about every axis
+    rect_from_velodyne = Transform.from_quaternion(rng.normal(size=3), q, parent="rect", child="velodyne")
+    boxes = np.column_stack(
+        [rng.uniform(-30, 30, (50, 3)), rng.uniform(0.5, 6, (50, 3)), rng.uniform(-math.pi, math.pi, 50)]
+    )
+    kitti = kitti_velodyne_to_rect(boxes, rect_from_velodyne.matrix)
+    assert np.allclose(kitti[:, :3], boxes[:, [5, 4, 3]])  # h w l
+    back = kitti_rect_to_velodyne(kitti, rect_from_velodyne.inverse().matrix)
+    assert np.allclose(back[:, :6], boxes[:, :6], atol=1e-9)
+    assert np.allclose(np.angle(np.exp(1j * (back[:, 6] - boxes[:, 6]))), 0.0, atol=1e-12)
