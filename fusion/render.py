@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,23 +124,15 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
         f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
         fontsize=11, x=0.01, ha="left",
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # renamed into place when complete
     try:
         fig.savefig(tmp, dpi=cfg.dpi, format="png")
-        Path(tmp).chmod(0o666 & ~_umask())
-        Path(tmp).replace(path)
+        tmp.replace(path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     width, height = fig.canvas.get_width_height()
     return int(width), int(height)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _bev(xy: F64) -> tuple[F64, F64]:

@@ -324,14 +324,17 @@ class SequenceScene:
         return tuple(wires), np.asarray(owners, np.int64)
 
 
-def colormap(values: npt.NDArray[np.floating], name: str = "turbo") -> npt.NDArray[np.uint8]:
-    """RGB (N, 3) uint8 of values (N,) scaled between their 2nd and 98th percentiles."""
+def colormap(
+    values: npt.NDArray[np.floating], name: str = "turbo", *, value_range: tuple[float, float] | None = None
+) -> npt.NDArray[np.uint8]:
+    """RGB (N, 3) uint8 of values (N,) through matplotlib colormap `name`, scaled over `value_range`
+    (None: the values' 2nd to 98th percentile)."""
     from matplotlib import colormaps
 
     v = np.asarray(values, dtype=np.float64)
     if not len(v):
         return np.zeros((0, 3), np.uint8)
-    lo, hi = np.percentile(v, [2.0, 98.0])
+    lo, hi = value_range if value_range is not None else np.percentile(v, [2.0, 98.0])
     scaled = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
     rgba = colormaps[name](scaled)
     return np.asarray(np.round(rgba[:, :3] * 255.0), dtype=np.uint8)
