@@ -57,12 +57,9 @@ CATEGORY_COLORS: Final[dict[str, tuple[int, int, int]]] = {
 CATEGORY_IDS: Final[dict[str, int]] = {name: i + 1 for i, name in enumerate(CATEGORIES)}
 """Category -> class id (Rerun's annotation context); 0 is left for 'no class'."""
 
-# The twelve edges of a box (corner order of `calib.projection.box_corners`) and a cross on the
-# front face (+x, the heading): 1-6 and 2-5.
-BOX_EDGES: Final = np.array(
-    [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7], [1, 6], [2, 5]],
-    dtype=np.int64,
-)
+# A box's wireframe as one path through its corners (corner order of `calib.projection.box_corners`):
+# the twelve edges (some walked twice) and a cross on the front face (+x, the heading: 1-6, 2-5).
+BOX_PATH: Final = np.array([0, 1, 2, 3, 0, 4, 5, 6, 7, 4, 5, 1, 2, 6, 7, 3, 2, 5, 6, 1], dtype=np.int64)
 
 _WORLD: Final = "world"  # the frame names of the sequence's pose buffer
 _LIDAR: Final = "lidar"
@@ -298,29 +295,32 @@ class SequenceScene:
     def _wireframes(
         self, boxes: F64, rows: npt.NDArray[np.int64], camera: Camera, camera_from_sweep: Transform
     ) -> tuple[tuple[F64, ...], npt.NDArray[np.int64]]:
-        """Each box edge sampled densely and projected; runs of finite pixels become polylines."""
+        """Each box's `BOX_PATH` sampled densely and projected; runs of finite pixels become polylines
+        (a path is cut where it passes behind the camera)."""
         if not len(boxes):
             return (), np.zeros(0, np.int64)
         s = self.config.edge_samples
         corners = box_corners(boxes)  # (M, 8, 3)
-        a = corners[:, BOX_EDGES[:, 0]]  # (M, E, 3)
-        b = corners[:, BOX_EDGES[:, 1]]
-        u = np.linspace(0.0, 1.0, s + 1)[None, None, :, None]
-        samples = a[:, :, None, :] + u * (b - a)[:, :, None, :]  # (M, E, S + 1, 3)
+        a = corners[:, BOX_PATH[:-1]]  # (M, E, 3) the path's segments
+        b = corners[:, BOX_PATH[1:]]
+        u = (np.arange(s) / s)[None, None, :, None]
+        samples = (a[:, :, None, :] + u * (b - a)[:, :, None, :]).reshape(len(boxes), -1, 3)
+        samples = np.concatenate([samples, corners[:, BOX_PATH[-1:]]], axis=1)  # (M, E * S + 1, 3)
         uv, _, _ = project_points(samples.reshape(-1, 3), camera, camera_from_sweep)
-        uv = uv.reshape(*samples.shape[:3], 2)
+        uv = uv.reshape(len(boxes), -1, 2)
+        finite = np.isfinite(uv).all(axis=2)
         wires: list[F64] = []
         owners: list[int] = []
-        for m in range(uv.shape[0]):
-            for e in range(uv.shape[1]):
-                line = uv[m, e]
-                finite = np.isfinite(line).all(axis=1)
-                # split at the samples that are behind the camera; keep runs of two or more
-                breaks = np.flatnonzero(np.diff(finite.astype(np.int8)) != 0) + 1
-                for run in np.split(np.arange(len(line)), breaks):
-                    if len(run) >= 2 and finite[run[0]]:
-                        wires.append(line[run])
-                        owners.append(int(rows[m]))
+        for m in range(len(boxes)):
+            if finite[m].all():
+                wires.append(uv[m])
+                owners.append(int(rows[m]))
+                continue
+            breaks = np.flatnonzero(np.diff(finite[m].astype(np.int8)) != 0) + 1
+            for run in np.split(np.arange(uv.shape[1]), breaks):
+                if len(run) >= 2 and finite[m, run[0]]:
+                    wires.append(uv[m, run])
+                    owners.append(int(rows[m]))
         return tuple(wires), np.asarray(owners, np.int64)
 
 
