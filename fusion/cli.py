@@ -355,13 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print stable JSON on standard output")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("view", help="show a dataset in the Rerun viewer, or save it as a Rerun recording (.rrd)")
+    p = sub.add_parser(
+        "view", help="show a dataset in the Rerun viewer, or save it as a Rerun recording (.rrd)"
+    )
     p.add_argument("out", help="the dataset directory")
     p.add_argument("--sequence", metavar="ID", help="only this sequence (default: all)")
     p.add_argument("--save", metavar="FILE.rrd", help="write a recording instead of opening the viewer")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
     p.add_argument(
-        "--color-by", choices=["height", "intensity"], default="height", help="colour of the points (default height)"
+        "--color-by",
+        choices=["height", "intensity"],
+        default="height",
+        help="colour of the points (default height)",
     )
     p.set_defaults(func=_cmd_view)
 
@@ -370,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", required=True, metavar="ID", help="the sequence")
     p.add_argument("--frame", required=True, type=int, metavar="N", help="the frame index (0-based)")
     p.add_argument("--out", dest="dest", required=True, metavar="FILE.png", help="the picture to write")
-    p.add_argument("--range", type=float, default=40.0, metavar="M", help="bird's-eye view: +-M metres (default 40)")
+    p.add_argument(
+        "--range", type=float, default=40.0, metavar="M", help="bird's-eye view: +-M metres (default 40)"
+    )
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: about 1660 px wide)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     p.set_defaults(func=_cmd_render)

@@ -25,6 +25,7 @@ from fusion.scene import CATEGORY_COLORS, CameraScene, SceneConfig, SceneFrame, 
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.patches import Circle
 
 F64 = npt.NDArray[np.float64]
 
@@ -38,7 +39,9 @@ class RenderConfig:
     dpi: int = 100  # pixels per inch of the PNG
     point_size: float = 1.0  # marker area of a point, points^2
     velocity_horizon_s: float = 1.0  # arrows reach where the box will be after this long
-    max_bev_points: int = 60_000  # at most this many points are drawn in the bird's-eye view (evenly subsampled)
+    max_bev_points: int = (
+        60_000  # at most this many points are drawn in the bird's-eye view (evenly subsampled)
+    )
 
 
 @dataclass(frozen=True)
@@ -102,27 +105,39 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
     aspect = max((c.camera.width / c.camera.height for c in cams), default=1.6)
     h = cfg.panel_height_in
     bev_side = h * rows
-    fig = Figure(figsize=(bev_side + cols * h * aspect, h * rows + 0.5), dpi=cfg.dpi, facecolor="white")
+    fig = Figure(figsize=(bev_side + cols * h * aspect, h * rows + 0.6), dpi=cfg.dpi, facecolor="white")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
-        rows, 1 + cols, width_ratios=[bev_side, *([h * aspect] * cols)],
-        left=0.035, right=0.995, bottom=0.07, top=1.0 - 0.45 / (h * rows + 0.5), wspace=0.03, hspace=0.08,
+        rows,
+        1 + cols,
+        width_ratios=[bev_side, *([h * aspect] * cols)],
+        left=0.035,
+        right=0.995,
+        bottom=0.07,
+        top=1.0 - 0.6 / (h * rows + 0.5),
+        wspace=0.03,
+        hspace=0.08,
     )
     bev = fig.add_subplot(grid[:, 0])
     _draw_bev(bev, frame, trails, cfg)
     for k, cam in enumerate(cams):
-        _draw_camera(fig.add_subplot(grid[k // cols, 1 + k % cols]), frame, cam, cfg)
+        _draw_camera(fig.add_subplot(grid[k // cols, 1 + k % cols]), frame, cam, cfg, fig.get_figwidth())
     present = sorted(set(frame.category.tolist()))
     if present:
         bev.legend(
-            handles=[Patch(color=_rgb(c), label=c) for c in present], loc="lower left", fontsize=8,
-            framealpha=0.85, facecolor="white",
+            handles=[Patch(color=_rgb(c), label=c) for c in present],
+            loc="lower left",
+            fontsize=8,
+            framealpha=0.85,
+            facecolor="white",
         )
     world = "world poses" if frame.world_from_lidar is not None else "no poses"
     fig.suptitle(
         f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns · "
         f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
-        fontsize=11, x=0.01, ha="left",
+        fontsize=11,
+        x=0.01,
+        ha="left",
     )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # renamed into place when complete
     try:
@@ -142,7 +157,7 @@ def _bev(xy: F64) -> tuple[F64, F64]:
 
 def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderConfig) -> None:
     r = cfg.bev_range_m
-    ax.set_facecolor("#14161a")
+    ax.set_facecolor("#f7f7f5")
     ax.set_xlim(-r, r)
     ax.set_ylim(-r, r)
     ax.set_aspect("equal")
@@ -157,8 +172,10 @@ def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderCo
     if len(pts) > cfg.max_bev_points:
         pts = pts[:: math.ceil(len(pts) / cfg.max_bev_points)]
     px, py = _bev(pts[:, :2].astype(np.float64))
-    ax.scatter(px, py, s=cfg.point_size, c=colormap(pts[:, 2], "viridis") / 255.0, linewidths=0, rasterized=True)
-    ax.plot([0.0], [0.0], marker="^", color="white", markersize=8, zorder=5)  # the sensor, facing forward
+    ax.scatter(
+        px, py, s=cfg.point_size, c=colormap(pts[:, 2], "viridis") / 255.0, linewidths=0, rasterized=True
+    )
+    ax.plot([0.0], [0.0], marker="^", color="black", markersize=7, zorder=5)  # the sensor, facing forward
     from_world = frame.world_from_lidar.inverse() if frame.world_from_lidar is not None else None
     for i in range(len(frame)):
         box = frame.boxes[i]
@@ -180,23 +197,32 @@ def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderCo
             ox, oy = _bev(box[:2])
             dx, dy = _bev(v * cfg.velocity_horizon_s)
             ax.annotate(
-                "", xy=(ox + dx, oy + dy), xytext=(ox, oy),
-                arrowprops={"arrowstyle": "-|>", "color": "white", "lw": 1.0, "mutation_scale": 8}, zorder=6,
+                "",
+                xy=(ox + dx, oy + dy),
+                xytext=(ox, oy),
+                arrowprops={"arrowstyle": "-|>", "color": "#222222", "lw": 1.0, "mutation_scale": 8},
+                zorder=6,
             )
         if abs(box[0]) < r and abs(box[1]) < r:
             lx, ly = _bev(box[:2])
             ax.text(
-                lx + 0.5 * max(box[3], box[4]) + 0.4, ly, str(tid), color="white", fontsize=7,
-                va="center", zorder=7, bbox={"boxstyle": "round,pad=0.15", "fc": colour, "ec": "none", "alpha": 0.85},
+                float(lx) + 0.5 * max(box[3], box[4]) + 0.4,
+                float(ly),
+                str(tid),
+                color="white",
+                fontsize=7,
+                va="center",
+                zorder=7,
+                bbox={"boxstyle": "round,pad=0.15", "fc": colour, "ec": "none", "alpha": 0.85},
                 clip_on=True,
             )
     ax.set_title("bird's-eye view (lidar frame)", fontsize=9)
 
 
-def _circle(radius: float) -> object:
+def _circle(radius: float) -> Circle:
     from matplotlib.patches import Circle
 
-    return Circle((0.0, 0.0), radius, fill=False, edgecolor="#3a3f47", linewidth=0.6, zorder=1)
+    return Circle((0.0, 0.0), radius, fill=False, edgecolor="#c8c8c8", linewidth=0.6, zorder=1)
 
 
 def _footprint(box: F64) -> F64:
@@ -208,18 +234,25 @@ def _footprint(box: F64) -> F64:
     return np.asarray(local @ rot.T + box[:2], dtype=np.float64)
 
 
-def _draw_camera(ax: Axes, frame: SceneFrame, cam: CameraScene, cfg: RenderConfig) -> None:
+def _draw_camera(
+    ax: Axes, frame: SceneFrame, cam: CameraScene, cfg: RenderConfig, fig_width_in: float
+) -> None:
     h, w = cam.image.shape[:2]
     ax.imshow(cam.image, interpolation="bilinear")
     if len(cam.points_uv):
         ax.scatter(
-            cam.points_uv[:, 0], cam.points_uv[:, 1], s=1.2, c=colormap(cam.points_depth, "turbo_r") / 255.0,
-            linewidths=0, alpha=0.7, rasterized=True,
+            cam.points_uv[:, 0],
+            cam.points_uv[:, 1],
+            s=1.2,
+            c=colormap(cam.points_depth, "turbo_r") / 255.0,
+            linewidths=0,
+            alpha=0.7,
+            rasterized=True,
         )
     for wire, row in zip(cam.wireframes, cam.wire_rows, strict=True):
         ax.plot(wire[:, 0], wire[:, 1], color=_rgb(str(frame.category[row])), linewidth=1.3)
     # labels, nearest (largest) boxes first; one that would cover an earlier label is left out
-    scale = ax.get_position().width * ax.figure.get_figwidth() * cfg.dpi / w  # figure pixels per image pixel
+    scale = ax.get_position().width * fig_width_in * cfg.dpi / w  # figure pixels per image pixel
     char_w, char_h = 5.0 / scale, 10.0 / scale  # a 6.5 pt character at the figure's dpi, in image pixels
     placed: list[tuple[float, float, float, float]] = []
     areas = (cam.extents[:, 2] - cam.extents[:, 0]) * (cam.extents[:, 3] - cam.extents[:, 1])
@@ -232,8 +265,19 @@ def _draw_camera(ax: Axes, frame: SceneFrame, cam: CameraScene, cfg: RenderConfi
             continue
         placed.append(rect)
         ax.text(
-            x0, y1, text, fontsize=6.5, color="white", va="bottom", clip_on=True,
-            bbox={"boxstyle": "square,pad=0.1", "fc": _rgb(str(frame.category[row])), "ec": "none", "alpha": 0.85},
+            x0,
+            y1,
+            text,
+            fontsize=6.5,
+            color="white",
+            va="bottom",
+            clip_on=True,
+            bbox={
+                "boxstyle": "square,pad=0.1",
+                "fc": _rgb(str(frame.category[row])),
+                "ec": "none",
+                "alpha": 0.85,
+            },
         )
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -242,5 +286,6 @@ def _draw_camera(ax: Axes, frame: SceneFrame, cam: CameraScene, cfg: RenderConfi
     offset_ms = (cam.image_stamp_ns - frame.timestamp_ns) * 1e-6
     moved = "motion-compensated" if cam.motion_compensated else "as at the sweep"
     ax.set_title(
-        f"{cam.name}  (image {offset_ms:+.1f} ms from the sweep; {len(cam.box_rows)} boxes, {moved})", fontsize=8
+        f"{cam.name}  (image {offset_ms:+.1f} ms from the sweep; {len(cam.box_rows)} boxes, {moved})",
+        fontsize=8,
     )

@@ -70,7 +70,9 @@ class SceneConfig:
     """How a sweep is gathered for viewing."""
 
     edge_samples: int = 8  # points per box edge projected into an image (lens distortion bends edges)
-    max_pose_extrapolation_ns: int = 100_000_000  # images up to this far past the first/last sweep's pose
+    # images up to this far past the first/last sweep's pose (extrapolated at the end sweeps' velocity);
+    # a camera fires within about one sweep period of the sweep's stamp
+    max_pose_extrapolation_ns: int = 200_000_000
     compensate_motion: bool = True  # move points and boxes to each image's own time (needs poses)
 
 
@@ -151,7 +153,9 @@ class SequenceScene:
         self.seq = seq
         self.config = config or SceneConfig()
         frames = seq.frames()
-        self.timestamps_ns: npt.NDArray[np.int64] = np.asarray(frames.column("timestamp_ns").to_numpy(), np.int64)
+        self.timestamps_ns: npt.NDArray[np.int64] = np.asarray(
+            frames.column("timestamp_ns").to_numpy(), np.int64
+        )
         self.frame_cameras: list[dict[str, int]] = [
             {str(c["name"]): int(c["timestamp_ns"]) for c in (cams or [])}
             for cams in frames.column("cameras").to_pylist()
@@ -163,24 +167,31 @@ class SequenceScene:
             else Transform.from_matrix(np.asarray(m, np.float64).reshape(4, 4), parent=_WORLD, child=_LIDAR)
             for m in frames.column("world_from_lidar").to_pylist()
         ]
-        self.has_poses = bool(self.poses) and all(p is not None for p in self.poses)
+        known = [p for p in self.poses if p is not None]
+        self.has_poses = bool(self.poses) and len(known) == len(self.poses)
+        """Every sweep has a world pose (a sequence with some missing is drawn as one without)."""
         self.world_frame: str | None = seq.row.get("world_frame") if self.has_poses else None
         self._buffer: TransformBuffer | None = None
         if self.has_poses and self.config.compensate_motion:
             buffer = TransformBuffer(max_extrapolation_ns=self.config.max_pose_extrapolation_ns)
-            for stamp, pose in zip(self.timestamps_ns, self.poses, strict=True):
-                assert pose is not None  # has_poses
+            for stamp, pose in zip(self.timestamps_ns, known, strict=True):
                 t = pose.translation
                 buffer.add(
                     TransformRecord(
-                        _WORLD, _LIDAR, int(stamp), (float(t[0]), float(t[1]), float(t[2])),
-                        pose.quaternion_xyzw, static=False,
+                        _WORLD,
+                        _LIDAR,
+                        int(stamp),
+                        (float(t[0]), float(t[1]), float(t[2])),
+                        pose.quaternion_xyzw,
+                        static=False,
                     )
                 )
             self._buffer = buffer
         labels = seq.labels().sort_by([("frame_index", "ascending"), ("track_id", "ascending")])
         self._label_frame = np.asarray(labels.column("frame_index").to_numpy(), np.int32)
-        self._boxes = np.stack([_f64(labels, n) for n in ("x", "y", "z", "length", "width", "height", "yaw")], 1)
+        self._boxes = np.stack(
+            [_f64(labels, n) for n in ("x", "y", "z", "length", "width", "height", "yaw")], 1
+        )
         self._world = np.stack([_f64(labels, n) for n in ("world_x", "world_y", "world_z")], 1)
         self._world_yaw = _f64(labels, "world_yaw")
         self._velocity_world = np.stack([_f64(labels, "velocity_x"), _f64(labels, "velocity_y")], 1)
@@ -263,11 +274,11 @@ class SequenceScene:
         camera, lidar_from_camera = self._calibration[name]
         camera_from_lidar = lidar_from_camera.inverse()
         boxes = frame.boxes
-        compensated = self._buffer is not None and frame.world_from_lidar is not None
-        if compensated:
-            assert self._buffer is not None and frame.world_from_lidar is not None
+        pose = frame.world_from_lidar
+        compensated = self._buffer is not None and pose is not None
+        if self._buffer is not None and pose is not None:
             lidar_now_from_world = self._buffer.lookup(_LIDAR, _WORLD, image_stamp_ns)
-            camera_from_sweep = camera_from_lidar @ lidar_now_from_world @ frame.world_from_lidar
+            camera_from_sweep = camera_from_lidar @ lidar_now_from_world @ pose
             dt_s = (image_stamp_ns - frame.timestamp_ns) * 1e-9
             moved = boxes.copy()
             moved[:, :2] += np.nan_to_num(frame.velocity) * dt_s
@@ -308,7 +319,7 @@ class SequenceScene:
         samples = np.concatenate([samples, corners[:, BOX_PATH[-1:]]], axis=1)  # (M, E * S + 1, 3)
         uv, _, _ = project_points(samples.reshape(-1, 3), camera, camera_from_sweep)
         uv = uv.reshape(len(boxes), -1, 2)
-        finite = np.isfinite(uv).all(axis=2)
+        finite = np.asarray(np.isfinite(uv).all(axis=2), dtype=np.bool_)
         wires: list[F64] = []
         owners: list[int] = []
         for m in range(len(boxes)):

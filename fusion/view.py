@@ -146,9 +146,7 @@ def _blueprint(sequences: list[Sequence]) -> rrb.Blueprint:
     tabs = []
     for seq in sequences:
         root = entity_root(seq.sequence_id)
-        cams = [
-            rrb.Spatial2DView(origin=f"{root}/cameras/{_part(c)}", name=c) for c in seq.image_cameras()
-        ]
+        cams = [rrb.Spatial2DView(origin=f"{root}/cameras/{_part(c)}", name=c) for c in seq.image_cameras()]
         views: list[rrb.Container | rrb.View] = [rrb.Spatial3DView(origin=f"{root}/world", name="3D")]
         if cams:
             views.append(rrb.Grid(*cams))
@@ -173,6 +171,7 @@ def _value_range(frame: SceneFrame, color_by: ColorBy) -> tuple[float, float]:
 
 def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summary: ViewSummary) -> None:
     import rerun as rr
+
     scene = SequenceScene(seq)
     root = entity_root(seq.sequence_id)
     world = f"{root}/world"
@@ -191,14 +190,17 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
     for name, (camera, lidar_from_camera) in seq.calibration.items():
         path = f"{lidar}/{_part(name)}"
         rec.log(
-            path, rr.Transform3D(translation=lidar_from_camera.translation, mat3x3=lidar_from_camera.rotation),
+            path,
+            rr.Transform3D(translation=lidar_from_camera.translation, mat3x3=lidar_from_camera.rotation),
             static=True,
         )
         rec.log(
             path,
             rr.Pinhole(
-                image_from_camera=np.asarray(camera.K), resolution=[camera.width, camera.height],
-                camera_xyz=rr.ViewCoordinates.RDF, image_plane_distance=1.0,
+                image_from_camera=np.asarray(camera.K),
+                resolution=[camera.width, camera.height],
+                camera_xyz=rr.ViewCoordinates.RDF,
+                image_plane_distance=1.0,
             ),
             static=True,
         )
@@ -212,7 +214,7 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
             value_range = _value_range(frame, cfg.color_by)
         rec.set_time(TIMELINE, timestamp=np.datetime64(frame.timestamp_ns, "ns"))
         rec.set_time(FRAME_TIMELINE, sequence=k)
-        if frame.world_from_lidar is not None:
+        if scene.has_poses and frame.world_from_lidar is not None:
             pose = frame.world_from_lidar
             rec.log(lidar, rr.Transform3D(translation=pose.translation, mat3x3=pose.rotation))
         values = frame.xyz[:, 2] if cfg.color_by == "height" else frame.intensity
@@ -229,8 +231,11 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
         rec.log(
             f"{lidar}/boxes",
             rr.Boxes3D(
-                centers=frame.boxes[:, :3], half_sizes=0.5 * frame.boxes[:, 3:6], quaternions=quaternions,
-                labels=labels, class_ids=class_ids,
+                centers=frame.boxes[:, :3],
+                half_sizes=0.5 * frame.boxes[:, 3:6],
+                quaternions=quaternions,
+                labels=labels,
+                class_ids=class_ids,
             ),
         )
         moving = np.isfinite(frame.velocity).all(axis=1)
@@ -245,7 +250,10 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
         rec.log(
             tracks,
             rr.LineStrips3D(
-                [trails[t] for t in tids], class_ids=class_ids, labels=[str(t) for t in tids], show_labels=False
+                [trails[t] for t in tids],
+                class_ids=class_ids,
+                labels=[str(t) for t in tids],
+                show_labels=False,
             ),
         )
         shown = {c.name: c for c in frame.cameras}
@@ -255,13 +263,18 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
             if cam is None:  # no image within the sync tolerance for this sweep
                 rec.log(base, rr.Clear(recursive=True))
                 continue
-            rec.log(f"{base}/image", rr.Image(cam.image, color_model="RGB").compress(jpeg_quality=cfg.jpeg_quality))
+            rec.log(
+                f"{base}/image",
+                rr.Image(cam.image, color_model="RGB").compress(jpeg_quality=cfg.jpeg_quality),
+            )
             rows = cam.box_rows
             rec.log(
                 f"{base}/boxes",
                 rr.Boxes2D(
-                    array=cam.extents, array_format=rr.Box2DFormat.XYXY,
-                    labels=[labels[r] for r in rows], class_ids=class_ids[rows],
+                    array=cam.extents,
+                    array_format=rr.Box2DFormat.XYXY,
+                    labels=[labels[r] for r in rows],
+                    class_ids=class_ids[rows],
                 ),
             )
             rec.log(
@@ -280,4 +293,3 @@ def _log_sequence(rec: rr.RecordingStream, seq: Sequence, cfg: ViewConfig, summa
 
 def _colors(values: npt.NDArray[np.floating], value_range: tuple[float, float]) -> npt.NDArray[np.uint8]:
     return colormap(values, "turbo", value_range=value_range)
-

@@ -38,7 +38,9 @@ class TruthReplay:
     def detect(self, cloud: PointCloud) -> Boxes:
         rows = self.truth.filter(pc.equal(self.truth["timestamp_ns"], cloud.stamp_ns))
         return Boxes(
-            np.stack([rows.column(n).to_numpy() for n in BOX_FIELDS], axis=1).astype(np.float64).reshape(-1, 7),
+            np.stack([rows.column(n).to_numpy() for n in BOX_FIELDS], axis=1)
+            .astype(np.float64)
+            .reshape(-1, 7),
             np.asarray(rows.column("category").to_pylist(), dtype=str),
             rows.column("score").to_numpy().astype(np.float32),
             rows.column("num_points").to_numpy().astype(np.int32),

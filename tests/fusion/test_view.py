@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections import defaultdict
@@ -41,7 +42,7 @@ def entities(recording: Path) -> dict[str, dict[str, list[Any]]]:
 
 
 def _cell(row: pa.Array) -> Any:
-    """The value of a one-row slice of a component column: numeric lists as numpy arrays, the rest as Python."""
+    """One row (a one-row slice) of a component column: numeric lists as numpy arrays, the rest as Python."""
     kind = row.type
     if pa.types.is_list(kind) and pa.types.is_fixed_size_list(kind.value_type):
         instances = row.flatten()  # flatten() honours the slice's offsets (.values would not)
@@ -52,8 +53,9 @@ def _cell(row: pa.Array) -> Any:
         width = inner.list_size if pa.types.is_fixed_size_list(inner) else None
         flat = instances.flatten()
         values = (flat.flatten() if width else flat).to_numpy(zero_copy_only=False)
-        ends = np.cumsum([0, *(len(v) for v in instances)]) if len(instances) else np.zeros(1, int)
-        parts = [values[(width or 1) * a : (width or 1) * b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        step = width or 1
+        ends = np.cumsum([0, *(len(v) for v in instances)])
+        parts = [values[step * a : step * b] for a, b in itertools.pairwise(ends)]
         return [p.reshape(-1, width) if width else p for p in parts]
     return row.to_pylist()[0]
 
@@ -66,9 +68,15 @@ def _read(rrd: Path) -> dict[str, dict[str, list[Any]]]:
         batch = chunk.to_record_batch()
         names = [n for n in batch.schema.names if n != "rerun.controls.RowId"]
         valid = {n: batch.column(n).is_valid().to_pylist() for n in names}
-        times = {n: batch.column(n).cast(pa.int64()).to_pylist() for n in ("frame", "sweep_time") if n in names}
+        times = {
+            n: batch.column(n).cast(pa.int64()).to_pylist() for n in ("frame", "sweep_time") if n in names
+        }
         for i in range(batch.num_rows):
-            row = {n: times[n][i] if n in times else _cell(batch.column(n).slice(i, 1)) for n in names if valid[n][i]}
+            row = {
+                n: times[n][i] if n in times else _cell(batch.column(n).slice(i, 1))
+                for n in names
+                if valid[n][i]
+            }
             rows[chunk.entity_path].append((row.get("frame", -1), row))
     entities: dict[str, dict[str, list[Any]]] = {}
     for path, entries in rows.items():
@@ -81,7 +89,9 @@ def _read(rrd: Path) -> dict[str, dict[str, list[Any]]]:
     return entities
 
 
-def test_recording_holds_every_sweep_on_one_ns_timeline(dataset: Path, entities: dict[str, dict[str, list[Any]]]) -> None:
+def test_recording_holds_every_sweep_on_one_ns_timeline(
+    dataset: Path, entities: dict[str, dict[str, list[Any]]]
+) -> None:
     seq = open_dataset(dataset).sequence(SEQUENCE)
     frames = seq.frames()
     stamps = frames.column("timestamp_ns").to_pylist()
@@ -103,7 +113,9 @@ def test_recording_holds_every_sweep_on_one_ns_timeline(dataset: Path, entities:
     )  # Rerun stores the 3x3 column-major
 
 
-def test_recording_boxes_carry_category_track_id_and_velocity(dataset: Path, entities: dict[str, dict[str, list[Any]]]) -> None:
+def test_recording_boxes_carry_category_track_id_and_velocity(
+    dataset: Path, entities: dict[str, dict[str, list[Any]]]
+) -> None:
     labels = open_dataset(dataset).sequence(SEQUENCE).labels().to_pandas()
     boxes = entities[f"{ROOT}/world/lidar/boxes"]
     per_frame = labels.groupby("frame_index").size().reindex(range(30), fill_value=0).tolist()
@@ -116,7 +128,9 @@ def test_recording_boxes_carry_category_track_id_and_velocity(dataset: Path, ent
     )
     quats = np.asarray(boxes["Boxes3D:quaternions"][12])  # x y z w about +z
     np.testing.assert_allclose(2.0 * np.arctan2(quats[:, 2], quats[:, 3]), frame["yaw"], atol=1e-5)
-    assert boxes["Boxes3D:labels"][12] == [f"{c} #{t}" for c, t in zip(frame.category, frame.track_id, strict=True)]
+    assert boxes["Boxes3D:labels"][12] == [
+        f"{c} #{t}" for c, t in zip(frame.category, frame.track_id, strict=True)
+    ]
     assert boxes["Boxes3D:class_ids"][12] == [CATEGORY_IDS[c] for c in frame.category]
     # the annotation context names and colours every category
     context = entities[ROOT]["AnnotationContext:context"][0][0]
@@ -144,7 +158,7 @@ def test_recording_holds_each_cameras_images_with_projected_boxes_and_points(
         images = entities[f"{base}/image"]
         assert len(images["EncodedImage:blob"]) == sum(name in c for c in chosen) == 30
         pixels = cv2.imdecode(np.asarray(images["EncodedImage:blob"][3][0], dtype=np.uint8), cv2.IMREAD_COLOR)
-        assert pixels.shape == (400, 640, 3)
+        assert pixels is not None and pixels.shape == (400, 640, 3)
         assert float(np.abs(pixels.astype(float) - seq.image(name, 3)[..., ::-1]).mean()) < 4.0  # JPEG of it
         boxes = entities[f"{base}/boxes"]
         wires = entities[f"{base}/wireframes"]
@@ -159,7 +173,10 @@ def test_recording_holds_each_cameras_images_with_projected_boxes_and_points(
         shown = [len(c) for c in boxes["Boxes2D:centers"]]
         assert sum(shown) > 100
         assert abs(sum(shown) - sum(stored)) <= 0.1 * sum(stored)
-        assert all(len(w) >= len(c) for w, c in zip(wires["LineStrips2D:strips"], boxes["Boxes2D:centers"], strict=True))
+        assert all(
+            len(w) >= len(c)
+            for w, c in zip(wires["LineStrips2D:strips"], boxes["Boxes2D:centers"], strict=True)
+        )
         centers = np.concatenate([np.asarray(c).reshape(-1, 2) for c in boxes["Boxes2D:centers"]])
         assert ((centers >= -0.5) & (centers <= [639.5, 399.5])).all()  # extents are clipped to the image
         uv = np.asarray(points["Points2D:positions"][3])
@@ -171,7 +188,10 @@ def test_recording_holds_each_cameras_images_with_projected_boxes_and_points(
 def test_rerun_itself_verifies_the_recording(recording: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "rerun", "rrd", "verify", str(recording)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
 
