@@ -100,21 +100,24 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
     from matplotlib.patches import Patch
 
     cams = frame.cameras
-    cols = 1 if len(cams) <= 1 else 2
-    rows = max(1, math.ceil(len(cams) / cols))
+    cols = min(len(cams), 2)  # camera panels side by side; none: the bird's-eye view alone
+    rows = max(2, math.ceil(len(cams) / cols)) if cols else 2  # the bird's-eye view spans them all
     aspect = max((c.camera.width / c.camera.height for c in cams), default=1.6)
     h = cfg.panel_height_in
     bev_side = h * rows
-    fig = Figure(figsize=(bev_side + cols * h * aspect, h * rows + 0.6), dpi=cfg.dpi, facecolor="white")
+    fig_width = bev_side + cols * h * aspect
+    title_lines = 1 if cols else 2  # the bird's-eye view alone is too narrow for a one-line title
+    head = 0.45 + 0.2 * title_lines  # inches above the panels
+    fig = Figure(figsize=(fig_width, h * rows + head), dpi=cfg.dpi, facecolor="white")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
         rows,
         1 + cols,
         width_ratios=[bev_side, *([h * aspect] * cols)],
-        left=0.035,
+        left=0.5 / fig_width,
         right=0.995,
         bottom=0.07,
-        top=1.0 - 0.6 / (h * rows + 0.5),
+        top=1.0 - head / (h * rows + head),
         wspace=0.03,
         hspace=0.08,
     )
@@ -132,8 +135,9 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
             facecolor="white",
         )
     world = "world poses" if frame.world_from_lidar is not None else "no poses"
+    sep = " · " if title_lines == 1 else "\n"
     fig.suptitle(
-        f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns · "
+        f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns{sep}"
         f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
         fontsize=11,
         x=0.01,
@@ -192,17 +196,6 @@ def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderCo
             local = from_world.apply(trail)[:, :2] if from_world is not None else trail[:, :2]
             tx, ty = _bev(local)
             ax.plot(tx, ty, color=colour, linewidth=0.9, alpha=0.7, zorder=3)
-        v = frame.velocity[i]
-        if np.isfinite(v).all() and float(np.hypot(*v)) > 0.3:
-            ox, oy = _bev(box[:2])
-            dx, dy = _bev(v * cfg.velocity_horizon_s)
-            ax.annotate(
-                "",
-                xy=(ox + dx, oy + dy),
-                xytext=(ox, oy),
-                arrowprops={"arrowstyle": "-|>", "color": "#222222", "lw": 1.0, "mutation_scale": 8},
-                zorder=6,
-            )
         if abs(box[0]) < r and abs(box[1]) < r:
             lx, ly = _bev(box[:2])
             ax.text(
@@ -216,6 +209,25 @@ def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderCo
                 bbox={"boxstyle": "round,pad=0.15", "fc": colour, "ec": "none", "alpha": 0.85},
                 clip_on=True,
             )
+    # velocity arrows (quiver clips them at the axes): where each moving box will be after the horizon
+    moving = np.isfinite(frame.velocity).all(axis=1) & (np.hypot(*frame.velocity.T) > 0.3)
+    if moving.any():
+        ox, oy = _bev(frame.boxes[moving, :2])
+        dx, dy = _bev(frame.velocity[moving] * cfg.velocity_horizon_s)
+        ax.quiver(
+            ox,
+            oy,
+            dx,
+            dy,
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            color="#222222",
+            width=0.0025,
+            headwidth=4.0,
+            headlength=5.0,
+            zorder=6,
+        )
     ax.set_title("bird's-eye view (lidar frame)", fontsize=9)
 
 

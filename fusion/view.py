@@ -25,6 +25,8 @@ lingers. With `save` the recording is written to a temporary name and renamed in
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 TIMELINE: Final = "sweep_time"
 FRAME_TIMELINE: Final = "frame"
 APPLICATION_ID: Final = "fusion"
+VIEWER_FLUSH_TIMEOUT_S: Final = 120.0  # how long to wait for a spawned viewer to take the whole recording
 
 ColorBy = Literal["height", "intensity"]
 
@@ -101,9 +104,9 @@ def view_dataset(
     blueprint = _blueprint(sequences)
     summary = ViewSummary()
     if target is None:
-        rec.spawn(default_blueprint=blueprint)
+        _spawn_viewer(rec, blueprint)
         log_dataset(rec, sequences, cfg, summary)
-        rec.flush()
+        rec.flush(timeout_sec=VIEWER_FLUSH_TIMEOUT_S)
         return summary
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -118,6 +121,32 @@ def view_dataset(
         raise
     summary.path = target
     return summary
+
+
+def _spawn_viewer(rec: rr.RecordingStream, blueprint: rrb.Blueprint) -> None:
+    """Start the Rerun viewer (the `rerun` executable installed beside this Python, else the one on PATH)
+    and connect `rec` to it."""
+    import rerun as rr
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("WAYLAND_SOCKET")
+    ):
+        raise ViewError(
+            "no display to open the Rerun viewer on (DISPLAY and WAYLAND_DISPLAY are unset); write a recording "
+            "with --save FILE.rrd and open it where there is a screen with `rerun FILE.rrd`"
+        )
+    beside = Path(sys.executable).parent / "rerun"
+    try:
+        rr.spawn(
+            recording=rec,
+            default_blueprint=blueprint,
+            executable_path=str(beside) if beside.is_file() else None,
+        )
+    except RuntimeError as err:
+        raise ViewError(
+            f"cannot start the Rerun viewer ({str(err).strip().splitlines()[0]}); install rerun-sdk into this "
+            "environment, or write a recording with --save FILE.rrd and open it with `rerun FILE.rrd`"
+        ) from err
 
 
 def log_dataset(

@@ -52,9 +52,9 @@ class TruthReplay:
         return [self.detect(c) for c in clouds]
 
 
-def build_review_dataset(out: Path) -> Path:
+def build_review_dataset(out: Path, *, points: bool = True, images: bool = True) -> Path:
     """Pre-label the sample log into dataset `out` with its ground truth as detections."""
-    prelabel_logs([SAMPLE], out, detector=TruthReplay())
+    prelabel_logs([SAMPLE], out, detector=TruthReplay(), points=points, images=images)
     return out
 
 

@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
+from PIL import Image
 from rerun.chunk import RrdReader
 
 from exporters.reader import open_dataset
 from fusion.cli import main
 from fusion.scene import CATEGORY_IDS
-from tests.fusion.review_dataset import SEQUENCE, review_dataset
+from tests.fusion.review_dataset import SEQUENCE, build_review_dataset, review_dataset
 
 ROOT = f"/{SEQUENCE}"
 CAMERAS = ("camera_front", "camera_left", "camera_rear")
@@ -216,3 +217,30 @@ def test_view_refuses_to_overwrite_a_recording(
     assert rrd.read_bytes() == b"keep me"
     assert main(["view", str(dataset), "--save", str(tmp_path / "x.txt")]) == 2
     assert "give --save FILE.rrd" in capsys.readouterr().err
+
+
+def test_view_without_a_display_says_to_save_a_recording(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main(["view", str(dataset)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "no display to open the Rerun viewer on" in err[0] and "--save FILE.rrd" in err[0]
+    )
+
+
+def test_view_of_a_dataset_without_points_or_images_logs_boxes_only(tmp_path: Path) -> None:
+    out = build_review_dataset(tmp_path / "bare", points=False, images=False)
+    rrd = tmp_path / "bare.rrd"
+    assert main(["view", str(out), "--save", str(rrd)]) == 0
+    entities = _read(rrd)
+    assert not any("/cameras/" in path for path in entities)
+    assert all(len(p) == 0 for p in entities[f"{ROOT}/world/lidar/points"]["Points3D:positions"])
+    assert sum(len(b) for b in entities[f"{ROOT}/world/lidar/boxes"]["Boxes3D:centers"]) > 600
+    png = tmp_path / "bare.png"
+    assert main(["render", str(out), "--sequence", SEQUENCE, "--frame", "3", "--out", str(png)]) == 0
+    with Image.open(png) as image:
+        assert image.size[0] < image.size[1] * 1.3  # the bird's-eye view alone
