@@ -132,8 +132,8 @@ def _spawn_viewer(rec: rr.RecordingStream, blueprint: rrb.Blueprint) -> None:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("WAYLAND_SOCKET")
     ):
         raise ViewError(
-            "no display to open the Rerun viewer on (DISPLAY and WAYLAND_DISPLAY are unset); write a recording "
-            "with --save FILE.rrd and open it where there is a screen with `rerun FILE.rrd`"
+            "no display to open the Rerun viewer on (DISPLAY and WAYLAND_DISPLAY are unset); write a "
+            "recording with --save FILE.rrd and open it where there is a screen with `rerun FILE.rrd`"
         )
     beside = Path(sys.executable).parent / "rerun"
     try:
@@ -144,8 +144,8 @@ def _spawn_viewer(rec: rr.RecordingStream, blueprint: rrb.Blueprint) -> None:
         )
     except RuntimeError as err:
         raise ViewError(
-            f"cannot start the Rerun viewer ({str(err).strip().splitlines()[0]}); install rerun-sdk into this "
-            "environment, or write a recording with --save FILE.rrd and open it with `rerun FILE.rrd`"
+            f"cannot start the Rerun viewer ({str(err).strip().splitlines()[0]}); install rerun-sdk into "
+            "this environment, or write a recording with --save FILE.rrd and open it with `rerun FILE.rrd`"
         ) from err
 
 
