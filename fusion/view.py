@@ -108,7 +108,7 @@ def view_dataset(
         log_dataset(rec, sequences, cfg, summary)
         rec.flush(timeout_sec=VIEWER_FLUSH_TIMEOUT_S)
         return summary
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # renamed into place when complete
     try:
         rec.save(tmp, default_blueprint=blueprint)
         log_dataset(rec, sequences, cfg, summary)
