@@ -251,6 +251,40 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from fusion.view import ViewConfig, view_dataset
+
+    summary = view_dataset(
+        Path(args.out),
+        sequence=args.sequence,
+        save=Path(args.save) if args.save else None,
+        overwrite=args.overwrite,
+        config=ViewConfig(color_by=args.color_by),
+    )
+    where = f"-> {summary.path}" if summary.path is not None else "-> the Rerun viewer"
+    print(
+        f"{', '.join(summary.sequences)}: {summary.frames} sweeps, {summary.boxes} boxes, "
+        f"{summary.images} images {where}"
+    )
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from fusion.render import RenderConfig, render_frame
+
+    summary = render_frame(
+        Path(args.out),
+        args.sequence,
+        args.frame,
+        Path(args.dest),
+        config=RenderConfig(bev_range_m=args.range, dpi=args.dpi),
+        overwrite=args.overwrite,
+    )
+    cams = ", ".join(summary.cameras) or "no camera images"
+    print(f"{summary.path}: {summary.width}x{summary.height} px, {summary.boxes} boxes, {cams}")
+    return 0
+
+
 class UsageError(FusionError):
     """A command-line option that cannot work (an unknown name, a bad combination)."""
 
@@ -374,6 +408,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, metavar="FORMAT", help="openlabel or kitti")
     p.add_argument("--dest", required=True, help="the dataset directory to write (must not hold a dataset)")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser(
+        "view", help="show a dataset in the Rerun viewer, or save it as a Rerun recording (.rrd)"
+    )
+    p.add_argument("out", help="the dataset directory")
+    p.add_argument("--sequence", metavar="ID", help="only this sequence (default: all)")
+    p.add_argument("--save", metavar="FILE.rrd", help="write a recording instead of opening the viewer")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
+    p.add_argument(
+        "--color-by",
+        choices=["height", "intensity"],
+        default="height",
+        help="colour of the points (default height)",
+    )
+    p.set_defaults(func=_cmd_view)
+
+    p = sub.add_parser("render", help="draw one sweep as a PNG: bird's-eye view beside every camera image")
+    p.add_argument("out", help="the dataset directory")
+    p.add_argument("--sequence", required=True, metavar="ID", help="the sequence")
+    p.add_argument("--frame", required=True, type=int, metavar="N", help="the frame index (0-based)")
+    p.add_argument("--out", dest="dest", required=True, metavar="FILE.png", help="the picture to write")
+    p.add_argument(
+        "--range", type=float, default=40.0, metavar="M", help="bird's-eye view: +-M metres (default 40)"
+    )
+    p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: about 1660 px wide)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
+    p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("simulate", help="write a synthetic drive log with exact ground truth")
     p.add_argument("out", help="output log path (.bag for ros1, .mcap, or a directory for sqlite3)")

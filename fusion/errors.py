@@ -21,3 +21,7 @@ class DecodeError(FusionError):
 
 class SyncError(FusionError):
     """Sensors cannot be put on one timeline (no overlap, no images within tolerance)."""
+
+
+class ViewError(FusionError):
+    """A dataset cannot be shown or drawn (no such sequence or frame, output exists)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
 
@@ -87,6 +88,25 @@ def test_detect_writes_a_valid_dataset_a_reviewer_can_open(
     assert seq.image("camera_front", 7).shape == (400, 640, 3)
     assert set(seq.calibration) == {"camera_front", "camera_left", "camera_rear"}
     assert {c["name"] for c in frames.cameras[7]} == {"camera_front", "camera_left", "camera_rear"}
+
+    # the reviewer's views of the demo output: a Rerun recording and a picture
+    from PIL import Image
+
+    from tests.fusion.test_view import _read
+
+    rrd = tmp_path / "demo.rrd"
+    assert main(["view", str(tmp_path), "--save", str(rrd)]) == 0
+    entities = _read(rrd)
+    per_frame = seq.labels(as_pandas=True).groupby("frame_index").size().reindex(range(30), fill_value=0)
+    assert [len(b) for b in entities["/sim_drive/world/lidar/boxes"]["Boxes3D:centers"]] == per_frame.tolist()
+    assert [len(p) for p in entities["/sim_drive/world/lidar/points"]["Points3D:positions"]] == list(
+        frames.num_points
+    )
+    assert len(entities["/sim_drive/cameras/camera_front/image"]["EncodedImage:blob"]) == 30
+    png = tmp_path / "frame15.png"
+    assert main(["render", str(tmp_path), "--sequence", "sim_drive", "--frame", "15", "--out", str(png)]) == 0
+    with Image.open(png) as image:
+        assert image.size[0] > 1500 and float(np.asarray(image.convert("L")).std()) > 30.0
 
 
 def test_validate_reports_a_broken_dataset_with_non_zero_exit(

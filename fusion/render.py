@@ -1,0 +1,303 @@
+"""A static picture of one sweep for reports and CI artefacts (`fusion render`).
+
+Left, the bird's-eye view in the sweep's lidar frame (forward up, left to the left): the points
+shaded by height, each box in its category's colour with a line to its front, its track id, its
+velocity as an arrow (where it will be in one second) and its trail over the earlier sweeps. Right,
+every camera's synchronised image with the boxes' projected wireframes, their labels and the
+LiDAR points coloured by depth (`fusion.scene` does the projection). Drawn with matplotlib's
+object API on the Agg canvas: no display, no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from exporters.reader import open_dataset
+from fusion.errors import ViewError
+from fusion.scene import CATEGORY_COLORS, CameraScene, SceneConfig, SceneFrame, SequenceScene, colormap
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.patches import Circle
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How a sweep is drawn."""
+
+    bev_range_m: float = 40.0  # the bird's-eye view shows +-this many metres around the sensor
+    panel_height_in: float = 3.2  # height of one camera panel, inches
+    dpi: int = 100  # pixels per inch of the PNG
+    point_size: float = 1.0  # marker area of a point, points^2
+    velocity_horizon_s: float = 1.0  # arrows reach where the box will be after this long
+    max_bev_points: int = (
+        60_000  # at most this many points are drawn in the bird's-eye view (evenly subsampled)
+    )
+
+
+@dataclass(frozen=True)
+class RenderSummary:
+    """What `render_frame` drew."""
+
+    path: Path
+    width: int
+    height: int
+    boxes: int
+    cameras: tuple[str, ...]
+
+
+def _rgb(category: str) -> tuple[float, float, float]:
+    r, g, b = CATEGORY_COLORS.get(category, CATEGORY_COLORS["unknown"])
+    return (r / 255.0, g / 255.0, b / 255.0)
+
+
+def render_frame(
+    out: Path | str,
+    sequence_id: str,
+    frame_index: int,
+    dest: Path | str,
+    *,
+    config: RenderConfig | None = None,
+    overwrite: bool = False,
+) -> RenderSummary:
+    """Draw sweep `frame_index` of sequence `sequence_id` of dataset `out` into PNG `dest`.
+
+    The PNG is written to a temporary name beside `dest` and renamed into place. Raises ViewError
+    when `dest` exists (without `overwrite`) or is not a .png, ExportError / ViewError for an
+    unreadable dataset, an unknown sequence or frame.
+    """
+    cfg = config or RenderConfig()
+    path = Path(dest)
+    if path.suffix.lower() != ".png":
+        raise ViewError(f"{path}: fusion render writes PNG; give an --out ending in .png")
+    if path.exists() and not overwrite:
+        raise ViewError(f"{path}: exists; remove it or pass --overwrite")
+    if not path.parent.is_dir():
+        raise ViewError(f"{path}: its folder {path.parent} does not exist; create it first")
+    seq = open_dataset(out).sequence(sequence_id)
+    try:
+        scene = SequenceScene(seq, SceneConfig())
+        frame = scene.frame(frame_index)
+        trails = scene.trails(frame_index)
+    finally:
+        seq.close()
+    width, height = _draw(frame, trails, path, cfg)
+    return RenderSummary(path, width, height, len(frame), tuple(c.name for c in frame.cameras))
+
+
+def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConfig) -> tuple[int, int]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    cams = frame.cameras
+    cols = min(len(cams), 2)  # camera panels side by side; none: the bird's-eye view alone
+    rows = max(2, math.ceil(len(cams) / cols)) if cols else 2  # the bird's-eye view spans them all
+    aspect = max((c.camera.width / c.camera.height for c in cams), default=1.6)
+    h = cfg.panel_height_in
+    bev_side = h * rows
+    fig_width = bev_side + cols * h * aspect
+    title_lines = 1 if cols else 2  # the bird's-eye view alone is too narrow for a one-line title
+    head = 0.45 + 0.2 * title_lines  # inches above the panels
+    fig = Figure(figsize=(fig_width, h * rows + head), dpi=cfg.dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(
+        rows,
+        1 + cols,
+        width_ratios=[bev_side, *([h * aspect] * cols)],
+        left=0.5 / fig_width,
+        right=0.995,
+        bottom=0.07,
+        top=1.0 - head / (h * rows + head),
+        wspace=0.03,
+        hspace=0.08,
+    )
+    bev = fig.add_subplot(grid[:, 0])
+    _draw_bev(bev, frame, trails, cfg)
+    for k, cam in enumerate(cams):
+        _draw_camera(fig.add_subplot(grid[k // cols, 1 + k % cols]), frame, cam, cfg, fig.get_figwidth())
+    present = sorted(set(frame.category.tolist()))
+    if present:
+        bev.legend(
+            handles=[Patch(color=_rgb(c), label=c) for c in present],
+            loc="lower left",
+            fontsize=8,
+            framealpha=0.85,
+            facecolor="white",
+        )
+    world = "world poses" if frame.world_from_lidar is not None else "no poses"
+    sep = " · " if title_lines == 1 else "\n"
+    fig.suptitle(
+        f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns{sep}"
+        f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
+        fontsize=11,
+        x=0.01,
+        ha="left",
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # renamed into place when complete
+    try:
+        fig.savefig(tmp, dpi=cfg.dpi, format="png")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    width, height = fig.canvas.get_width_height()
+    return int(width), int(height)
+
+
+def _bev(xy: F64) -> tuple[F64, F64]:
+    """Lidar x (forward), y (left) -> plot coordinates (right, up)."""
+    return -xy[..., 1], xy[..., 0]
+
+
+def _draw_bev(ax: Axes, frame: SceneFrame, trails: dict[int, F64], cfg: RenderConfig) -> None:
+    r = cfg.bev_range_m
+    ax.set_facecolor("#f7f7f5")
+    ax.set_xlim(-r, r)
+    ax.set_ylim(-r, r)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("right of the sensor (m)", fontsize=8)
+    ax.set_ylabel("ahead of the sensor (m)", fontsize=8)
+    for ring in range(10, int(r * 1.5) + 1, 10):  # range rings every 10 m
+        ax.add_artist(_circle(ring))
+    xyz = frame.xyz
+    near = (np.abs(xyz[:, 0]) <= r) & (np.abs(xyz[:, 1]) <= r)
+    pts = xyz[near]
+    if len(pts) > cfg.max_bev_points:
+        pts = pts[:: math.ceil(len(pts) / cfg.max_bev_points)]
+    px, py = _bev(pts[:, :2].astype(np.float64))
+    ax.scatter(
+        px, py, s=cfg.point_size, c=colormap(pts[:, 2], "viridis") / 255.0, linewidths=0, rasterized=True
+    )
+    ax.plot([0.0], [0.0], marker="^", color="black", markersize=7, zorder=5)  # the sensor, facing forward
+    from_world = frame.world_from_lidar.inverse() if frame.world_from_lidar is not None else None
+    for i in range(len(frame)):
+        box = frame.boxes[i]
+        colour = _rgb(str(frame.category[i]))
+        corners = _footprint(box)
+        cx, cy = _bev(corners)
+        ax.fill(cx, cy, facecolor=(*colour, 0.25), edgecolor=colour, linewidth=1.4, zorder=4)
+        front = 0.5 * (corners[0] + corners[1])
+        fx, fy = _bev(np.stack([box[:2], front]))
+        ax.plot(fx, fy, color=colour, linewidth=1.4, zorder=4)
+        tid = int(frame.track_id[i])
+        trail = trails.get(tid)
+        if trail is not None and len(trail) > 1:
+            local = from_world.apply(trail)[:, :2] if from_world is not None else trail[:, :2]
+            tx, ty = _bev(local)
+            ax.plot(tx, ty, color=colour, linewidth=0.9, alpha=0.7, zorder=3)
+        if abs(box[0]) < r and abs(box[1]) < r:
+            lx, ly = _bev(box[:2])
+            ax.text(
+                float(lx) + 0.5 * max(box[3], box[4]) + 0.4,
+                float(ly),
+                str(tid),
+                color="white",
+                fontsize=7,
+                va="center",
+                zorder=7,
+                bbox={"boxstyle": "round,pad=0.15", "fc": colour, "ec": "none", "alpha": 0.85},
+                clip_on=True,
+            )
+    # velocity arrows (quiver clips them at the axes): where each moving box will be after the horizon
+    moving = np.isfinite(frame.velocity).all(axis=1) & (np.hypot(*frame.velocity.T) > 0.3)
+    if moving.any():
+        ox, oy = _bev(frame.boxes[moving, :2])
+        dx, dy = _bev(frame.velocity[moving] * cfg.velocity_horizon_s)
+        ax.quiver(
+            ox,
+            oy,
+            dx,
+            dy,
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            color="#222222",
+            width=0.0025,
+            headwidth=4.0,
+            headlength=5.0,
+            zorder=6,
+        )
+    ax.set_title("bird's-eye view (lidar frame)", fontsize=9)
+
+
+def _circle(radius: float) -> Circle:
+    from matplotlib.patches import Circle
+
+    return Circle((0.0, 0.0), radius, fill=False, edgecolor="#c8c8c8", linewidth=0.6, zorder=1)
+
+
+def _footprint(box: F64) -> F64:
+    """The BEV corners (4, 2) of a box x y z l w h yaw: front-left, front-right, rear-right, rear-left."""
+    c, s = math.cos(box[6]), math.sin(box[6])
+    hl, hw = 0.5 * box[3], 0.5 * box[4]
+    local = np.array([[hl, hw], [hl, -hw], [-hl, -hw], [-hl, hw]])
+    rot = np.array([[c, -s], [s, c]])
+    return np.asarray(local @ rot.T + box[:2], dtype=np.float64)
+
+
+def _draw_camera(
+    ax: Axes, frame: SceneFrame, cam: CameraScene, cfg: RenderConfig, fig_width_in: float
+) -> None:
+    h, w = cam.image.shape[:2]
+    ax.imshow(cam.image, interpolation="bilinear")
+    if len(cam.points_uv):
+        ax.scatter(
+            cam.points_uv[:, 0],
+            cam.points_uv[:, 1],
+            s=1.2,
+            c=colormap(cam.points_depth, "turbo_r") / 255.0,
+            linewidths=0,
+            alpha=0.7,
+            rasterized=True,
+        )
+    for wire, row in zip(cam.wireframes, cam.wire_rows, strict=True):
+        ax.plot(wire[:, 0], wire[:, 1], color=_rgb(str(frame.category[row])), linewidth=1.3)
+    # labels, nearest (largest) boxes first; one that would cover an earlier label is left out
+    scale = ax.get_position().width * fig_width_in * cfg.dpi / w  # figure pixels per image pixel
+    char_w, char_h = 5.0 / scale, 10.0 / scale  # a 6.5 pt character at the figure's dpi, in image pixels
+    placed: list[tuple[float, float, float, float]] = []
+    areas = (cam.extents[:, 2] - cam.extents[:, 0]) * (cam.extents[:, 3] - cam.extents[:, 1])
+    for k in np.argsort(-areas, kind="stable"):
+        row, ext = int(cam.box_rows[k]), cam.extents[k]
+        text = f"{frame.category[row]} #{frame.track_id[row]}"
+        x0, y1 = float(ext[0]), max(float(ext[1]) - 2.0, char_h)
+        rect = (x0, y1 - char_h, x0 + char_w * len(text), y1)
+        if any(rect[0] < p[2] and p[0] < rect[2] and rect[1] < p[3] and p[1] < rect[3] for p in placed):
+            continue
+        placed.append(rect)
+        ax.text(
+            x0,
+            y1,
+            text,
+            fontsize=6.5,
+            color="white",
+            va="bottom",
+            clip_on=True,
+            bbox={
+                "boxstyle": "square,pad=0.1",
+                "fc": _rgb(str(frame.category[row])),
+                "ec": "none",
+                "alpha": 0.85,
+            },
+        )
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    offset_ms = (cam.image_stamp_ns - frame.timestamp_ns) * 1e-6
+    moved = "motion-compensated" if cam.motion_compensated else "as at the sweep"
+    ax.set_title(
+        f"{cam.name}  (image {offset_ms:+.1f} ms from the sweep; {len(cam.box_rows)} boxes, {moved})",
+        fontsize=8,
+    )

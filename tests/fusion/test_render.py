@@ -1,0 +1,95 @@
+"""`fusion render`: one sweep as a PNG, opened and checked for its size and what is drawn in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from exporters.reader import open_dataset
+from fusion.cli import main
+from fusion.scene import CATEGORY_COLORS
+from tests.fusion.review_dataset import SEQUENCE, review_dataset
+
+FRAME = 12
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return review_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def picture(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> npt.NDArray[np.uint8]:
+    png = tmp_path_factory.mktemp("render") / "frame.png"
+    args = ["render", str(dataset), "--sequence", SEQUENCE, "--frame", str(FRAME), "--out", str(png)]
+    assert main(args) == 0
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def _near(pixels: npt.NDArray[np.uint8], rgb: tuple[int, int, int], tol: float = 12.0) -> int:
+    """How many pixels are within `tol` (per channel) of colour `rgb`."""
+    return int((np.abs(pixels.astype(np.int16) - np.asarray(rgb, np.int16)).max(axis=-1) <= tol).sum())
+
+
+def test_render_draws_a_birds_eye_view_beside_three_cameras(picture: npt.NDArray[np.uint8]) -> None:
+    height, width, _ = picture.shape
+    # a square bird's-eye view two panels high beside two columns of 16:10 camera panels, at 100 dpi
+    assert 640 <= height <= 760 and 2.2 < width / height < 2.5
+    assert float(picture.std()) > 30.0  # not blank
+    bev = picture[60:640, 60:640]
+    cameras = picture[:, 690:]
+    assert _near(bev, (247, 247, 245), 2) > 0.4 * bev.shape[0] * bev.shape[1]  # the BEV's light background
+    packed = cameras.astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)
+    assert len(np.unique(packed)) > 5000  # photographs, not flat panels
+
+
+def test_render_colours_boxes_by_category(dataset: Path, picture: npt.NDArray[np.uint8]) -> None:
+    labels = open_dataset(dataset).sequence(SEQUENCE).labels().to_pandas()
+    present = set(labels[labels.frame_index == FRAME].category)
+    assert {"car", "pedestrian"} <= present
+    for category, rgb in CATEGORY_COLORS.items():
+        count = _near(picture, rgb)
+        if category in present:
+            assert count > 200, (category, count)  # outlines, fills and labels in its colour
+        elif category in ("bus", "motorcycle", "truck"):  # colours no photograph pixel comes near
+            assert count < 50, (category, count)
+
+
+def test_pictures_of_two_sweeps_differ(dataset: Path, tmp_path: Path, picture: npt.NDArray[np.uint8]) -> None:
+    png = tmp_path / "next.png"
+    assert (
+        main(["render", str(dataset), "--sequence", SEQUENCE, "--frame", str(FRAME + 5), "--out", str(png)])
+        == 0
+    )
+    with Image.open(png) as image:
+        other = np.asarray(image.convert("RGB"))
+    assert other.shape == picture.shape
+    assert float(np.abs(other.astype(np.int16) - picture).mean()) > 5.0
+
+
+def test_render_refuses_a_missing_frame_or_an_existing_picture(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "x.png"
+    assert main(["render", str(dataset), "--sequence", SEQUENCE, "--frame", "30", "--out", str(png)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame 30; sequence 'sim_drive' has frames 0..29" in err[0]
+    assert not png.exists()
+    png.write_bytes(b"keep me")
+    assert main(["render", str(dataset), "--sequence", SEQUENCE, "--frame", "0", "--out", str(png)]) == 2
+    assert "exists; remove it or pass --overwrite" in capsys.readouterr().err
+    assert png.read_bytes() == b"keep me"
+    assert (
+        main(
+            ["render", str(dataset), "--sequence", SEQUENCE, "--frame", "0", "--out", str(tmp_path / "x.jpg")]
+        )
+        == 2
+    )
+    assert "give an --out ending in .png" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no temporary left behind
