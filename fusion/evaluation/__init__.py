@@ -27,12 +27,14 @@ from fusion.evaluation.iou import bev_iou, iou_3d
 from fusion.evaluation.metrics import (
     DEFAULT_IOU_THRESHOLDS,
     LEVELS,
+    BoxMatching,
     CategoryMetrics,
     EvalConfig,
     EvalResult,
     SliceMetrics,
     average_precision,
     evaluate,
+    match_boxes,
 )
 from fusion.evaluation.report import format_table
 from fusion.evaluation.tracking import (
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
     "KITTI_CATEGORIES",
     "LEVELS",
+    "BoxMatching",
     "CategoryMetrics",
     "ClearMetrics",
     "EvalConfig",
@@ -72,5 +75,6 @@ __all__ = [
     "kitti_rect_to_velodyne",
     "kitti_tracking_labels",
     "load_labels",
+    "match_boxes",
     "recall_thresholds",
 ]
