@@ -76,7 +76,9 @@ def judge(pre: pa.Table, gt: pa.Table, flags: pa.Table) -> dict[str, list[tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="also simulate these seeds")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each simulated drive")
     parser.add_argument("--no-sample", action="store_true", help="leave the committed sample out")
@@ -106,7 +108,9 @@ def main() -> None:
                 results[name] += judged
             print(f"{log.name}: {pre.num_rows} pre-labels, {int(wrong.sum())} wrong, {flags.num_rows} flags")
 
-    print(f"\nbase rate: {wrong_total} of {boxes} pre-labels wrong ({100 * wrong_total / max(boxes, 1):.1f} %)")
+    print(
+        f"\nbase rate: {wrong_total} of {boxes} pre-labels wrong ({100 * wrong_total / max(boxes, 1):.1f} %)"
+    )
     print(f"{'flag':<18}{'flags':>6}{'hits':>6}{'precision':>11}{'any':>6}{'prec(any)':>11}")
     total = [0, 0, 0]
     for name in FLAG_NAMES:

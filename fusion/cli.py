@@ -9,8 +9,8 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fusion import __version__
@@ -211,7 +211,7 @@ def _eval_overrides(config: EvalConfig, args: argparse.Namespace) -> EvalConfig:
     if args.score is not None:
         data["operating_score"] = args.score
     if args.iou is not None:
-        data["operating_iou"] = {name: args.iou for name in data["operating_iou"]}
+        data["operating_iou"] = dict.fromkeys(data["operating_iou"], args.iou)
     return EvalConfig.from_json(data)
 
 
@@ -384,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reviewed",
         metavar="REVIEWED",
-        help="the reviewed labels, any --gt input of fusion eval (a dataset, labels parquet, AV2 feather, KITTI)",
+        help="the reviewed labels: any --gt of fusion eval (dataset, labels parquet, AV2 feather, KITTI)",
     )
     p.add_argument("--reviewed-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --reviewed")
-    p.add_argument("--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)")
+    p.add_argument(
+        "--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)"
+    )
     p.add_argument("--score", type=float, metavar="S", help="pre-labels shown to reviewers: score >= S (0.5)")
     p.add_argument("--max-range", type=float, metavar="M", help="only boxes within M metres")
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")

@@ -8,16 +8,21 @@
 names one box (`frame_index` and `track_id`) or, with `frame_index` null, a whole track (when a
 condition holds on every box of the track, or is about the track itself):
 
-| flag | when |
-|---|---|
-| `impossible_motion` | the box leaves its track's path and comes back next frame (a one-frame teleport), its heading flips and flips back, or the track moves faster, accelerates harder or turns faster than its category can (world frame) |
-| `id_switch` | the track jumps off its path at this box and carries on from there: another object's path continues under this id |
-| `implausible_size` | length, width or height outside the category's range, or a box's size differs from its track's median size by more than `size_change_ratio` |
-| `overlap` | the box overlaps a box of another track in the same frame (BEV IoU >= `overlap_iou`); the lower-scored of the two is flagged |
-| `low_confidence` | the track's score is below `low_score` |
-| `short_track` | the track spans fewer than `min_track_frames` frames |
-| `few_points` | a detected box holds fewer LiDAR points than its category's `min_points` |
-| `interpolated` | a box filled in by 4D refinement (`origin = interpolated`) inside a stretch of at least `min_interpolated_frames` such boxes on a moving track |
+- `impossible_motion`: the box leaves its track's path and comes back next frame (a one-frame
+  teleport), its heading flips and flips back, or the track moves faster, accelerates harder or
+  turns faster than its category can (world frame);
+- `id_switch`: the track jumps off its path at this box and carries on from there: another
+  object's path continues under this id;
+- `implausible_size`: length, width or height outside the category's range, or a box's size
+  differs from its track's median size by more than `size_change_ratio`;
+- `overlap`: the box overlaps a box of another track in the same frame (BEV IoU >= `overlap_iou`);
+  the lower-scored of the two is flagged;
+- `low_confidence`: the track's score is below `low_score`;
+- `short_track`: the track spans fewer than `min_track_frames` frames;
+- `few_points`: a detected box holds fewer LiDAR points than its category's `min_points`;
+- `interpolated`: a box filled in by 4D refinement (`origin = interpolated`) inside a stretch of at
+  least `min_interpolated_frames` such boxes, on a track moving at least its category's
+  `interpolated_min_speed_mps` (vehicles: 2 m/s; pedestrians and cyclists: never).
 
 Motion is judged along each track in frame order, in the world frame when every box has a
 world pose (`world_x, world_y, world_yaw`), else in the LiDAR frame (then only the jumps, whose
@@ -90,6 +95,15 @@ SEVERITY_BASE: Final[Mapping[str, float]] = MappingProxyType(
 """Severity of a flag at its limit; its magnitude adds up to 0.1 (module docstring)."""
 
 
+_FLOAT_LIMITS: Final = (
+    "max_speed_mps",
+    "max_accel_mps2",
+    "max_yaw_rate_rps",
+    "jump_m",
+    "interpolated_min_speed_mps",
+)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one category can physically be and do, and what its boxes need."""
@@ -101,9 +115,16 @@ class Limits:
     max_yaw_rate_rps: float  # fastest plausible turn (inf: heading not judged, e.g. pedestrians)
     jump_m: float  # a step that misses the track's expected step by more than this jumps
     min_points: int  # a detected box with fewer LiDAR points is flagged
+    interpolated_min_speed_mps: float  # interpolated stretches of tracks this fast are flagged (inf: never)
 
     def __post_init__(self) -> None:
-        for name in ("max_speed_mps", "max_accel_mps2", "max_yaw_rate_rps", "jump_m"):
+        for name in (
+            "max_speed_mps",
+            "max_accel_mps2",
+            "max_yaw_rate_rps",
+            "jump_m",
+            "interpolated_min_speed_mps",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))  # "inf" from JSON, too
         object.__setattr__(self, "min_points", int(self.min_points))
         object.__setattr__(self, "min_size_m", tuple(float(v) for v in self.min_size_m))
@@ -114,18 +135,21 @@ class Limits:
             raise FlagError(f"Limits: min_size_m {self.min_size_m} exceeds max_size_m {self.max_size_m}")
         for name in ("max_speed_mps", "max_accel_mps2", "max_yaw_rate_rps", "jump_m"):
             if not getattr(self, name) > 0.0:
-                raise FlagError(f"Limits.{name} = {getattr(self, name)}; use a positive value (inf: no limit)")
+                raise FlagError(
+                    f"Limits.{name} = {getattr(self, name)}; use a positive value (inf: no limit)"
+                )
 
 
 DEFAULT_LIMITS: Final[Mapping[str, Limits]] = MappingProxyType(
     {
-        "car": Limits((2.5, 1.4, 1.0), (6.5, 2.6, 2.5), 70.0, 12.0, 1.5, 1.0, 5),
-        "truck": Limits((4.0, 1.8, 1.8), (20.0, 3.2, 4.5), 45.0, 8.0, 1.0, 1.5, 5),
-        "bus": Limits((6.0, 2.2, 2.5), (20.0, 3.2, 4.5), 35.0, 8.0, 1.0, 1.5, 5),
-        "pedestrian": Limits((0.2, 0.2, 0.8), (1.5, 1.5, 2.3), 10.0, 8.0, math.inf, 0.7, 3),
-        "cyclist": Limits((1.0, 0.3, 1.0), (2.5, 1.2, 2.3), 20.0, 8.0, 3.0, 0.8, 3),
-        "motorcycle": Limits((1.2, 0.4, 0.8), (3.0, 1.4, 2.2), 70.0, 12.0, 2.5, 1.0, 3),
-        "unknown": Limits((0.05, 0.05, 0.05), (30.0, 30.0, 10.0), 70.0, 12.0, math.inf, 1.5, 3),
+        # category: size min, size max, speed, accel, yaw rate, jump, min points, interpolated speed
+        "car": Limits((2.5, 1.4, 1.0), (6.5, 2.6, 2.5), 70.0, 12.0, 1.5, 1.0, 3, 2.0),
+        "truck": Limits((4.0, 1.8, 1.8), (20.0, 3.2, 4.5), 45.0, 8.0, 1.0, 1.5, 3, 2.0),
+        "bus": Limits((6.0, 2.2, 2.5), (20.0, 3.2, 4.5), 35.0, 8.0, 1.0, 1.5, 3, 2.0),
+        "pedestrian": Limits((0.2, 0.2, 0.8), (1.5, 1.5, 2.3), 10.0, 8.0, math.inf, 0.7, 2, math.inf),
+        "cyclist": Limits((1.0, 0.3, 1.0), (2.5, 1.2, 2.3), 20.0, 8.0, 3.0, 0.8, 2, math.inf),
+        "motorcycle": Limits((1.2, 0.4, 0.8), (3.0, 1.4, 2.2), 70.0, 12.0, 2.5, 1.0, 2, 2.0),
+        "unknown": Limits((0.05, 0.05, 0.05), (30.0, 30.0, 10.0), 70.0, 12.0, math.inf, 1.5, 2, math.inf),
     }
 )
 """Per-category limits: generous physical bounds (a flag means "look", not "wrong")."""
@@ -141,8 +165,9 @@ class FlagConfig:
 
     # per-category limits; every category of the labels needs an entry
     limits: Mapping[str, Limits] = field(default_factory=_default_limits)
-    # tracks scoring below this are flagged low_confidence
-    low_score: float = 0.5
+    # tracks scoring below this are flagged low_confidence (scores are calibrated: below 0.5 a
+    # track is more likely wrong than right; refinement already drops tracks under 0.3)
+    low_score: float = 0.4
     # tracks spanning fewer frames are flagged short_track
     min_track_frames: int = 5
     # boxes of two tracks overlapping by at least this BEV IoU in one frame are flagged overlap
@@ -151,10 +176,9 @@ class FlagConfig:
     size_change_ratio: float = 1.5
     # segments either side whose velocities give a segment's expected step (median)
     window: int = 3
-    # an interpolated stretch needs at least this many boxes to be flagged ...
-    min_interpolated_frames: int = 3
-    # ... and its track at least this median speed (m/s; a parked object interpolates exactly)
-    interpolated_min_speed_mps: float = 0.5
+    # an interpolated stretch needs at least this many boxes to be flagged (and its track the
+    # category's interpolated_min_speed_mps: a parked object, or a slow one, interpolates well)
+    min_interpolated_frames: int = 2
     # which flags to compute (all by default)
     enabled: tuple[str, ...] = FLAG_NAMES
 
@@ -163,7 +187,9 @@ class FlagConfig:
         object.__setattr__(self, "enabled", tuple(self.enabled))
         unknown = sorted(set(self.enabled) - set(FLAG_NAMES))
         if unknown:
-            raise FlagError(f"FlagConfig.enabled names unknown flags {unknown}; known: {', '.join(FLAG_NAMES)}")
+            raise FlagError(
+                f"FlagConfig.enabled names unknown flags {unknown}; known: {', '.join(FLAG_NAMES)}"
+            )
         missing = sorted(set(CATEGORIES) - set(self.limits))
         if missing:
             raise FlagError(f"FlagConfig.limits has no entry for {missing}; give every category one")
@@ -208,7 +234,8 @@ class FlagConfig:
 
         return {
             "limits": {
-                c: {f.name: value(getattr(lim, f.name)) for f in fields(lim)} for c, lim in self.limits.items()
+                c: {f.name: value(getattr(lim, f.name)) for f in fields(lim)}
+                for c, lim in self.limits.items()
             },
             **{f.name: value(getattr(self, f.name)) for f in fields(self) if f.name != "limits"},
         }
@@ -298,7 +325,7 @@ class _Labels:
     @classmethod
     def of(cls, table: pa.Table, sequence: npt.NDArray[np.str_]) -> _Labels:
         def col(name: str) -> F64:
-            return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
 
         boxes = np.stack([col(name) for name in BOX_COLUMNS], axis=1)
         world = all(name in table.column_names for name in ("world_x", "world_y", "world_yaw"))
@@ -368,7 +395,9 @@ def _size_flags(t: _Labels, config: FlagConfig, found: _Found, tracked: bool) ->
             what = "above" if size[r, d] > hi[r, d] else "below"
             bound = hi[r, d] if what == "above" else lo[r, d]
             limit = "maximum" if what == "above" else "minimum"
-            details.append(f"{names[d]} {size[r, d]:.2f} m is {what} a {t.category[r]}'s {limit} {bound:.2f} m")
+            details.append(
+                f"{names[d]} {size[r, d]:.2f} m is {what} a {t.category[r]}'s {limit} {bound:.2f} m"
+            )
             magnitude[i] = float(excess[r, d])
         else:
             d = int(np.argmax(ratio[r]))
@@ -379,9 +408,7 @@ def _size_flags(t: _Labels, config: FlagConfig, found: _Found, tracked: bool) ->
 
 def _size_bounds(t: _Labels, config: FlagConfig, which: int) -> F64:
     """(N, 3) minimum (which=0) or maximum (1) length, width, height of each row's category."""
-    table = {
-        c: (lim.min_size_m if which == 0 else lim.max_size_m) for c, lim in config.limits.items()
-    }
+    table = {c: (lim.min_size_m if which == 0 else lim.max_size_m) for c, lim in config.limits.items()}
     return np.array([table[c] for c in t.category], dtype=np.float64).reshape(-1, 3)
 
 
@@ -442,7 +469,9 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
     step = np.diff(t.xy_yaw[:, :2], axis=0) if n > 1 else np.zeros((0, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         velocity = np.where(valid[:, None], step / dt[:, None], np.nan)
-    expected = _windowed_median(velocity, t.group[:-1] if n > 1 else np.zeros(0, np.intp), valid, config.window)
+    expected = _windowed_median(
+        velocity, t.group[:-1] if n > 1 else np.zeros(0, np.intp), valid, config.window
+    )
     seg_cat = t.category[:-1]
     jump_m = t.limit("jump_m", config)[:-1]
     accel = t.limit("max_accel_mps2", config)[:-1]
@@ -481,19 +510,28 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
             rows,
             "impossible_motion",
             (miss_into[rows] - 1.0) / 10.0,
-            [f"jumps {miss_into[r]:.1f}x its allowed step off the track and back" if teleport[r]
-             else f"jumps off the track at its last box ({miss_into[r]:.1f}x the allowed step)" for r in rows],
+            [
+                f"jumps {miss_into[r]:.1f}x its allowed step off the track and back"
+                if teleport[r]
+                else f"jumps off the track at its last box ({miss_into[r]:.1f}x the allowed step)"
+                for r in rows
+            ],
         )
         rows = np.flatnonzero(flip & ~teleport & ~dangling)
         found.add(
             rows,
             "impossible_motion",
             np.full(len(rows), 0.5),
-            [f"heading turns {math.degrees(float(dyaw[r - 1])):.0f} deg and back within a frame" for r in rows],
+            [
+                f"heading turns {math.degrees(float(dyaw[r - 1])):.0f} deg and back within a frame"
+                for r in rows
+            ],
         )
         if t.world:
             # a jump moves the windowed median velocities near it: those boxes are explained already
-            near = np.convolve((into_jump | out_jump | flip).astype(float), np.ones(2 * config.window + 1), "same")
+            near = np.convolve(
+                (into_jump | out_jump | flip).astype(float), np.ones(2 * config.window + 1), "same"
+            )
             _limit_flags(t, config, found, expected, valid, dt, seg_cat, near > 0)
     if "id_switch" in on:
         rows = np.flatnonzero(switch)
@@ -501,7 +539,10 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
             rows,
             "id_switch",
             (miss_into[rows] - 1.0) / 10.0,
-            [f"the track jumps {np.linalg.norm(step[r - 1]):.1f} m here and carries on from there" for r in rows],
+            [
+                f"the track jumps {np.linalg.norm(step[r - 1]):.1f} m here and carries on from there"
+                for r in rows
+            ],
         )
 
 
@@ -583,7 +624,12 @@ def _interpolated_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
             values = seg_speed[start : end - 1]
             values = values[np.isfinite(values)]
             speed[start:end] = float(np.median(values)) if values.size else 0.0
-    moving = speed >= config.interpolated_min_speed_mps if t.world else np.ones(n, dtype=bool)
+    # without world poses the speed over ground is unknown: only categories flagged at any speed
+    moving = (
+        speed >= t.limit("interpolated_min_speed_mps", config)
+        if t.world
+        else (t.limit("interpolated_min_speed_mps", config) <= 0.0)
+    )
     rows = np.flatnonzero(t.interpolated & (run_len >= config.min_interpolated_frames) & moving)
     found.add(
         rows,
@@ -593,11 +639,13 @@ def _interpolated_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
     )
 
 
-def _track_flags(t: _Labels, config: FlagConfig, on: set[str], out: list[tuple[int, str, float, str]]) -> None:
+def _track_flags(
+    t: _Labels, config: FlagConfig, on: set[str], out: list[tuple[int, str, float, str]]
+) -> None:
     n = len(t.track)
     ends = np.append(t.starts[1:], n)
     for start, end in zip(t.starts.tolist(), ends.tolist(), strict=True):
-        score = float(t.score[start : end].max())
+        score = float(t.score[start:end].max())
         if "low_confidence" in on and score < config.low_score:
             out.append((start, "low_confidence", (config.low_score - score) / config.low_score,
                         f"track score {score:.2f} < {config.low_score:.2f}"))  # fmt: skip
@@ -607,7 +655,9 @@ def _track_flags(t: _Labels, config: FlagConfig, on: set[str], out: list[tuple[i
                         f"{span} frame(s) < {config.min_track_frames}"))  # fmt: skip
 
 
-def _table(t: _Labels, found: _Found, track_rows: list[tuple[int, str, float, str]], *, collapse: bool) -> pa.Table:
+def _table(
+    t: _Labels, found: _Found, track_rows: list[tuple[int, str, float, str]], *, collapse: bool
+) -> pa.Table:
     """FLAGS rows: per-box flags (collapsed to one whole-track flag when they cover every box of a
     track of two or more boxes, with collapse), the whole-track flags, most severe first."""
     rows = np.asarray(found.row, dtype=np.intp)
@@ -699,13 +749,15 @@ def read_queue(out: Path | str) -> pa.Table:
         any_file = any_file or sequence.has_flags
         tables.append(sequence.flags().cast(FLAGS.remove_metadata()))
     if not any_file:
-        raise FlagError(f"{out}: no sequence has a flags/ file; run fusion detect or fusion run again to write them")
+        raise FlagError(
+            f"{out}: no sequence has a flags/ file; run fusion detect or fusion run again to write them"
+        )
     return sort_queue(pa.concat_tables(tables))
 
 
 def queue_to_json(flags: pa.Table, top: int | None = None) -> list[dict[str, Any]]:
     """The queue as JSON-able rows (the FLAGS columns), at most `top` of them."""
-    rows = flags.slice(0, top).to_pylist() if top is not None else flags.to_pylist()
+    rows: list[dict[str, Any]] = (flags.slice(0, top) if top is not None else flags).to_pylist()
     for row in rows:
         row["severity"] = round(float(row["severity"]), 4)
     return rows
@@ -715,18 +767,31 @@ def format_queue(flags: pa.Table, top: int | None = None) -> str:
     """A plain-text table of the queue, most severe first ("-": a whole-track flag's frame)."""
     shown = flags.slice(0, top) if top is not None else flags
     counts = pc.value_counts(flags.column("flag")).to_pylist() if flags.num_rows else []
-    summary = ", ".join(f"{c['counts']} {c['values']}" for c in sorted(counts, key=lambda c: -c["counts"]))
+    counts = sorted(counts, key=lambda c: -c["counts"])
+    summary = ", ".join(f"{c['counts']} {c['values']}" for c in counts)
     lines = [f"review queue: {flags.num_rows} flag(s) ({summary or 'none'}), most severe first"]
     if shown.num_rows:
         header = ["severity", "sequence", "frame", "track", "flag", "detail"]
+
+        def dash(value: int | None) -> str:
+            return "-" if value is None else str(value)
+
         cells = [
-            [f"{r['severity']:.2f}", r["sequence_id"], "-" if r["frame_index"] is None else str(r["frame_index"]),
-             "-" if r["track_id"] is None else str(r["track_id"]), r["flag"], r["detail"]]
+            [
+                f"{r['severity']:.2f}",
+                r["sequence_id"],
+                dash(r["frame_index"]),
+                dash(r["track_id"]),
+                r["flag"],
+                r["detail"],
+            ]
             for r in shown.to_pylist()
-        ]  # fmt: skip
+        ]
         widths = [max(len(row[k]) for row in (header, *cells)) for k in range(len(header) - 1)]
         for row in (header, *cells):
-            lines.append("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
+            lines.append(
+                "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+            )
     if top is not None and flags.num_rows > top:
         lines.append(f"... {flags.num_rows - top} more (drop --top to see all)")
     return "\n".join(lines) + "\n"

@@ -120,7 +120,7 @@ class QAConfig:
         """This config with one accuracy IoU threshold `iou` for every category."""
         if not 0.0 < iou <= 1.0:
             raise EvaluationError(f"--iou {iou}: use an IoU in (0, 1]")
-        operating = {name: iou for name in self.eval.operating_iou}
+        operating = dict.fromkeys(self.eval.operating_iou, iou)
         return replace(self, eval=replace(self.eval, operating_iou=operating))
 
     @classmethod
@@ -196,7 +196,9 @@ class QAResult:
         for stats in self.sequences:
             if stats.name == name:
                 return stats
-        raise EvaluationError(f"no sequence {name!r} in the QA result; have {[s.name for s in self.sequences]}")
+        raise EvaluationError(
+            f"no sequence {name!r} in the QA result; have {[s.name for s in self.sequences]}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able, stable keys; undefined values are None."""
@@ -221,7 +223,7 @@ def compare_reviewed(prelabels: LabelsLike, reviewed: LabelsLike, config: QAConf
 
     accuracy = match_boxes(pre, rev, config.eval)
     edit_config = replace(
-        config.eval, operating_iou={name: config.edit_iou for name in config.eval.operating_iou}
+        config.eval, operating_iou=dict.fromkeys(config.eval.operating_iou, config.edit_iou)
     )
     edits = match_boxes(pre, rev, edit_config)
     outcome = _Edits.of(edits, pre, rev, config)
@@ -339,8 +341,12 @@ def _stats(
 def format_qa_table(result: QAResult) -> str:
     """A plain-text report: one row per sequence and one for all; percentages with one decimal."""
     cfg = result.config.eval
-    ious = sorted(set(cfg.operating_iou[c] for c in cfg.categories))
-    iou_text = f"{ious[0]:g}" if len(ious) == 1 else ", ".join(f"{c} {cfg.operating_iou[c]:g}" for c in cfg.categories)
+    ious = sorted({cfg.operating_iou[c] for c in cfg.categories})
+    iou_text = (
+        f"{ious[0]:g}"
+        if len(ious) == 1
+        else ", ".join(f"{c} {cfg.operating_iou[c]:g}" for c in cfg.categories)
+    )
     kind = "3D" if cfg.operating_iou_kind == "3d" else "BEV"
     header = [
         "sequence", "frames", "pre", "reviewed", "box acc", "frame acc", "soft acc",
@@ -402,13 +408,15 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
 
     out = Path(path)
     if not out.parent.is_dir():
-        raise EvaluationError(f"{out}: folder {out.parent} does not exist; create it or choose another --plot")
+        raise EvaluationError(
+            f"{out}: folder {out.parent} does not exist; create it or choose another --plot"
+        )
     cfg = result.config.eval
     overall = result.overall
     fig = Figure(figsize=(7.0, 4.0), dpi=100)
     ax = fig.add_subplot()
-    ax.hist(result.edit_ious, bins=np.linspace(0.0, 1.0, 21), color="#4477aa", edgecolor="white")
-    for iou in sorted(set(cfg.operating_iou[c] for c in cfg.categories)):
+    ax.hist(result.edit_ious, bins=[k / 20 for k in range(21)], color="#4477aa", edgecolor="white")
+    for iou in sorted({cfg.operating_iou[c] for c in cfg.categories}):
         ax.axvline(iou, color="#cc3311", linestyle="--", linewidth=1.2)
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel(f"{'3D' if cfg.operating_iou_kind == '3d' else 'BEV'} IoU, pre-label vs reviewed box")
@@ -423,7 +431,7 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, out)
+        Path(tmp).replace(out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -113,7 +113,11 @@ def test_a_duplicate_box_of_another_track_is_flagged_overlap_on_the_weaker_one(t
     flags = _flags(pa.concat_tables([truth, copy]))
     assert (5, 9999, "overlap") in flags
     assert (5, track, "overlap") not in flags
-    assert (None, 9999, "low_confidence") in flags and (None, 9999, "short_track") in flags
+    assert (None, 9999, "low_confidence") in flags and (
+        None,
+        9999,
+        "short_track",
+    ) in flags  # score 0.3, 1 frame
 
 
 def test_interpolated_stretches_of_a_moving_track_are_flagged(truth: pa.Table) -> None:
@@ -122,16 +126,22 @@ def test_interpolated_stretches_of_a_moving_track_are_flagged(truth: pa.Table) -
     mask = _rows(truth, track) & (frames >= 20) & (frames <= 22)
     filled = _edit(truth, mask, origin=np.array(["interpolated"] * 3, dtype=object))
     flags = _flags(filled)
-    assert [f for f in flags if f[2] == "interpolated"] == [(20, track, "interpolated"), (21, track, "interpolated"), (22, track, "interpolated")]
+    assert [f for f in flags if f[2] == "interpolated"] == [
+        (20, track, "interpolated"),
+        (21, track, "interpolated"),
+        (22, track, "interpolated"),
+    ]
     short = _edit(truth, mask & (frames == 21), origin=np.array(["interpolated"], dtype=object))
-    assert not [f for f in _flags(short) if f[2] == "interpolated"]  # one frame: below min_interpolated_frames
+    assert not [
+        f for f in _flags(short) if f[2] == "interpolated"
+    ]  # one frame: below min_interpolated_frames
 
 
 def test_few_points_flags_detected_boxes_below_the_category_minimum(truth: pa.Table) -> None:
     flags = review_flags(truth, FlagConfig(enabled=("few_points",)))
     points = truth.column("num_points").to_numpy()
     categories = np.asarray(truth.column("category").to_pylist())
-    need = np.where(np.isin(categories, ["car", "truck", "bus"]), 5, 3)
+    need = np.where(np.isin(categories, ["car", "truck", "bus"]), 3, 2)
     per_box = flags.filter(pc.is_valid(flags.column("frame_index"))).num_rows
     whole_track_boxes = sum(
         int(np.count_nonzero(truth.column("track_id").to_numpy() == r["track_id"]))
@@ -159,7 +169,12 @@ def test_untracked_labels_get_only_per_box_flags(truth: pa.Table) -> None:
     ids = np.arange(truth.num_rows)
     untracked = _edit(truth, np.ones(truth.num_rows, bool), track_id=ids)
     flags = review_flags(untracked, tracked=False)
-    assert set(flags.column("flag").to_pylist()) <= {"few_points", "implausible_size", "overlap", "low_confidence"}
+    assert set(flags.column("flag").to_pylist()) <= {
+        "few_points",
+        "implausible_size",
+        "overlap",
+        "low_confidence",
+    }
     assert flags.column("frame_index").null_count == 0
 
 

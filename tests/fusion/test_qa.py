@@ -73,7 +73,11 @@ def test_box_and_frame_accuracy_are_evals_at_the_same_iou(
     ev = evaluate(prelabels, truth, config.eval).overall
     assert qa.box_accuracy == ev.box_accuracy
     assert qa.frame_accuracy == ev.frame_accuracy
-    assert (qa.boxes_right, qa.boxes_total, qa.frames_right) == (ev.boxes_right, ev.boxes_total, ev.frames_right)
+    assert (qa.boxes_right, qa.boxes_total, qa.frames_right) == (
+        ev.boxes_right,
+        ev.boxes_total,
+        ev.frames_right,
+    )
     assert 0.05 < qa.box_accuracy < 0.95  # a realistic mix, not a trivial 0 or 1
 
 
@@ -81,7 +85,9 @@ def _hundred_cars() -> pa.Table:
     """One frame of 100 cars on a 10 x 10 grid, 8 m by 5 m apart."""
     x = np.repeat(np.arange(10) * 8.0, 10)
     y = np.tile(np.arange(10) * 5.0, 10)
-    boxes = np.stack([x, y, np.zeros(100), np.full(100, 4.5), np.full(100, 1.9), np.full(100, 1.5), np.zeros(100)], 1)
+    boxes = np.stack(
+        [x, y, np.zeros(100), np.full(100, 4.5), np.full(100, 1.9), np.full(100, 1.5), np.zeros(100)], 1
+    )
     return labels_table(
         sequence_id="hand",
         frame_index=np.zeros(100, np.int32),
@@ -205,11 +211,19 @@ def test_cli_qa_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["qa", "--prelabels", str(tmp_path / "none"), "--reviewed", str(TRUTH)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file or folder" in err[0]
-    args = ["qa", "--prelabels", str(TRUTH), "--reviewed", str(TRUTH), "--plot", str(tmp_path / "no" / "x.png")]
+    args = [
+        "qa",
+        "--prelabels",
+        str(TRUTH),
+        "--reviewed",
+        str(TRUTH),
+        "--plot",
+        str(tmp_path / "no" / "x.png"),
+    ]
     assert main(args) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
     with pytest.raises(EvaluationError, match="edit_iou"):
         QAConfig(edit_iou=0.0)
-    with pytest.raises(EvaluationError, match="cost.draw_s"):
+    with pytest.raises(EvaluationError, match=r"cost\.draw_s"):
         CostModel(draw_s=-1.0)
