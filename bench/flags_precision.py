@@ -75,6 +75,20 @@ def judge(pre: pa.Table, gt: pa.Table, flags: pa.Table) -> dict[str, list[tuple[
     return out
 
 
+def _list(pre: pa.Table, gt: pa.Table, flags: pa.Table) -> None:
+    wrong, identity = wrong_boxes(pre, gt)
+    seq = np.asarray(pre.column("sequence_id").to_pylist(), dtype=str)
+    track = pre.column("track_id").to_numpy()
+    frame = pre.column("frame_index").to_numpy()
+    for f in flags.to_pylist():
+        rows = (seq == f["sequence_id"]) & (track == f["track_id"])
+        if f["frame_index"] is not None:
+            rows &= frame == f["frame_index"]
+        bad = wrong[rows] | (identity[rows] if f["flag"] == "id_switch" else False)
+        verdict = "HIT " if bad.mean() >= 0.5 else "miss"
+        print(f"  {verdict} frame {f['frame_index']} track {f['track_id']} {f['flag']}: {f['detail']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,25 +96,36 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="also simulate these seeds")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each simulated drive")
     parser.add_argument("--no-sample", action="store_true", help="leave the committed sample out")
+    parser.add_argument("--work", type=Path, help="keep logs and outputs here (reused when present)")
+    parser.add_argument("--verbose", action="store_true", help="list every flag with its verdict")
     args = parser.parse_args()
 
     results: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     boxes = wrong_total = 0
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         logs: list[tuple[Path, Path]] = []
         if not args.no_sample:
             logs.append((SAMPLE, SAMPLE.with_name("sim_drive.labels.parquet")))
         for seed in args.seeds:
             from fusion.simulate import simulate_log
 
-            sim = simulate_log(Path(tmp) / f"seed{seed}.mcap", fmt="mcap", seconds=args.seconds, seed=seed)
-            logs.append((sim.log_path, sim.ground_truth_path))
-        for k, (log, truth) in enumerate(logs):
-            out = Path(tmp) / f"out{k}"
-            prelabel_logs([log], out, detector=DETECTORS["geometric"](), points=False, images=False)
+            log = work / f"seed{seed}_{args.seconds:g}s.mcap"
+            if not log.exists():
+                simulate_log(log, fmt="mcap", seconds=args.seconds, seed=seed)
+            logs.append((log, log.with_name(f"{log.stem}.labels.parquet")))
+        for log, truth in logs:
+            out = work / f"out_{log.stem}"
+            if not (out / "dataset.json").exists():
+                prelabel_logs(
+                    [log], out, detector=DETECTORS["geometric"](), points=False, images=False, overwrite=True
+                )
             pre = load_labels(out)
             gt = load_labels(truth)
             flags = review_flags(pre, FlagConfig())
+            if args.verbose:
+                _list(pre, gt, flags)
             wrong, _ = wrong_boxes(pre, gt)
             boxes += pre.num_rows
             wrong_total += int(wrong.sum())

@@ -299,7 +299,7 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
             low,
             "low_confidence",
             (config.low_score - t.score[low]) / config.low_score,
-            [f"score {s:.2f} < {config.low_score:.2f}" for s in t.score[low]],
+            [f"score {s:.3f} < {config.low_score:g}" for s in t.score[low]],
         )
     return _table(t, found, track_rows, collapse=tracked)
 
@@ -648,7 +648,7 @@ def _track_flags(
         score = float(t.score[start:end].max())
         if "low_confidence" in on and score < config.low_score:
             out.append((start, "low_confidence", (config.low_score - score) / config.low_score,
-                        f"track score {score:.2f} < {config.low_score:.2f}"))  # fmt: skip
+                        f"track score {score:.3f} < {config.low_score:g}"))  # fmt: skip
         span = int(t.frame[end - 1] - t.frame[start] + 1)
         if "short_track" in on and span < config.min_track_frames:
             out.append((start, "short_track", 1.0 - span / config.min_track_frames,
