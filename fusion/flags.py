@@ -143,13 +143,13 @@ class Limits:
 DEFAULT_LIMITS: Final[Mapping[str, Limits]] = MappingProxyType(
     {
         # category: size min, size max, speed, accel, yaw rate, jump, min points, interpolated speed
-        "car": Limits((2.5, 1.4, 1.0), (6.5, 2.6, 2.5), 70.0, 12.0, 1.5, 1.0, 3, 2.0),
-        "truck": Limits((4.0, 1.8, 1.8), (20.0, 3.2, 4.5), 45.0, 8.0, 1.0, 1.5, 3, 2.0),
-        "bus": Limits((6.0, 2.2, 2.5), (20.0, 3.2, 4.5), 35.0, 8.0, 1.0, 1.5, 3, 2.0),
-        "pedestrian": Limits((0.2, 0.2, 0.8), (1.5, 1.5, 2.3), 10.0, 8.0, math.inf, 0.7, 2, math.inf),
-        "cyclist": Limits((1.0, 0.3, 1.0), (2.5, 1.2, 2.3), 20.0, 8.0, 3.0, 0.8, 2, math.inf),
-        "motorcycle": Limits((1.2, 0.4, 0.8), (3.0, 1.4, 2.2), 70.0, 12.0, 2.5, 1.0, 2, 2.0),
-        "unknown": Limits((0.05, 0.05, 0.05), (30.0, 30.0, 10.0), 70.0, 12.0, math.inf, 1.5, 2, math.inf),
+        "car": Limits((2.5, 1.4, 1.0), (6.5, 2.6, 2.5), 70.0, 15.0, 1.5, 1.0, 3, 2.0),
+        "truck": Limits((4.0, 1.8, 1.8), (20.0, 3.2, 4.5), 45.0, 10.0, 1.0, 1.5, 3, 2.0),
+        "bus": Limits((6.0, 2.2, 2.5), (20.0, 3.2, 4.5), 35.0, 10.0, 1.0, 1.5, 3, 2.0),
+        "pedestrian": Limits((0.2, 0.2, 0.8), (1.5, 1.5, 2.3), 10.0, 10.0, math.inf, 0.7, 2, math.inf),
+        "cyclist": Limits((1.0, 0.3, 1.0), (2.5, 1.2, 2.3), 20.0, 10.0, 3.0, 0.8, 2, math.inf),
+        "motorcycle": Limits((1.2, 0.4, 0.8), (3.0, 1.4, 2.2), 70.0, 15.0, 2.5, 1.0, 2, 2.0),
+        "unknown": Limits((0.05, 0.05, 0.05), (30.0, 30.0, 10.0), 70.0, 15.0, math.inf, 1.5, 2, math.inf),
     }
 )
 """Per-category limits: generous physical bounds (a flag means "look", not "wrong")."""
@@ -481,7 +481,8 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
 
     # Heading: a turn faster than the category's limit (plus 0.2 rad of fitting noise).
     yaw_rate_max = t.limit("max_yaw_rate_rps", config)[:-1]
-    dyaw = np.abs(wrap_angle(np.diff(t.xy_yaw[:, 2]))) if n > 1 else np.zeros(0)
+    signed_dyaw = wrap_angle(np.diff(t.xy_yaw[:, 2])) if n > 1 else np.zeros(0)
+    dyaw = np.abs(signed_dyaw)
     turns = valid & t.world & np.isfinite(yaw_rate_max) & (dyaw > yaw_rate_max * dt + 0.2)
 
     # Boxes: into = segment before the box, out = segment after it.
@@ -500,7 +501,19 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
     out_turn = np.zeros(n, dtype=bool)
     into_turn[1:] = turns
     out_turn[:-1] = turns
-    flip = into_turn & out_turn
+    into_dyaw = np.zeros(n)
+    out_dyaw = np.zeros(n)
+    into_dyaw[1:] = signed_dyaw
+    out_dyaw[:-1] = signed_dyaw
+    undone = np.abs(wrap_angle(into_dyaw + out_dyaw)) < 0.5 * np.minimum(np.abs(into_dyaw), np.abs(out_dyaw))
+    flip = into_turn & out_turn & undone  # turns and turns back
+    spin = into_turn & out_turn & ~undone  # keeps turning too fast
+    prev_turn = np.zeros(n, dtype=bool)
+    prev_turn[1:] = into_turn[:-1]
+    swing = into_turn & ~out_turn & ~prev_turn  # turns once, too fast, and keeps that heading
+    rate = np.zeros(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate[1:] = np.where(valid, dyaw / dt, 0.0)
 
     miss_into = np.zeros(n)
     miss_into[1:] = np.where(valid, miss / np.maximum(allowed, 1e-9), 0.0)
@@ -517,20 +530,24 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
                 for r in rows
             ],
         )
-        rows = np.flatnonzero(flip & ~teleport & ~dangling)
+        rows = np.flatnonzero((flip | spin | swing) & ~teleport & ~dangling & ~(switch & ("id_switch" in on)))
+        limit = t.limit("max_yaw_rate_rps", config)
         found.add(
             rows,
             "impossible_motion",
-            np.full(len(rows), 0.5),
+            (rate[rows] / limit[rows] - 1.0) / 10.0,
             [
                 f"heading turns {math.degrees(float(dyaw[r - 1])):.0f} deg and back within a frame"
+                if flip[r]
+                else f"heading turns at {math.degrees(rate[r]):.0f} deg/s, over a {t.category[r]}'s "
+                f"{math.degrees(limit[r]):.0f}"
                 for r in rows
             ],
         )
         if t.world:
             # a jump moves the windowed median velocities near it: those boxes are explained already
             near = np.convolve(
-                (into_jump | out_jump | flip).astype(float), np.ones(2 * config.window + 1), "same"
+                (into_jump | out_jump | into_turn).astype(float), np.ones(2 * config.window + 1), "same"
             )
             _limit_flags(t, config, found, expected, valid, dt, seg_cat, near > 0)
     if "id_switch" in on:

@@ -86,6 +86,21 @@ def test_a_track_teleported_10_m_for_one_frame_is_flagged_impossible_motion(trut
     assert defects == [(15, track, "impossible_motion")]
 
 
+def test_a_heading_flipped_for_one_frame_is_flagged_impossible_motion(truth: pa.Table) -> None:
+    track = _moving_car(truth)
+    mask = _rows(truth, track, 8)
+    flipped = _edit(
+        truth,
+        mask,
+        yaw=truth.column("yaw").to_numpy()[mask] + np.pi,
+        world_yaw=truth.column("world_yaw").to_numpy()[mask] + np.pi,
+    )
+    flags = review_flags(flipped).to_pylist()
+    defects = [(f["frame_index"], f["track_id"], f["flag"]) for f in flags if f["flag"] in DEFECTS]
+    assert defects == [(8, track, "impossible_motion")]
+    assert "180 deg and back" in next(f["detail"] for f in flags if f["flag"] == "impossible_motion")
+
+
 def test_an_id_swap_is_flagged_id_switch_on_both_tracks(truth: pa.Table) -> None:
     df = truth.to_pandas()
     at = df[df.frame_index == 10].set_index("track_id")
