@@ -247,7 +247,8 @@ class _Edits:
     def of(cls, edits: BoxMatching, pre: pa.Table, rev: pa.Table, config: QAConfig) -> _Edits:
         paired = edits.matched >= 0
         pre_rows = edits.pred_row
-        rev_rows = np.where(paired, edits.gt_row[np.maximum(edits.matched, 0)], 0)
+        gt_row = edits.gt_row if len(edits.gt_row) else np.zeros(1, np.int64)
+        rev_rows = np.where(paired, gt_row[np.maximum(edits.matched, 0)], 0)
         a = _boxes(pre)[pre_rows]
         b = _boxes(rev)[rev_rows] if rev.num_rows else np.zeros_like(a)
         moved = np.linalg.norm(a[:, :3] - b[:, :3], axis=1) > config.centre_tolerance_m

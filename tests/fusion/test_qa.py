@@ -227,3 +227,12 @@ def test_cli_qa_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         QAConfig(edit_iou=0.0)
     with pytest.raises(EvaluationError, match=r"cost\.draw_s"):
         CostModel(draw_s=-1.0)
+
+
+def test_perfect_and_empty_pre_labels(truth: pa.Table) -> None:
+    perfect = compare_reviewed(truth, truth).overall
+    assert (perfect.box_accuracy, perfect.frame_accuracy, perfect.soft_accuracy) == (1.0, 1.0, 1.0)
+    assert perfect.unchanged == truth.num_rows and perfect.adjusted == perfect.added == perfect.deleted == 0
+    assert perfect.time_with_s == CostModel().verify_s * truth.num_rows
+    empty = compare_reviewed(truth.slice(0, 0), truth).overall
+    assert empty.box_accuracy == 0.0 and empty.added == truth.num_rows and empty.saved == 0.0
