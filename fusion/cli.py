@@ -9,8 +9,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fusion import __version__
 from fusion.errors import FusionError
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from calib.calibration import Calibration
+    from fusion.evaluation import EvalConfig
     from fusion.prelabel import DetectSummary
 
 log = logging.getLogger("fusion")
@@ -188,25 +190,39 @@ def _load_truth(path: Path, calibration: str | None) -> pa.Table:
     return load_labels(path)
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
+def _read_toml(path: str, what: str) -> dict[str, Any]:
     import tomllib
 
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise UsageError(f"{path}: cannot read the {what}: {err}") from err
+
+
+def _eval_overrides(config: EvalConfig, args: argparse.Namespace) -> EvalConfig:
+    """`config` with --max-range, --score and --iou (one operating IoU for every category) applied."""
+    from fusion.evaluation import EvalConfig
+
+    if args.max_range is None and args.score is None and args.iou is None:
+        return config
+    data = config.to_json()
+    if args.max_range is not None:
+        data["max_range_m"] = args.max_range
+    if args.score is not None:
+        data["operating_score"] = args.score
+    if args.iou is not None:
+        data["operating_iou"] = dict.fromkeys(data["operating_iou"], args.iou)
+    return EvalConfig.from_json(data)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
     from fusion.evaluation import EvalConfig, evaluate, format_table, load_labels
 
     config = EvalConfig()
     if args.config:
-        try:
-            doc = tomllib.loads(Path(args.config).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise UsageError(f"{args.config}: cannot read the evaluation config: {err}") from err
+        doc = _read_toml(args.config, "evaluation config")
         config = EvalConfig.from_json(doc.get("eval", doc))
-    if args.max_range is not None or args.score is not None:
-        data = config.to_json()
-        if args.max_range is not None:
-            data["max_range_m"] = args.max_range
-        if args.score is not None:
-            data["operating_score"] = args.score
-        config = EvalConfig.from_json(data)
+    config = _eval_overrides(config, args)
     pred = load_labels(Path(args.pred))
     truth = _load_truth(Path(args.gt), args.gt_calib)
     if args.tracking:
@@ -282,6 +298,43 @@ def _cmd_render(args: argparse.Namespace) -> int:
     )
     cams = ", ".join(summary.cameras) or "no camera images"
     print(f"{summary.path}: {summary.width}x{summary.height} px, {summary.boxes} boxes, {cams}")
+    return 0
+
+
+def _cmd_qa(args: argparse.Namespace) -> int:
+    if args.flags is None and args.prelabels is None and args.reviewed is None:
+        raise UsageError("fusion qa: give --prelabels OUT --reviewed REVIEWED, or --flags OUT, or both")
+    if (args.prelabels is None) != (args.reviewed is None):
+        raise UsageError("fusion qa: --prelabels and --reviewed go together; give both")
+    document: dict[str, Any] = {}
+    text: list[str] = []
+    if args.prelabels is not None:
+        from fusion.evaluation import load_labels
+        from fusion.evaluation.qa import QAConfig, compare_reviewed, format_qa_table, plot_iou_histogram
+
+        config = QAConfig()
+        if args.config:
+            doc = _read_toml(args.config, "qa config")
+            config = QAConfig.from_json(doc.get("qa", doc))
+        config = replace(config, eval=_eval_overrides(config.eval, args))
+        prelabels = load_labels(Path(args.prelabels))
+        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib)
+        result = compare_reviewed(prelabels, reviewed, config)
+        if args.plot:
+            plot_iou_histogram(result, args.plot)
+        document = result.to_json()
+        text.append(format_qa_table(result))
+    if args.flags is not None:
+        from fusion.flags import format_queue, queue_to_json, read_queue
+
+        queue = read_queue(Path(args.flags))
+        document = {**(document or {"format": "fusion.qa/1"}), "queue": queue_to_json(queue, args.top)}
+        text.append(format_queue(queue, args.top))
+    if args.json:
+        json.dump(document, sys.stdout, indent=2, sort_keys=True, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(text), end="")
     return 0
 
 
@@ -363,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --gt")
     p.add_argument("--max-range", type=float, metavar="M", help="evaluate only boxes within M metres")
     p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
+    p.add_argument(
+        "--iou", type=float, metavar="X", help="operating IoU X for every category (default: per category)"
+    )
     p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
     p.add_argument(
         "--tracking",
@@ -435,6 +491,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: about 1660 px wide)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser(
+        "qa", help="pre-labels against reviewed labels (accuracy, edits, reviewer time); the review queue"
+    )
+    p.add_argument("--prelabels", metavar="OUT", help="the pre-labels: a dataset, a labels parquet or folder")
+    p.add_argument(
+        "--reviewed",
+        metavar="REVIEWED",
+        help="the reviewed labels: any --gt of fusion eval (dataset, labels parquet, AV2 feather, KITTI)",
+    )
+    p.add_argument("--reviewed-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --reviewed")
+    p.add_argument(
+        "--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)"
+    )
+    p.add_argument("--score", type=float, metavar="S", help="pre-labels shown to reviewers: score >= S (0.5)")
+    p.add_argument("--max-range", type=float, metavar="M", help="only boxes within M metres")
+    p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")
+    p.add_argument("--flags", metavar="OUT", help="print OUT's review queue (flags), most severe first")
+    p.add_argument("--top", type=int, metavar="N", help="with --flags: only the N most severe")
+    p.add_argument("--json", action="store_true", help="print JSON on standard output")
+    p.set_defaults(func=_cmd_qa)
 
     p = sub.add_parser("simulate", help="write a synthetic drive log with exact ground truth")
     p.add_argument("out", help="output log path (.bag for ros1, .mcap, or a directory for sqlite3)")

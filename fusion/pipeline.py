@@ -28,6 +28,7 @@ from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, Sequenc
 from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.errors import FusionError
+from fusion.flags import FlagConfig
 from fusion.prelabel import DetectSummary, prelabel_sequence
 from fusion.sync import SyncConfig
 
@@ -95,7 +96,13 @@ def run(
         version=__version__,
         detector=detector,
         tracker="trackers.Tracker + trackers.refine" if track else "none",
-        config={"sync": asdict(config), "track": track, "points": points, "images": images},
+        config={
+            "sync": asdict(config),
+            "track": track,
+            "points": points,
+            "images": images,
+            "flags": FlagConfig().to_json(),
+        },
     )
     summaries: list[DetectSummary] = []
     with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:

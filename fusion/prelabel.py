@@ -1,5 +1,5 @@
 """Detection, tracking and 4D refinement over a whole log, one process, writing the contract's
-labels table (`fusion detect`).
+labels table and the review queue (`flags/`, `fusion.flags`) (`fusion detect`).
 
 With `track=True` (the default) the boxes of all sweeps are tracked forward and backward and the
 whole tracks refined (`trackers.refine`): stable track ids, one size per object, smoothed poses,
@@ -39,6 +39,7 @@ from fusion import __version__
 from fusion.bags import open_bag
 from fusion.boxes import Boxes
 from fusion.decode import PointCloud
+from fusion.flags import FlagConfig, review_flags
 from fusion.sync import FusedFrame, PairedImage, SyncConfig, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
@@ -87,7 +88,13 @@ def prelabel_logs(
         version=__version__,
         detector=getattr(detector, "name", type(detector).__name__),
         tracker="trackers.Tracker + trackers.refine" if track else "none",
-        config={"sync": asdict(config), "track": track, "points": points, "images": images},
+        config={
+            "sync": asdict(config),
+            "track": track,
+            "points": points,
+            "images": images,
+            "flags": FlagConfig().to_json(),
+        },
     )
     summaries: list[DetectSummary] = []
     with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
@@ -162,6 +169,7 @@ def prelabel_sequence(
         _add_tracked(columns, per_frame, ctx)
     table = columns.table(sid)
     labels_path = seq.write_labels(table)
+    seq.write_flags(review_flags(table, tracked=track))
     seq.write_frames(rows)
     info = SequenceInfo.from_frames(
         sid,

@@ -28,12 +28,14 @@ from fusion.evaluation.iou import bev_iou, iou_3d
 from fusion.evaluation.metrics import (
     DEFAULT_IOU_THRESHOLDS,
     LEVELS,
+    BoxMatching,
     CategoryMetrics,
     EvalConfig,
     EvalResult,
     SliceMetrics,
     average_precision,
     evaluate,
+    match_boxes,
 )
 from fusion.evaluation.report import format_table
 from fusion.evaluation.tracking import (
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
     "KITTI_CATEGORIES",
     "LEVELS",
+    "BoxMatching",
     "CategoryMetrics",
     "ClearMetrics",
     "EvalConfig",
@@ -74,5 +77,6 @@ __all__ = [
     "kitti_tracking_labels",
     "kitti_velodyne_to_rect",
     "load_labels",
+    "match_boxes",
     "recall_thresholds",
 ]

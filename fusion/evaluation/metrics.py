@@ -371,28 +371,35 @@ class _Rows:
     category: I64  # (N,) index into CATEGORIES
     boxes: F64  # (N, 7)
     score: F64  # (N,); ones for GT
+    row: I64  # (N,) row of the input table
 
     def take(self, index: npt.NDArray[np.intp]) -> _Rows:
-        return _Rows(self.frame[index], self.category[index], self.boxes[index], self.score[index])
+        return _Rows(
+            self.frame[index], self.category[index], self.boxes[index], self.score[index], self.row[index]
+        )
 
 
-def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None) -> EvalResult:
-    """Metrics of predictions `pred` against ground truth `gt` (see the module docstring).
+@dataclass(frozen=True)
+class _Prepared:
+    """Both sides filtered and sorted as `evaluate` step 1 says, with every same-frame pair's IoU."""
 
-    pred, gt: labels tables (pyarrow Table or pandas DataFrame); `pred` needs a `score` column.
-    Raises EvaluationError naming the table and column when a column is missing or holds nulls,
-    a category is unknown, a box is not finite, or a score is outside 0..1.
-    """
-    config = config or EvalConfig()
+    preds: _Rows
+    gts: _Rows
+    frames: _Frames
+    frame_sequence: npt.NDArray[np.str_]  # (F,) sequence_id of each frame id
+    frame_index: I64  # (F,) frame_index of each frame id
+
+
+def _prepare(pred: LabelsLike, gt: LabelsLike, config: EvalConfig) -> _Prepared:
     pred_table = as_labels_table(pred, "predictions")
     gt_table = as_labels_table(gt, "ground truth")
     _check_columns(pred_table, "predictions", with_score=True)
     _check_columns(gt_table, "ground truth", with_score=False)
 
-    frame_ids = _frame_ids(pred_table, gt_table)
-    num_frames = int(max(frame_ids[0].max(initial=-1), frame_ids[1].max(initial=-1)) + 1)
-    preds = _rows(pred_table, frame_ids[0], "predictions", with_score=True)
-    gts = _rows(gt_table, frame_ids[1], "ground truth", with_score=False)
+    pred_frame, gt_frame, frame_sequence, frame_index = _frame_ids(pred_table, gt_table)
+    num_frames = len(frame_index)
+    preds = _rows(pred_table, pred_frame, "predictions", with_score=True)
+    gts = _rows(gt_table, gt_frame, "ground truth", with_score=False)
     if len(preds.frame) and len(gts.frame) and not np.isin(preds.frame, gts.frame).any():
         logger.warning("no prediction shares a (sequence_id, frame_index) with the ground truth")
 
@@ -404,6 +411,19 @@ def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None)
     preds = preds.take(np.lexsort((np.arange(len(preds.frame)), -preds.score, preds.frame)))
     gts = gts.take(np.argsort(gts.frame, kind="stable"))
     frames = _Frames.build(preds, gts, num_frames)
+    return _Prepared(preds, gts, frames, frame_sequence, frame_index)
+
+
+def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None) -> EvalResult:
+    """Metrics of predictions `pred` against ground truth `gt` (see the module docstring).
+
+    pred, gt: labels tables (pyarrow Table or pandas DataFrame); `pred` needs a `score` column.
+    Raises EvaluationError naming the table and column when a column is missing or holds nulls,
+    a category is unknown, a box is not finite, or a score is outside 0..1.
+    """
+    config = config or EvalConfig()
+    prepared = _prepare(pred, gt, config)
+    preds, gts, frames = prepared.preds, prepared.gts, prepared.frames
 
     pred_range = np.hypot(preds.boxes[:, 0], preds.boxes[:, 1])
     gt_range = np.hypot(gts.boxes[:, 0], gts.boxes[:, 1])
@@ -426,6 +446,88 @@ def evaluate(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None)
             )
         )
     return EvalResult(config=config, overall=overall, by_range=tuple(by_range))
+
+
+@dataclass(frozen=True, eq=False)
+class BoxMatching:
+    """The operating point's class-agnostic matching (module docstring, step 4), row by row: the
+    pairs behind `SliceMetrics.box_accuracy` and `frame_accuracy` of the whole set.
+
+    P predictions and G GT boxes are those kept by step 1 (evaluated categories, `max_range_m`),
+    every score; F frames are every (sequence_id, frame_index) of either input table.
+    """
+
+    frame_sequence: npt.NDArray[np.str_]  # (F,) sequence_id of each frame
+    frame_index: I64  # (F,) frame_index of each frame
+    pred_row: I64  # (P,) row of the input prediction table
+    pred_frame: I64  # (P,) frame (index into frame_sequence)
+    pred_active: BoolArray  # (P,) score >= config.operating_score: the predictions that count
+    gt_row: I64  # (G,) row of the input GT table
+    gt_frame: I64  # (G,)
+    matched: I64  # (P,) index into the G GT boxes of the prediction's match, -1: none
+    iou: F64  # (P,) IoU (config.operating_iou_kind) of the match, 0 without one
+    right: BoolArray  # (P,) matched to a GT box of its category
+    class_error: BoolArray  # (P,) matched to a GT box of another category
+    false_pos: BoolArray  # (P,) active and not matched
+    false_neg: BoolArray  # (G,) not matched
+    frame_wrong: BoolArray  # (F,) a frame with an FP, an FN or a class error
+
+    def counts(self, sequence_id: str | None = None) -> dict[str, int]:
+        """right, class_errors, false_pos, false_neg, boxes_total, frames, frames_right: of the
+        whole set, or of one sequence's frames."""
+        if sequence_id is None:
+            in_frames = np.ones(len(self.frame_index), dtype=bool)
+        else:
+            in_frames = self.frame_sequence == sequence_id
+        in_pred = in_frames[self.pred_frame]
+        in_gt = in_frames[self.gt_frame]
+        right = int(np.count_nonzero(self.right & in_pred))
+        class_errors = int(np.count_nonzero(self.class_error & in_pred))
+        false_pos = int(np.count_nonzero(self.false_pos & in_pred))
+        false_neg = int(np.count_nonzero(self.false_neg & in_gt))
+        frames = int(np.count_nonzero(in_frames))
+        return {
+            "right": right,
+            "class_errors": class_errors,
+            "false_pos": false_pos,
+            "false_neg": false_neg,
+            "boxes_total": right + class_errors + false_pos + false_neg,
+            "frames": frames,
+            "frames_right": frames - int(np.count_nonzero(self.frame_wrong & in_frames)),
+        }
+
+
+def match_boxes(pred: LabelsLike, gt: LabelsLike, config: EvalConfig | None = None) -> BoxMatching:
+    """The class-agnostic operating-point matching `evaluate` scores box and frame accuracy with,
+    pair by pair (same filters, same order, same greedy rule, same IoU): `fusion qa` builds on it,
+    so its accuracies are `evaluate`'s by construction. Raises EvaluationError as `evaluate` does.
+    """
+    config = config or EvalConfig()
+    prepared = _prepare(pred, gt, config)
+    preds, gts, frames = prepared.preds, prepared.gts, prepared.frames
+    op_active = preds.score >= config.operating_score
+    gt_active = np.ones(len(gts.frame), dtype=bool)
+    op_table = np.array([config.operating_iou.get(c, 1.0) for c in CATEGORIES])
+    matched, iou = frames.match(
+        config.operating_iou_kind, preds, gts, op_active, gt_active, op_table[gts.category], False
+    )
+    acc = _Accuracy.of(frames.num_frames, preds, gts, op_active, gt_active, matched)
+    return BoxMatching(
+        frame_sequence=prepared.frame_sequence,
+        frame_index=prepared.frame_index,
+        pred_row=preds.row,
+        pred_frame=preds.frame,
+        pred_active=op_active,
+        gt_row=gts.row,
+        gt_frame=gts.frame,
+        matched=matched,
+        iou=iou,
+        right=acc.right,
+        class_error=acc.class_error,
+        false_pos=acc.false_pos,
+        false_neg=acc.false_neg,
+        frame_wrong=acc.frame_wrong,
+    )
 
 
 def as_labels_table(labels: LabelsLike, what: str) -> pa.Table:
@@ -455,8 +557,9 @@ def _check_columns(table: pa.Table, what: str, *, with_score: bool) -> None:
             raise EvaluationError(f"{what}: column '{name}' holds nulls; every row needs a value")
 
 
-def _frame_ids(pred: pa.Table, gt: pa.Table) -> tuple[I64, I64]:
-    """Frame ids (P,), (G,): the index of each row's (sequence_id, frame_index) among all pairs."""
+def _frame_ids(pred: pa.Table, gt: pa.Table) -> tuple[I64, I64, npt.NDArray[np.str_], I64]:
+    """Frame ids (P,), (G,): the index of each row's (sequence_id, frame_index) among all pairs,
+    sorted; and each frame id's sequence_id (F,) and frame_index (F,)."""
     try:
         sequences = pa.chunked_array(
             [
@@ -472,13 +575,16 @@ def _frame_ids(pred: pa.Table, gt: pa.Table) -> tuple[I64, I64]:
         raise EvaluationError(
             f"'sequence_id' must hold strings and 'frame_index' integers: {err}; fix the column types"
         ) from err
-    codes = pc.dictionary_encode(sequences).combine_chunks().indices.to_numpy().astype(np.int64)
+    encoded = pc.dictionary_encode(sequences).combine_chunks()
+    codes = encoded.indices.to_numpy().astype(np.int64)
     if len(codes) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, dtype=str), empty
     keys = np.stack([codes, frame_index], axis=1)
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1).astype(np.int64)
-    return inverse[: pred.num_rows], inverse[pred.num_rows :]
+    names = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    return inverse[: pred.num_rows], inverse[pred.num_rows :], names[unique[:, 0]], unique[:, 1].copy()
 
 
 def _rows(table: pa.Table, frame: I64, what: str, *, with_score: bool) -> _Rows:
@@ -504,7 +610,7 @@ def _rows(table: pa.Table, frame: I64, what: str, *, with_score: bool) -> _Rows:
             raise EvaluationError(f"{what}: row {row} has score {score[row]}; scores must be in 0..1")
     else:
         score = np.ones(len(frame), dtype=np.float64)
-    return _Rows(frame, category, boxes, score)
+    return _Rows(frame, category, boxes, score, np.arange(len(frame), dtype=np.int64))
 
 
 def _kept(rows: _Rows, evaluated: I64, max_range_m: float | None) -> npt.NDArray[np.intp]:
@@ -631,6 +737,41 @@ def average_precision(
     return float(values.sum() / num_points)
 
 
+@dataclass(frozen=True)
+class _Accuracy:
+    """Class-agnostic outcome of each box (module docstring, step 4)."""
+
+    right: BoolArray  # (P,)
+    class_error: BoolArray  # (P,)
+    false_pos: BoolArray  # (P,)
+    false_neg: BoolArray  # (G,)
+    frame_wrong: BoolArray  # (F,)
+
+    @classmethod
+    def of(
+        cls,
+        num_frames: int,
+        preds: _Rows,
+        gts: _Rows,
+        pred_active: BoolArray,
+        gt_active: BoolArray,
+        matched: I64,
+    ) -> _Accuracy:
+        paired = matched >= 0
+        partner = np.full(len(preds.frame), -1, dtype=np.int64)
+        partner[paired] = gts.category[matched[paired]]
+        right = paired & (preds.category == partner)
+        class_error = paired & ~right
+        false_pos = pred_active & ~paired
+        gt_paired = np.zeros(len(gts.frame), dtype=bool)
+        gt_paired[matched[paired]] = True
+        false_neg = gt_active & ~gt_paired
+        wrong = np.zeros(num_frames, dtype=bool)
+        wrong[preds.frame[class_error | false_pos]] = True
+        wrong[gts.frame[false_neg]] = True
+        return cls(right, class_error, false_pos, false_neg, wrong)
+
+
 def _slice_metrics(
     name: str,
     min_range_m: float,
@@ -699,22 +840,12 @@ def _slice_metrics(
 
     # Box and frame accuracy: class-agnostic matching.
     agnostic, _ = frames.match(kind, preds, gts, op_active, gt_active, op_table[gts.category], False)
-    paired = agnostic >= 0
-    partner = np.full(len(preds.frame), -1, dtype=np.int64)
-    partner[paired] = gts.category[agnostic[paired]]
-    right = paired & (preds.category == partner)
-    class_error = paired & ~right
-    false_pos = op_active & ~paired
-    gt_paired = np.zeros(len(gts.frame), dtype=bool)
-    gt_paired[agnostic[paired]] = True
-    false_neg = gt_active & ~gt_paired
-    n_right = int(np.count_nonzero(right))
-    n_class = int(np.count_nonzero(class_error))
-    boxes_total = n_right + n_class + int(np.count_nonzero(false_pos)) + int(np.count_nonzero(false_neg))
-    wrong = np.zeros(frames.num_frames, dtype=bool)
-    wrong[preds.frame[class_error | false_pos]] = True
-    wrong[gts.frame[false_neg]] = True
-    frames_right = frames.num_frames - int(np.count_nonzero(wrong))
+    acc = _Accuracy.of(frames.num_frames, preds, gts, op_active, gt_active, agnostic)
+    n_right = int(np.count_nonzero(acc.right))
+    n_class = int(np.count_nonzero(acc.class_error))
+    n_fp, n_fn = int(np.count_nonzero(acc.false_pos)), int(np.count_nonzero(acc.false_neg))
+    boxes_total = n_right + n_class + n_fp + n_fn
+    frames_right = frames.num_frames - int(np.count_nonzero(acc.frame_wrong))
 
     return SliceMetrics(
         name=name,

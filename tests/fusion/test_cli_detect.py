@@ -41,6 +41,16 @@ def test_detect_writes_tracked_4d_labels_and_finds_most_nearby_cars(
     assert car["ap_bev"]["loose"] >= 0.8  # 0.82 measured
     assert car["precision"] >= 0.85
 
+    # fusion qa, the ground truth taken as the reviewed labels: eval's accuracies at the same IoU
+    for iou in ("0.5", "0.7"):
+        common = ["--max-range", "30", "--iou", iou, "--json"]
+        assert main(["eval", "--pred", str(tmp_path), "--gt", str(TRUTH), *common]) == 0
+        ev = json.loads(capsys.readouterr().out)["overall"]
+        assert main(["qa", "--prelabels", str(tmp_path), "--reviewed", str(TRUTH), *common]) == 0
+        qa = json.loads(capsys.readouterr().out)["overall"]
+        assert qa["box_accuracy"] == ev["box_accuracy"] and qa["frame_accuracy"] == ev["frame_accuracy"]
+        assert qa["boxes_total"] == ev["boxes_total"] and 0.3 < qa["box_accuracy"] < 1.0
+
     assert main(["eval", "--tracking", "--pred", str(tmp_path), "--gt", str(TRUTH), "--json"]) == 0
     tracking = json.loads(capsys.readouterr().out)["overall"]
     assert tracking["mota"] >= 0.4  # 0.47 measured (all ranges; untracked boxes give -0.13)
@@ -88,6 +98,10 @@ def test_detect_writes_a_valid_dataset_a_reviewer_can_open(
     assert seq.image("camera_front", 7).shape == (400, 640, 3)
     assert set(seq.calibration) == {"camera_front", "camera_left", "camera_rear"}
     assert {c["name"] for c in frames.cameras[7]} == {"camera_front", "camera_left", "camera_rear"}
+    assert seq.has_flags and seq.flags().num_rows > 0  # the review queue (validated above)
+    assert main(["qa", "--flags", str(tmp_path), "--top", "5"]) == 0
+    queue = capsys.readouterr().out.splitlines()
+    assert queue[0].startswith("review queue:") and queue[1].split()[:3] == ["severity", "sequence", "frame"]
 
     # the reviewer's views of the demo output: a Rerun recording and a picture
     from PIL import Image

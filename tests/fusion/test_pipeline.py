@@ -32,6 +32,7 @@ def test_run_two_logs_on_a_local_cluster_writes_one_valid_dataset(
     assert len(ds.sequence_ids) == 2 and ds.sequence_ids[0] != ds.sequence_ids[1]
     a, b = (ds.sequence(s).labels(as_pandas=True) for s in ds.sequence_ids)
     assert len(a) == len(b) > 0  # the same log gives the same labels on any worker
+    assert all(ds.sequence(s).has_flags for s in ds.sequence_ids)  # each worker wrote its review queue
     assert ds.pipeline["detector"] == "geometric"
 
 
