@@ -3,6 +3,7 @@
     ground (ground.py)      height of every point above a local ground grown from the sensor outwards
     cluster (cluster.py)    connected components of the points above the ground, in bird's-eye view
     fit (fit.py)            an oriented rectangle per cluster: L-shape fitting, minimum area when small
+    split (split.py)        a long, low cluster (a row of parked cars) cut into car-sized pieces, refitted
     classify (classify.py)  a category by shape, the box completed to the category's size, a score
 
 Each stage is a public function of its module taking its own frozen config; `GeometricDetector.detect`
@@ -26,6 +27,7 @@ from fusion.detect.cluster import ClusterConfig, azimuth_step, cluster_points
 from fusion.detect.errors import DetectError
 from fusion.detect.fit import S_COUNT, FitConfig, fit_clusters
 from fusion.detect.ground import GroundConfig, estimate_ground
+from fusion.detect.split import SplitConfig, split_rows
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class GeometricConfig:
     ground: GroundConfig = field(default_factory=GroundConfig)  # ground estimation
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # region of interest, connectivity
     fit: FitConfig = field(default_factory=FitConfig)  # rectangle fitting
+    split: SplitConfig = field(default_factory=SplitConfig)  # rows of parked cars cut into cars
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)  # categories, sizes, scores
 
     def __post_init__(self) -> None:
@@ -102,6 +105,7 @@ class GeometricConfig:
             "ground": GroundConfig,
             "cluster": ClusterConfig,
             "fit": FitConfig,
+            "split": SplitConfig,
             "classify": ClassifyConfig,
         }
         if unknown := sorted(set(data) - set(stages)):
@@ -147,6 +151,7 @@ class GeometricDetector:
         step = azimuth_step(xyz, cloud.ring)
         clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=step)
         shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
+        clusters, shapes = split_rows(xyz, ground.height, clusters, shapes, cfg.split, cfg.fit)
         result = classify(shapes, cfg.classify)
         counts = shapes.values[result.cluster, S_COUNT].astype(np.int64)
         return to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
