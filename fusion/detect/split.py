@@ -1,4 +1,4 @@
-"""Splitting a row of parked cars that clustering joined into one long, low cluster.
+"""Splitting what clustering joined: a row of parked cars, a group of people standing together.
 
 Seen at a grazing angle, the side of a parked car is hit by successive LiDAR columns far apart in
 range, so clustering (cluster.py) must join cells far apart along the line of sight; with a coarse
@@ -11,6 +11,14 @@ fewest pieces no longer than `max_piece`, cutting only between consecutive point
 the axis) at least `min_gap` apart, and among the cuttings with the fewest pieces, at the widest
 gaps (largest sum of the cut gaps). A piece is then a cluster of its own and is fitted again.
 Dynamic programming over the candidate cuts (the `max_cuts` widest gaps): O(cuts^2) per cluster.
+
+A group of people waiting side by side is one cluster the size of a cyclist. A cluster no longer
+than `group_max_length` and longer than `group_min_length`, no wider than `group_max_width`,
+whose top is a person's (`group_min_top` to `group_max_top`), is cut the same way into pieces no
+longer than `group_max_piece` at gaps of at least `group_min_gap`, but only when every piece can be
+that short and at least `group_min_piece` long (a body, not one LiDAR column), and each cut gap is
+`group_clear_ratio` times wider than the steps between the points of the pieces beside it: a
+cyclist, seen as one continuous body or at a grazing angle as columns far apart, is left whole.
 
     along the axis:  |..  .. .  .|     |.  .   .  .|      |. . .  ..|    points, sorted
                      <- car 1 --->  ^  <-- car 2 -->  ^   <- car 3 ->
@@ -44,6 +52,15 @@ class SplitConfig:
     max_piece: float = 5.3  # into the fewest pieces no longer than this along their length
     min_gap: float = 0.3  # cut only between consecutive points at least this far apart
     max_cuts: int = 48  # the widest gaps of a cluster considered as cuts
+    group_min_length: float = 1.1  # clusters observed longer than this (0: off) ...
+    group_max_length: float = 4.0  # ... and at most this long ...
+    group_max_width: float = 1.2  # ... no wider ...
+    group_min_top: float = 1.55  # ... their top this high ...
+    group_max_top: float = 2.1  # ... and no higher are cut into people ...
+    group_max_piece: float = 0.9  # ... no longer than this each ...
+    group_min_gap: float = 0.15  # ... between points at least this far apart, where they all can be,
+    group_min_piece: float = 0.25  # ... and every piece at least this long (a body, not a column) ...
+    group_clear_ratio: float = 2.0  # ... each cut this many times wider than the steps beside it
 
 
 def split_rows(
@@ -54,55 +71,69 @@ def split_rows(
     config: SplitConfig = SplitConfig(),
     fit: FitConfig = FitConfig(),
 ) -> tuple[Clusters, Shapes]:
-    """The clusters and shapes with every row of parked cars cut into pieces (see the module
-    docstring). The pieces are appended after the clusters that are not cut; the cut ones are
-    removed. xyz: (N, 3) float32; height: (N,) float32 above the ground."""
+    """The clusters and shapes with every row of parked cars and every group of people cut into
+    pieces (see the module docstring). The pieces are appended after the clusters that are not
+    cut; the cut ones are removed. xyz: (N, 3) float32; height: (N,) float32 above the ground."""
     v = shapes.values
-    if config.min_length <= 0.0 or len(shapes) == 0:
+    if len(shapes) == 0:
         return clusters, shapes
     length = np.maximum(v[:, S_EXT1], v[:, S_EXT2])
     width = np.minimum(v[:, S_EXT1], v[:, S_EXT2])
-    rows = np.flatnonzero(
-        shapes.fitted & (length > config.min_length) & (width <= config.max_width) & (v[:, S_TOP] <= config.max_top)
-    )
-    if rows.size == 0:
+    top = v[:, S_TOP]
+    rows = shapes.fitted & (config.min_length > 0.0) & (length > config.min_length)
+    rows &= (width <= config.max_width) & (top <= config.max_top)
+    groups = shapes.fitted & (config.group_min_length > 0.0) & (length > config.group_min_length)
+    groups &= (length <= config.group_max_length) & (width <= config.group_max_width)
+    groups &= (top >= config.group_min_top) & (top <= config.group_max_top)
+    which = np.flatnonzero(rows | groups)
+    if which.size == 0:
         return clusters, shapes
-    axis = v[rows, S_THETA] + np.where(v[rows, S_EXT1] >= v[rows, S_EXT2], 0.0, 0.5 * math.pi)
-    piece_order, piece_offsets, cut = _cut_rows(
+    is_row = rows[which]
+    axis = v[which, S_THETA] + np.where(v[which, S_EXT1] >= v[which, S_EXT2], 0.0, 0.5 * math.pi)
+    piece_order, piece_offsets, cut = _cut(
         xyz,
         clusters.order,
         clusters.offsets,
-        rows.astype(np.int64),
+        which.astype(np.int64),
         axis.astype(np.float64),
-        float(config.max_piece),
-        float(config.min_gap),
+        np.where(is_row, config.max_piece, config.group_max_piece).astype(np.float64),
+        np.where(is_row, config.min_gap, config.group_min_gap).astype(np.float64),
+        ~is_row,
+        float(config.group_min_piece),
+        float(config.group_clear_ratio),
         int(config.max_cuts),
     )
     if not cut.any():
         return clusters, shapes
     pieces = fit_clusters(xyz, height, Clusters(clusters.labels, piece_order, piece_offsets), fit)
     keep = np.ones(len(shapes), dtype=np.bool_)
-    keep[rows[cut]] = False
+    keep[which[cut]] = False
     kept = np.flatnonzero(keep)
-    order, offsets, labels = _regroup(clusters.order, clusters.offsets, kept, piece_order, piece_offsets, xyz.shape[0])
+    order, offsets, labels = _regroup(
+        clusters.order, clusters.offsets, kept, piece_order, piece_offsets, xyz.shape[0]
+    )
     values = np.concatenate([v[kept], pieces.values])
     fitted = np.concatenate([shapes.fitted[kept], pieces.fitted])
     return Clusters(labels=labels, order=order, offsets=offsets), Shapes(values=values, fitted=fitted)
 
 
 @numba.njit(cache=True, nogil=True)
-def _cut_rows(  # pragma: no cover - compiled
+def _cut(  # pragma: no cover - compiled
     xyz: F32,
     order: I64,
     offsets: I64,
     rows: I64,
     axis: F64,
-    max_piece: float,
-    min_gap: float,
+    max_piece: F64,
+    min_gap: F64,
+    must_fit: npt.NDArray[np.bool_],
+    min_piece: float,
+    clear_ratio: float,
     max_cuts: int,
 ) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
-    """Per row cluster, its pieces: (order, offsets) of the pieces of all rows that are cut, and
-    (R,) bool which rows are (a row whose best cutting is one piece is not)."""
+    """Per cluster `rows[r]` cut along `axis[r]`, its pieces: (order, offsets) of the pieces of all
+    clusters that are cut, and (R,) bool which are (one whose best cutting is one piece is not, nor
+    one flagged `must_fit` whose pieces cannot all be `max_piece` short and `min_piece` long)."""
     total = 0
     for r in range(rows.shape[0]):
         total += offsets[rows[r] + 1] - offsets[rows[r]]
@@ -123,7 +154,7 @@ def _cut_rows(  # pragma: no cover - compiled
         srt = np.argsort(along)
         a = along[srt]
         gaps = a[1:] - a[:-1]
-        cand = np.flatnonzero(gaps >= min_gap)
+        cand = np.flatnonzero(gaps >= min_gap[r])
         if cand.shape[0] > max_cuts:
             cand = np.sort(cand[np.argsort(-gaps[cand])[:max_cuts]])
         m = cand.shape[0]
@@ -143,7 +174,10 @@ def _cut_rows(  # pragma: no cover - compiled
                 if cost[q] == np.inf:
                     continue
                 span = a[start[k] - 1] - a[start[q]]
-                value = cost[q] + big + big * big * max(span - max_piece, 0.0) - gap
+                excess = max(span - max_piece[r], 0.0)
+                if must_fit[r]:
+                    excess += max(min_piece - span, 0.0)
+                value = cost[q] + big + big * big * excess - gap
                 if value < cost[k]:
                     cost[k] = value
                     prev[k] = q
@@ -152,7 +186,9 @@ def _cut_rows(  # pragma: no cover - compiled
         while k > 0:
             k = prev[k]
             bounds.append(k)
-        if len(bounds) <= 2:  # one piece: left as it is
+        if len(bounds) <= 2 or (must_fit[r] and cost[m + 1] > big * (len(bounds) - 0.5)):
+            continue  # one piece, or pieces too long: left as it is
+        if must_fit[r] and not _clear_cuts(gaps, start, bounds, clear_ratio):
             continue
         cut[r] = True
         for b in range(len(bounds) - 1, 0, -1):
@@ -163,6 +199,23 @@ def _cut_rows(  # pragma: no cover - compiled
                 filled += 1
             out_offsets.append(filled)
     return out_order[:filled], np.array(out_offsets, dtype=np.int64), cut
+
+
+@numba.njit(cache=True, nogil=True)
+def _clear_cuts(gaps: F64, start: I64, bounds: list[int], ratio: float) -> bool:  # pragma: no cover
+    """Whether every cut's gap is `ratio` times wider than every step inside the two pieces
+    beside it (bounds: boundary indices into `start`, last to first)."""
+    inner = np.zeros(len(bounds) - 1)  # widest step inside each piece, last piece first
+    for b in range(len(bounds) - 1):
+        first = start[bounds[b + 1]]
+        last = start[bounds[b]] - 1
+        for j in range(first, last):
+            inner[b] = max(inner[b], gaps[j])
+    for b in range(1, len(bounds) - 1):  # the cut between piece b - 1 and piece b
+        cut_gap = gaps[start[bounds[b]] - 1]
+        if cut_gap < ratio * max(inner[b - 1], inner[b]):
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
