@@ -71,7 +71,8 @@ def sim_table(seeds: Sequence[int], lidars: Sequence[str], seconds: float) -> st
         recall = {name: _fmt(res.category(name).recall) for name in CATEGORIES}
         lines.append(
             f"| {lidar} | {' '.join(map(str, seeds))} | {len(frames)} | {ap['car']} | {ap['pedestrian']} "
-            f"| {ap['cyclist']} | {ap['truck']} | {ap['motorcycle']} | {recall['car']} | {recall['pedestrian']} |"
+            f"| {ap['cyclist']} | {ap['truck']} | {ap['motorcycle']} | {recall['car']} "
+            f"| {recall['pedestrian']} |"
         )
     return "\n".join(lines)
 

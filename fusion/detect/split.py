@@ -69,11 +69,15 @@ def split_rows(
     clusters: Clusters,
     shapes: Shapes,
     config: SplitConfig = SplitConfig(),
-    fit: FitConfig = FitConfig(),
+    fit: FitConfig | None = None,
+    *,
+    min_points: int = 1,
 ) -> tuple[Clusters, Shapes]:
     """The clusters and shapes with every row of parked cars and every group of people cut into
     pieces (see the module docstring). The pieces are appended after the clusters that are not
-    cut; the cut ones are removed. xyz: (N, 3) float32; height: (N,) float32 above the ground."""
+    cut; the cut ones are removed, and so are pieces with fewer than `min_points` points (as
+    clustering drops such clusters); `fit` (default FitConfig()) refits them. xyz: (N, 3) float32;
+    height: (N,) float32 above the ground."""
     v = shapes.values
     if len(shapes) == 0:
         return clusters, shapes
@@ -105,7 +109,16 @@ def split_rows(
     )
     if not cut.any():
         return clusters, shapes
-    pieces = fit_clusters(xyz, height, Clusters(clusters.labels, piece_order, piece_offsets), fit)
+    sizes = np.diff(piece_offsets)
+    if (small := sizes < min_points).any():
+        big = np.flatnonzero(~small)
+        piece_order = np.concatenate(
+            [piece_order[piece_offsets[p] : piece_offsets[p + 1]] for p in big] or [np.zeros(0, np.int64)]
+        )
+        piece_offsets = np.concatenate([[0], np.cumsum(sizes[big])]).astype(np.int64)
+    pieces = fit_clusters(
+        xyz, height, Clusters(clusters.labels, piece_order, piece_offsets), fit or FitConfig()
+    )
     keep = np.ones(len(shapes), dtype=np.bool_)
     keep[which[cut]] = False
     kept = np.flatnonzero(keep)

@@ -42,7 +42,9 @@ def _frames(
             stamp = scene.start_ns + 50_000_000 + k * rig.lidar.period_ns
             sweep = simulate_sweep(scene, rig.lidar, stamp, index=k, noise_seed=seed)
             times, column = np.unique(sweep.time_offset_ns, return_inverse=True)
-            world_from_lidar = scene.world_from_base(np.concatenate([[stamp], stamp + times])) @ base_from_lidar
+            world_from_lidar = (
+                scene.world_from_base(np.concatenate([[stamp], stamp + times])) @ base_from_lidar
+            )
             ref_from_t = np.linalg.inv(world_from_lidar[0]) @ world_from_lidar[1:]  # (T, 4, 4)
             rot = ref_from_t[column, :3, :3]
             xyz = np.einsum("nij,nj->ni", rot, sweep.xyz.astype(np.float64)) + ref_from_t[column, :3, 3]
@@ -64,7 +66,9 @@ def _ap(frames: Sequence[tuple[PointCloud, pd.DataFrame]]) -> dict[str, float | 
         p["category"] = boxes.category.astype(str)
         p["score"] = boxes.score.astype(np.float64)
         preds.append(p.assign(sequence_id=gt["sequence_id"].iloc[0], frame_index=gt["frame_index"].iloc[0]))
-    config = EvalConfig(categories=CATEGORIES, max_range_m=50.0, operating_score=0.0, operating_iou_kind="bev")
+    config = EvalConfig(
+        categories=CATEGORIES, max_range_m=50.0, operating_score=0.0, operating_iou_kind="bev"
+    )
     result = evaluate(pd.concat(preds, ignore_index=True), pd.concat([g for _, g in frames]), config)
     return {name: result.category(name).ap_bev[1] for name in CATEGORIES}
 
@@ -84,7 +88,9 @@ def test_64_beam_car_and_pedestrian_ap_meet_the_targets_on_held_out_seeds(
     assert pedestrian is not None and pedestrian >= 0.6
 
 
-def test_the_eval_numbers_are_identical_run_to_run(hdl64e_frames: list[tuple[PointCloud, pd.DataFrame]]) -> None:
+def test_the_eval_numbers_are_identical_run_to_run(
+    hdl64e_frames: list[tuple[PointCloud, pd.DataFrame]],
+) -> None:
     again = _frames("hdl64e", 2048, SEEDS[:1], SWEEPS[:3])  # simulated again: the same sweeps
     for (cloud, gt), (cloud2, gt2) in zip(hdl64e_frames[:3], again, strict=True):
         np.testing.assert_array_equal(cloud.xyz, cloud2.xyz)
