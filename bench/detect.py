@@ -135,10 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = None if args.no_baseline else open3d_baseline()
 
     print(
-        "| sweeps | points/sweep | boxes/sweep | ground ms | cluster ms | fit ms | classify ms | total ms "
-        "| sweeps/s/core |" + (" Open3D RANSAC+DBSCAN ms | ratio |" if baseline else "")
+        "| sweeps | points/sweep | boxes/sweep | "
+        + " | ".join(f"{stage} ms" for stage in STAGES)
+        + " | total ms | sweeps/s/core |"
+        + (" Open3D RANSAC+DBSCAN ms | ratio |" if baseline else "")
     )
-    print("|---" * (9 + (2 if baseline else 0)) + "|")
+    print("|---" * (5 + len(STAGES) + (2 if baseline else 0)) + "|")
     for name, clouds in sets.items():
         stages = np.zeros((len(clouds), len(STAGES)))
         boxes = 0
