@@ -9,7 +9,8 @@ Such a cluster (observed longer than `min_length`, no wider than `max_width`, it
 than `max_top`) is cut across its length axis (the fitted rectangle's longer side) into the
 fewest pieces no longer than `max_piece`, cutting only between consecutive points (sorted along
 the axis) at least `min_gap` apart, and among the cuttings with the fewest pieces, at the widest
-gaps (largest sum of the cut gaps). A piece is then a cluster of its own and is fitted again.
+gaps (largest sum of the cut gaps); where no cutting keeps every piece that short, the one whose
+pieces exceed it least. A piece is then a cluster of its own and is fitted again.
 Dynamic programming over the candidate cuts (the `max_cuts` widest gaps): O(cuts^2) per cluster.
 
 A group of people waiting side by side is one cluster the size of a cyclist. A cluster no longer
@@ -44,7 +45,8 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Which clusters are rows of parked cars and how they are cut. Lengths in metres."""
+    """Which clusters are rows of parked cars or groups of people, and how they are cut. Lengths in
+    metres, heights above the ground."""
 
     min_length: float = 6.3  # clusters observed longer than this (longer than a car: 0: off) ...
     max_width: float = 2.8  # ... no wider than this ...

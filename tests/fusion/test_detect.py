@@ -308,7 +308,7 @@ def test_real_kitti_and_av2_cars_are_found(datasets: Path) -> None:
     frames.append((cloud_of(xyz, frame_id="velodyne"), labels.to_pandas()))
     kitti8 = datasets / "mmdetection3d/demo/data/kitti"
     xyz = np.fromfile(kitti8 / "000008.bin", dtype=np.float32).reshape(-1, 4)[:, :3]
-    frames.append((cloud_of(xyz, frame_id="velodyne"), _kitti_000008(kitti8)))  # type: ignore[arg-type]
+    frames.append((cloud_of(xyz, frame_id="velodyne"), _kitti_000008(kitti8)))
     av2 = datasets / "av2_api_test_data/tests/unit/test_data/sensor/val/7fab2350-7eaf-3b7e-a39d-6937a4c1bede"
     truth = av2_annotations_labels(av2 / "annotations.feather").to_pandas()
     for stamp in (315966265259836000, 315966265360032000):

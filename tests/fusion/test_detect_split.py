@@ -51,7 +51,7 @@ def test_a_car_length_cluster_and_a_disabled_split_are_left_alone() -> None:
     xyz = grid(np.arange(10.0, 14.6, 0.5), [9.5], np.arange(0.3, 1.45, 0.1))
     clusters, shapes, height = one_cluster(xyz)
     assert split_rows(xyz, height, clusters, shapes)[1] is shapes
-    row = np.concatenate([xyz, xyz + np.float32([6.0, 0.0, 0.0])])
+    row = np.concatenate([xyz, xyz + np.array([6.0, 0.0, 0.0], dtype=np.float32)])
     clusters, shapes, height = one_cluster(row)
     off = SplitConfig(min_length=0.0, group_min_length=0.0)
     assert split_rows(row, height, clusters, shapes, off)[1] is shapes
