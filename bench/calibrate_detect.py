@@ -29,12 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.detect_data import Frame, sim_frames
 from fusion.boxes import BOX_FIELDS, CATEGORIES
-from fusion.detect import GeometricConfig
-from fusion.detect.classify import SCORE_FEATURES, classify
-from fusion.detect.cluster import azimuth_step, cluster_points
-from fusion.detect.fit import fit_clusters
+from fusion.detect import GeometricConfig, GeometricDetector
+from fusion.detect.classify import SCORE_FEATURES
 from fusion.detect.geometric import points_of
-from fusion.detect.ground import estimate_ground
 from fusion.evaluation import bev_iou
 
 F64 = npt.NDArray[np.float64]
@@ -45,13 +42,9 @@ UNKNOWN_IOU = 0.25
 def labelled(frames: Sequence[Frame], config: GeometricConfig) -> tuple[F64, npt.NDArray[np.str_], F64]:
     """(features (K, F), category (K,), label (K,) 0/1) of every box the detector keeps."""
     feats, cats, labels = [], [], []
+    detector = GeometricDetector(config)
     for frame in frames:
-        xyz = points_of(frame.cloud)
-        ground = estimate_ground(xyz, config.ground)
-        step = azimuth_step(xyz, frame.cloud.ring)
-        clusters = cluster_points(xyz, ground.height, config.cluster, azimuth_step=step)
-        shapes = fit_clusters(xyz, ground.height, clusters, config.fit)
-        result = classify(shapes, config.classify)
+        _, result = detector.classified(points_of(frame.cloud), frame.cloud.ring)
         truth = frame.truth
         gt_boxes = truth[list(BOX_FIELDS)].to_numpy(dtype=np.float64)
         gt_cat = truth["category"].to_numpy(dtype=str)

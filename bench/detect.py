@@ -9,7 +9,7 @@ Sweeps (point counts are printed):
   KITTI 000008   a real sweep cropped to the camera's field of view (17k points)
   AV2            the Argoverse 2 sweeps present (two stacked 32-beam sensors, ~99k points)
 Each sweep is run once to compile and warm up, then `--repeats` times; the table gives the median
-per stage (ground, cluster, fit, classify: the public stage functions `GeometricDetector.detect`
+per stage (ground, cluster, fit, split, classify: the public stage functions `GeometricDetector.detect`
 composes, called one after the other as it does) and sweeps per second on one core.
 
 Threads: numba, OpenMP and BLAS are pinned to one thread before anything loads, so the numbers are
@@ -47,11 +47,12 @@ from fusion.detect.cluster import azimuth_step, cluster_points  # noqa: E402
 from fusion.detect.fit import S_COUNT, fit_clusters  # noqa: E402
 from fusion.detect.geometric import points_of  # noqa: E402
 from fusion.detect.ground import estimate_ground  # noqa: E402
+from fusion.detect.split import split_rows  # noqa: E402
 from fusion.simulate.lidar import simulate_sweep  # noqa: E402
 from fusion.simulate.rig import default_rig  # noqa: E402
 from fusion.simulate.scene import build_scene  # noqa: E402
 
-STAGES = ("ground", "cluster", "fit", "classify")
+STAGES = ("ground", "cluster", "fit", "split", "classify")
 
 
 def sim_clouds(lidar: str, columns: int, count: int, seed: int = 1) -> list[PointCloud]:
@@ -76,6 +77,10 @@ def staged(detector: GeometricDetector, cloud: PointCloud) -> tuple[Boxes, npt.N
     clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=azimuth_step(xyz, cloud.ring))
     t.append(time.perf_counter())
     shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
+    t.append(time.perf_counter())
+    clusters, shapes = split_rows(
+        xyz, ground.height, clusters, shapes, cfg.split, cfg.fit, min_points=cfg.cluster.min_points
+    )
     t.append(time.perf_counter())
     result = classify(shapes, cfg.classify)
     boxes = to_boxes(result, shapes.values[result.cluster, S_COUNT].astype(np.int64), cloud.frame_id, 0)
@@ -130,10 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = None if args.no_baseline else open3d_baseline()
 
     print(
-        "| sweeps | points/sweep | boxes/sweep | ground ms | cluster ms | fit ms | classify ms | total ms "
-        "| sweeps/s/core |" + (" Open3D RANSAC+DBSCAN ms | ratio |" if baseline else "")
+        "| sweeps | points/sweep | boxes/sweep | "
+        + " | ".join(f"{stage} ms" for stage in STAGES)
+        + " | total ms | sweeps/s/core |"
+        + (" Open3D RANSAC+DBSCAN ms | ratio |" if baseline else "")
     )
-    print("|---" * (9 + (2 if baseline else 0)) + "|")
+    print("|---" * (5 + len(STAGES) + (2 if baseline else 0)) + "|")
     for name, clouds in sets.items():
         stages = np.zeros((len(clouds), len(STAGES)))
         boxes = 0

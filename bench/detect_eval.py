@@ -28,7 +28,7 @@ from fusion.boxes import BOX_FIELDS
 from fusion.detect import GeometricDetector
 from fusion.evaluation import EvalConfig, evaluate
 
-CATEGORIES = ("car", "truck", "bus", "pedestrian", "cyclist")
+CATEGORIES = ("car", "truck", "bus", "pedestrian", "cyclist", "motorcycle")
 
 
 def tables(frames: Sequence[Frame], detector: GeometricDetector) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,8 +57,8 @@ def sim_table(seeds: Sequence[int], lidars: Sequence[str], seconds: float) -> st
     detector = GeometricDetector()
     lines = [
         "| simulated LiDAR | seeds | sweeps | car AP BEV@0.5 | pedestrian AP BEV@0.25 | cyclist AP BEV@0.25 "
-        "| truck AP BEV@0.5 | car recall | pedestrian recall |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| truck AP BEV@0.5 | motorcycle AP BEV@0.25 | car recall | pedestrian recall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lidar in lidars:
         frames = [f for s in seeds for f in sim_frames(s, lidar, seconds=seconds)]
@@ -71,7 +71,8 @@ def sim_table(seeds: Sequence[int], lidars: Sequence[str], seconds: float) -> st
         recall = {name: _fmt(res.category(name).recall) for name in CATEGORIES}
         lines.append(
             f"| {lidar} | {' '.join(map(str, seeds))} | {len(frames)} | {ap['car']} | {ap['pedestrian']} "
-            f"| {ap['cyclist']} | {ap['truck']} | {recall['car']} | {recall['pedestrian']} |"
+            f"| {ap['cyclist']} | {ap['truck']} | {ap['motorcycle']} | {recall['car']} "
+            f"| {recall['pedestrian']} |"
         )
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from fusion.detect.errors import DetectError
 from fusion.detect.fit import FitConfig
 from fusion.detect.geometric import GeometricConfig, GeometricDetector
 from fusion.detect.ground import GroundConfig
+from fusion.detect.split import SplitConfig
 
 
 @runtime_checkable
@@ -67,5 +68,6 @@ __all__ = [
     "GeometricConfig",
     "GeometricDetector",
     "GroundConfig",
+    "SplitConfig",
     "build_detector",
 ]

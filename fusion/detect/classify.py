@@ -22,9 +22,9 @@ Score: a logistic model per category, `sigmoid(w . features)`, fitted offline on
 "this box is a true positive": a BEV IoU with an unmatched ground-truth box of its category of
 at least 0.5 (car, truck, bus) or 0.25 (pedestrian, cyclist, motorcycle), boxes taken greedily in
 descending point count; for `unknown`, IoU 0.25 with a box of any category. The weights are the
-constants of `SCORE_WEIGHTS` (motorcycle: no rule produces one, so none were fitted: 0.5); features
-are `score_features`. On held-out seeds the scores are calibrated within a few points (see the
-reliability tables the script prints); on real sensors they are a ranking, not a probability.
+constants of `SCORE_WEIGHTS`; features are `score_features`. On held-out seeds the scores are
+calibrated within a few points (see the reliability tables the script prints); on real sensors
+they are a ranking, not a probability.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ DEFAULT_RULES: Final[Mapping[str, CategoryRule]] = _frozen(
         "bus": CategoryRule(14.0, 3.2, 9.0, 2.6, 4.2, 0.8, 0.5, (12.0, 2.55)),
         "truck": CategoryRule(14.0, 3.2, 1.8, 2.3, 4.2, 0.8, 0.5, (6.5, 2.5)),
         "pedestrian": CategoryRule(1.1, 1.0, 0.0, 1.0, 2.1, 1.6, 0.0, (0.6, 0.6)),
+        "motorcycle": CategoryRule(2.6, 1.0, 1.95, 1.5, 2.1, 0.6, 0.3, (2.1, 0.8)),
         "cyclist": CategoryRule(2.3, 0.95, 1.0, 1.55, 2.1, 0.6, 0.3, (1.8, 0.65)),
         "car": CategoryRule(6.2, 2.6, 0.8, 1.0, 2.3, 1.4, 0.3, (4.2, 1.8)),
     }
@@ -93,7 +94,7 @@ class ClassifyConfig:
     # Category limits and completion sizes, by category name (a contract category).
     rules: Mapping[str, CategoryRule] = field(default_factory=lambda: DEFAULT_RULES)
     # The order rules are tried in; the first met wins.
-    priority: tuple[str, ...] = ("bus", "truck", "pedestrian", "cyclist", "car")
+    priority: tuple[str, ...] = ("bus", "truck", "pedestrian", "motorcycle", "cyclist", "car")
     # Clusters no rule takes become `unknown` boxes (else they are dropped) ...
     keep_unknown: bool = True
     # ... when their longer extent is at most this (metres) and their top at least `unknown_min_top`.
@@ -125,13 +126,13 @@ the depth-over-width of the view; the base's extent over the observed length."""
 # Logistic weights per category over SCORE_FEATURES (see the module docstring for the fit).
 SCORE_WEIGHTS: Final[Mapping[str, tuple[float, ...]]] = MappingProxyType(
     {
-        "car": (4.8764, 0.3226, 0.6742, -7.2495, 0.9238, 0.6560, -0.4545, -2.0972, 1.1376),
+        "car": (4.7045, 0.3576, 0.6943, -7.2003, 0.8408, 0.7051, -0.4125, -1.8105, 1.1477),
         "truck": (5.6423, 0.0233, -0.2341, -2.6861, -0.1832, 1.3074, -0.4047, -2.5580, 1.8985),
         "bus": (4.3451, 0.4045, -3.5236, -1.8181, 0.4828, 1.4003, 1.0694, -0.5732, 1.1544),
-        "pedestrian": (-13.6163, 0.8250, 1.6320, 3.0639, 0.0631, 4.0152, 0.0026, 1.7897, -0.4918),
-        "cyclist": (6.1856, 0.4608, -0.6854, -3.4685, -1.0300, 1.3809, 2.4790, 0.1732, 0.2280),
-        "motorcycle": (0.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000),
-        "unknown": (0.3064, 0.4824, -0.1150, -3.2870, 0.3373, 1.0720, 0.8892, 1.3329, -1.0661),
+        "pedestrian": (-13.0332, 0.8573, 1.5406, 2.7253, 0.2674, 3.6778, 0.0846, 1.8699, -0.3618),
+        "cyclist": (-0.3897, 0.8756, -0.4327, -2.4625, 0.5990, 1.8961, 2.1590, -0.0098, 0.1014),
+        "motorcycle": (-0.0757, 0.4380, -0.3279, -1.1658, -0.5064, 0.4196, 0.1522, -0.0631, -0.4609),
+        "unknown": (0.6816, 0.3733, -0.2265, -3.2697, 0.4668, 1.0491, 0.7426, 1.2977, -1.0582),
     }
 )
 

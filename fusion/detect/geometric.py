@@ -3,6 +3,7 @@
     ground (ground.py)      height of every point above a local ground grown from the sensor outwards
     cluster (cluster.py)    connected components of the points above the ground, in bird's-eye view
     fit (fit.py)            an oriented rectangle per cluster: L-shape fitting, minimum area when small
+    split (split.py)        a long, low cluster (a row of parked cars) cut into car-sized pieces, refitted
     classify (classify.py)  a category by shape, the box completed to the category's size, a score
 
 Each stage is a public function of its module taking its own frozen config; `GeometricDetector.detect`
@@ -18,14 +19,18 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from fusion.boxes import CATEGORIES, Boxes
 from fusion.decode.types import PointCloud
-from fusion.detect.classify import DEFAULT_RULES, CategoryRule, ClassifyConfig, classify, to_boxes
+from fusion.detect.classify import DEFAULT_RULES, CategoryRule, Classified, ClassifyConfig, classify, to_boxes
 from fusion.detect.cluster import ClusterConfig, azimuth_step, cluster_points
 from fusion.detect.errors import DetectError
-from fusion.detect.fit import S_COUNT, FitConfig, fit_clusters
+from fusion.detect.fit import S_COUNT, FitConfig, Shapes, fit_clusters
 from fusion.detect.ground import GroundConfig, estimate_ground
+from fusion.detect.split import SplitConfig, split_rows
+
+F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,14 @@ class GeometricConfig:
     ground: GroundConfig = field(default_factory=GroundConfig)  # ground estimation
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # region of interest, connectivity
     fit: FitConfig = field(default_factory=FitConfig)  # rectangle fitting
+    split: SplitConfig = field(default_factory=SplitConfig)  # rows of parked cars cut into cars
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)  # categories, sizes, scores
 
     def __post_init__(self) -> None:
-        g, c, f, k = self.ground, self.cluster, self.fit, self.classify
+        g, c, f, k, s = self.ground, self.cluster, self.fit, self.classify, self.split
         positive = {
+            "split.max_piece": s.max_piece,
+            "split.group_max_piece": s.group_max_piece,
             "ground.cell_size": g.cell_size,
             "ground.max_range": g.max_range,
             "cluster.cell_size": c.cell_size,
@@ -65,6 +73,8 @@ class GeometricConfig:
                 f"detector config cluster.min_height = {c.min_height} must be below "
                 f"max_height = {c.max_height}"
             )
+        if s.max_cuts < 1 or s.min_gap < 0.0 or s.group_min_gap < 0.0:
+            raise DetectError("detector config split.max_cuts must be >= 1 and split.*min_gap >= 0")
         if c.min_points < 1 or c.max_link_cells < 1:
             raise DetectError("detector config cluster.min_points and cluster.max_link_cells must be >= 1")
         if bad := sorted(set(k.rules) - set(CATEGORIES)):
@@ -94,7 +104,7 @@ class GeometricConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GeometricConfig:
         """A configuration from nested mappings (e.g. a parsed TOML table: [ground], [cluster], [fit],
-        [classify], [classify.rules.car]); missing keys keep their defaults.
+        [split], [classify], [classify.rules.car]); missing keys keep their defaults.
 
         Raises DetectError for an unknown section or key, or a bad value.
         """
@@ -102,6 +112,7 @@ class GeometricConfig:
             "ground": GroundConfig,
             "cluster": ClusterConfig,
             "fit": FitConfig,
+            "split": SplitConfig,
             "classify": ClassifyConfig,
         }
         if unknown := sorted(set(data) - set(stages)):
@@ -142,14 +153,23 @@ class GeometricDetector:
         xyz = points_of(cloud)
         if xyz.shape[0] == 0:
             return Boxes.empty(cloud.frame_id, cloud.stamp_ns)
-        cfg = self.config
-        ground = estimate_ground(xyz, cfg.ground)
-        step = azimuth_step(xyz, cloud.ring)
-        clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=step)
-        shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
-        result = classify(shapes, cfg.classify)
+        shapes, result = self.classified(xyz, cloud.ring)
         counts = shapes.values[result.cluster, S_COUNT].astype(np.int64)
         return to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
+
+    def classified(self, xyz: F32, ring: npt.NDArray[np.uint16] | None) -> tuple[Shapes, Classified]:
+        """The stages up to classification: every cluster's shape and the kept boxes with their score
+        features (what `bench/calibrate_detect.py` fits the scores on). xyz: (N, 3) float32
+        C-contiguous (`points_of`); ring: (N,) or None."""
+        cfg = self.config
+        ground = estimate_ground(xyz, cfg.ground)
+        step = azimuth_step(xyz, ring)
+        clusters = cluster_points(xyz, ground.height, cfg.cluster, azimuth_step=step)
+        shapes = fit_clusters(xyz, ground.height, clusters, cfg.fit)
+        clusters, shapes = split_rows(
+            xyz, ground.height, clusters, shapes, cfg.split, cfg.fit, min_points=cfg.cluster.min_points
+        )
+        return shapes, classify(shapes, cfg.classify)
 
     def detect_batch(self, clouds: Sequence[PointCloud]) -> list[Boxes]:
         """`detect` of each cloud, in order."""
