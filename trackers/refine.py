@@ -38,6 +38,10 @@ themselves (world frame), one row per tracked detection.
    so that, at the track's size, the faces that faced the sensor stay where they were seen (a box
    fitted to the visible part of a car is too short, and centred too near the sensor); the positions
    are smoothed again from those centres (the vertical centre is kept: moving it measured worse).
+   A dimension the sensor never saw (length: fewer than `size_seen_min` detections viewed at least
+   `size_view_deg` away from end-on, i.e. the car ahead seen from behind; width: from side-on) is
+   at least the category's `size_prior` (a partial view only ever measures too short). Tracks
+   without known sensor positions keep their measured size.
 5. static objects: a track whose smoothed median speed is below `static_speed_mps` and whose
    smoothed path moves less than `static_displacement_m` (first to last frame) is held at one pose,
    the median of its detections' centres and their mean aligned heading; velocity zero.
@@ -55,6 +59,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
@@ -207,6 +212,12 @@ def _rows3(values: npt.ArrayLike | None, n: int) -> F64:
     return np.full((n, 3), np.nan) if values is None else np.asarray(values, np.float64).reshape(-1, 3)
 
 
+# typical sizes (length, width, height, m): what a dimension never seen is at least
+SIZE_PRIOR: Final[Mapping[str, tuple[float, float, float]]] = MappingProxyType(
+    {"car": (4.5, 1.8, 1.5), "truck": (7.0, 2.4, 3.0), "bus": (11.0, 2.5, 3.1)}
+)
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """Configuration of the offline refinement (see the module docstring for each step)."""
@@ -224,6 +235,11 @@ class RefineConfig:
     static_speed_mps: float = 0.5  # tracks slower than this (median smoothed speed) ...
     static_displacement_m: float = 1.0  # ... that move less than this, first to last frame, are held still
     anchor_seen_faces: bool = True  # centres follow the track size from the faces the sensor saw
+    # size prior (length, width, height, m) per category: a dimension the sensor never saw (length: no
+    # detection viewed at least `size_view_deg` away from end-on; width: from side-on) is at least this
+    size_prior: Mapping[str, tuple[float, float, float]] = field(default_factory=lambda: SIZE_PRIOR)
+    size_view_deg: float = 20.0  # a view this far from end-on (side-on) shows the length (width) ...
+    size_seen_min: int = 3  # ... when this many detections had it
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
     def __post_init__(self) -> None:
@@ -233,6 +249,14 @@ class RefineConfig:
             raise TrackingError("min_track_frames, score_top_k and full_score_frames must be >= 1")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
+        if bad := set(self.size_prior) - set(CATEGORIES):
+            raise TrackingError(
+                f"size_prior has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
+        if any(len(v) != 3 or min(v) <= 0 for v in self.size_prior.values()):
+            raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
+        if not 0.0 <= self.size_view_deg <= 90.0 or self.size_seen_min < 1:
+            raise TrackingError("need 0 <= size_view_deg <= 90 and size_seen_min >= 1")
         if not 0.0 <= self.size_quantile <= 1.0:
             raise TrackingError(f"size_quantile must be in [0, 1], got {self.size_quantile}")
         if self.init_speed_std <= 0:
@@ -246,6 +270,8 @@ class RefineConfig:
         if unknown := set(mapping) - known:
             raise TrackingError(f"unknown refine config keys {sorted(unknown)}; use {sorted(known)}")
         top = {k: v for k, v in mapping.items() if k != "params"}
+        if "size_prior" in top:
+            top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
         if "params" in mapping:
             top["params"] = TrackerConfig.from_mapping({"params": mapping["params"]}).params
         return cls(**top)
@@ -253,6 +279,7 @@ class RefineConfig:
     def to_mapping(self) -> dict[str, Any]:
         """The effective configuration as plain values (`from_mapping` reads it back)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
+        out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return out
 
@@ -466,6 +493,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     # size; centres moved so that the faces the sensor saw stay put; static objects
     size_weight = det.score * np.maximum(det.num_points, 1).astype(np.float64) ** cfg.size_points_power
     size = _track_size(det.boxes_world[:, 3:6], size_weight, starts, cfg.size_quantile)
+    size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
     centres = det.boxes_world[:, :3]
     if cfg.anchor_seen_faces:
         centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
@@ -500,6 +528,32 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
         num_points=num_points[emit],
         velocity=vel[emit],
     )
+
+
+def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
+                cfg: RefineConfig) -> F64:  # fmt: skip
+    """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
+    `size_seen_min` detections viewed at least `size_view_deg` from end-on (side-on): a LiDAR box of an
+    object seen end-on is as long as the part seen, never longer than the object."""
+    prior = np.array([cfg.size_prior.get(c, (np.nan,) * 3) for c in CATEGORIES], np.float64)[category]
+    if not np.isfinite(prior).any():
+        return size
+    rel = (
+        np.arctan2(
+            det.boxes_world[:, 1] - det.sensor_origin[:, 1], det.boxes_world[:, 0] - det.sensor_origin[:, 0]
+        )
+        - ref_yaw
+    )
+    known = np.isfinite(rel)
+    limit = math.sin(math.radians(cfg.size_view_deg))
+    n = size.shape[0]
+    viewed = np.bincount(track_of_det, known.astype(np.float64), n) >= cfg.size_seen_min  # sensor known
+    out = size.copy()
+    for dim, along in ((0, np.abs(np.sin(rel))), (1, np.abs(np.cos(rel)))):
+        views = np.bincount(track_of_det, (known & (along >= limit)).astype(np.float64), n)
+        unseen = viewed & (views < cfg.size_seen_min) & np.isfinite(prior[:, dim])
+        out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
+    return out
 
 
 def _anchored(boxes: F64, size: F64, sensor: F64, usable: Bool) -> F64:
