@@ -65,7 +65,6 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 from numba import njit
-from scipy.optimize import linear_sum_assignment
 
 from calib.transform import wrap_angle
 from fusion.boxes import CATEGORIES, Boxes
@@ -306,8 +305,8 @@ def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None
     stamps = [int(t_ns) for _, t_ns, _ in frames]
     if any(b < a for a, b in itertools.pairwise(stamps)):
         raise TrackingError("frames must be in time order (stamps not decreasing)")
-    forward = _run(frames, world, range(len(frames)), cfg, sign=1)
-    backward = _run(frames, world, range(len(frames) - 1, -1, -1), cfg, sign=-1)
+    forward = _run(frames, range(len(frames)), cfg, sign=1)
+    backward = _run(frames, range(len(frames) - 1, -1, -1), cfg, sign=-1)
     group = _merge(forward, backward)
 
     rows = [(i, d, g) for i, per in enumerate(group) for d, g in enumerate(per.tolist()) if g >= 0]
@@ -347,38 +346,23 @@ def _world_boxes(boxes: Boxes, pose: npt.ArrayLike | None) -> F64:
     return out
 
 
-def _run(frames: Sequence[Frame], world: list[F64], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
+def _run(frames: Sequence[Frame], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
     """Per frame: the track id each detection got in this pass (-1: none). Time runs as sign * t_ns."""
     tracker = Tracker(cfg)
     ids = [np.full(len(b), -1, np.int64) for b, _, _ in frames]
     for i in order:
         boxes, t_ns, pose = frames[i]
         out = tracker.step(boxes, sign * int(t_ns), pose)
-        ids[i] = _detection_ids(out, world[i], boxes, cfg)
+        ids[i] = _detection_ids(out, len(boxes))
     return ids
 
 
-def _detection_ids(out: TrackedBoxes, world: F64, boxes: Boxes, cfg: TrackerConfig) -> I64:
-    """The track id of each detection, from the matched tracks' updated boxes (-1: none).
-
-    The tracker does not report which detection updated a track; an update moves the track's box
-    towards its detection, so each matched track takes the nearest detection (one-to-one, same
-    category unless the tracker matches across categories, above the category's score_low).
-    """
-    ids = np.full(world.shape[0], -1, np.int64)
-    k = np.flatnonzero(out.matched)
-    if not k.size or not world.shape[0]:
-        return ids
-    track_xy = out.boxes_world[k, :2]
-    dist = np.hypot(world[:, None, 0] - track_xy[None, :, 0], world[:, None, 1] - track_xy[None, :, 1])
-    low = np.array([cfg.params[str(c)].score_low for c in boxes.category.tolist()])
-    dist[boxes.score < low] = np.inf
-    if not cfg.match_across_categories:
-        dist[boxes.category[:, None] != out.category[k][None, :]] = np.inf
-    cost = np.where(np.isfinite(dist), dist, 1e9)
-    det, trk = linear_sum_assignment(cost)
-    ok = cost[det, trk] < 1e9
-    ids[det[ok]] = out.track_id[k[trk[ok]]]
+def _detection_ids(out: TrackedBoxes, n_detections: int) -> I64:
+    """The track id of each of the frame's `n_detections` detections (-1: none), from the tracker's
+    `detection_index` (exact: the row of the detection that updated or started each output track)."""
+    ids = np.full(n_detections, -1, np.int64)
+    k = np.flatnonzero(out.detection_index >= 0)
+    ids[out.detection_index[k]] = out.track_id[k]
     return ids
 
 
