@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.kitti_tracking import CLASSES, main
@@ -24,6 +25,11 @@ def test_writes_kitti_results_per_class_for_both_modes_and_scores_them(
             assert rows and all(len(r) == 18 and r[2] == kitti_class for r in rows[:50])
             table = read_kitti_tracking(path, with_score=True)
             assert (table.score >= 0).all() and table.frame.max() < 145
+            for track in np.unique(table.track_id).tolist():
+                # one score per track, which the evaluator's repeated averaging leaves exactly as it is
+                (value, *others) = set(table.score[table.track_id == track].tolist())
+                n = int((table.track_id == track).sum())
+                assert not others and sum([value] * n) / float(n) == value
             assert not (folder / f".{kitti_class}.partial").exists()
     report = json.loads((out / "tracking_eval.json").read_text())
     ped = report["results"]["online"]["Pedestrian"]  # 0017: pedestrians and cyclists, no cars
