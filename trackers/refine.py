@@ -28,7 +28,8 @@ themselves (world frame), one row per tracked detection.
    are predicted only, so the smoothed states fill gaps (for straight, even motion: linearly).
 3. heading: a box's yaw is only known up to pi (front and back look alike). Each detection's yaw is
    turned by pi when it points away from the reference heading: the smoothed velocity's direction
-   where the track moves faster than `moving_speed_mps`, else the track's majority heading
+   where the track moves faster than `moving_speed_mps` (and `heading_from_velocity`: world-frame
+   tracks), else the track's majority heading
    (score-weighted, over the axis of the yaws). Yaws further than `yaw_gate_rad` from the reference
    after that (a box fitted across the object) are not used. The aligned yaws are unwrapped along
    the track and smoothed like the positions.
@@ -230,6 +231,9 @@ class RefineConfig:
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
     moving_speed_mps: float = 1.0  # faster (smoothed): a box's heading follows the velocity's direction
+    # ... only when the tracks live in a world frame: in a moving sensor frame (no poses) a parked car
+    # moves backwards, so velocities are not headings (set False there)
+    heading_from_velocity: bool = True
     yaw_gate_rad: float = math.pi / 4  # aligned yaws further than this from the reference are not used
     static_speed_mps: float = 0.5  # tracks slower than this (median smoothed speed) ...
     static_displacement_m: float = 1.0  # ... that move less than this, first to last frame, are held still
@@ -459,7 +463,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
 
     # headings
     speed = np.hypot(vel[:, 0], vel[:, 1])
-    moving = speed[det_grid] >= cfg.moving_speed_mps
+    moving = (speed[det_grid] >= cfg.moving_speed_mps) & cfg.heading_from_velocity
     ref = np.where(moving, np.arctan2(vel[det_grid, 1], vel[det_grid, 0]), np.nan)
     yaw = _aligned_yaw(det.boxes_world[:, 6], ref, det.score, starts)
     ref_yaw = np.where(moving, ref, _track_heading(yaw, det.score, starts, counts))

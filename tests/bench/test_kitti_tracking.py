@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.kitti_tracking import CLASSES, main
+from bench.kitti_tracking import main
 from fusion.evaluation.kitti_mot import read_kitti_tracking
 
 
@@ -18,8 +18,10 @@ def test_writes_kitti_results_per_class_for_both_modes_and_scores_them(
 ) -> None:
     out = tmp_path / "trk"
     assert main(["--data", str(datasets / "ab3dmot"), "--out", str(out), "--sequences", "0017"]) == 0
-    for folder in (out, out / "refined"):
-        for kitti_class in CLASSES:
+    primary = {"Car": "refined", "Pedestrian": "online", "Cyclist": "online"}  # the default, per class
+    for kitti_class, mode in primary.items():
+        other = "online" if mode == "refined" else "refined"
+        for folder in (out, out / other):
             path = folder / kitti_class / "0017.txt"
             rows = [line.split() for line in path.read_text().splitlines()]
             assert rows and all(len(r) == 18 and r[2] == kitti_class for r in rows[:50])
@@ -36,7 +38,8 @@ def test_writes_kitti_results_per_class_for_both_modes_and_scores_them(
     assert ped["samota"] > 0.7 and ped["best"]["mota"] > 0.7  # 0.84 and 0.88 measured
     assert report["results"]["online"]["Car"]["best"]["mota"] is None  # no car GT: undefined
     assert set(report["results"]) == {"online", "refined"}
+    assert report["primary"] == primary
     printed = capsys.readouterr().out
-    assert "Car, ours online" in printed and "Car, ours refined" in printed
+    assert "Car, ours online" in printed and "Car, ours refined (OUT/Car)" in printed
     with pytest.raises(SystemExit):  # refuses to overwrite
         main(["--data", str(datasets / "ab3dmot"), "--out", str(out), "--sequences", "0017"])

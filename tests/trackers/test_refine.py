@@ -82,6 +82,19 @@ def test_one_flipped_detection_comes_out_heading_along_the_motion() -> None:
     assert np.abs(wrap_angle(out.boxes_world[:, 6])).max() < 0.05
 
 
+def test_in_a_moving_sensor_frame_headings_do_not_follow_the_velocity() -> None:
+    """A parked car seen from a car driving past at 10 m/s: in the sensor frame it moves backwards
+    while facing forwards. From the velocity its heading would flip; without, its majority heading stays."""
+    rng = np.random.default_rng(3)
+    boxes = moving_car(20, speed=-10.0, x0=25.0, y=4.0)
+    boxes[:, 6] = rng.normal(0.0, 0.02, 20)
+    boxes[[3, 11], 6] += math.pi
+    world = refine(one_track(boxes))
+    assert np.abs(wrap_angle(world.boxes_world[:, 6] - math.pi)).max() < 0.05
+    sensor = refine(one_track(boxes), RefineConfig(heading_from_velocity=False))
+    assert np.abs(wrap_angle(sensor.boxes_world[:, 6])).max() < 0.05
+
+
 def test_parked_car_faces_its_majority_heading_when_front_and_back_alternate() -> None:
     rng = np.random.default_rng(2)
     boxes = np.array([car(10.0, 4.0, 0.3) for _ in range(12)])
