@@ -99,8 +99,8 @@ SENSOR_FRAME_AMODAL_REFINE: dict[str, Any] = {
     "size_prior": {},
 }
 # Which mode goes to OUT/<Class>/ by default: the better one on the training split (refined Car
-# 92.64 / 83.16 against online 91.88 / 82.59; online Pedestrian 72.00 / 64.67 against 70.79 / 56.13,
-# online Cyclist 67.29 / 55.38 against 67.74 / 49.90).
+# 92.64 / 83.16 against online 91.88 / 82.59; online Pedestrian 72.00 / 64.67 against refined
+# 69.98 / 55.60, online Cyclist 67.29 / 55.38 against refined 67.99 / 49.90: MOTA decides).
 PRIMARY_PER_CLASS = {"Car": "refined", "Pedestrian": "online", "Cyclist": "online"}
 IMAGE_W, IMAGE_H = 1242, 375
 SCORE_STEP = 2.0**-20  # written track scores are multiples of this (exact in binary; see track_scores)
