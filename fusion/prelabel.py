@@ -235,13 +235,15 @@ def _light(frame: FusedFrame) -> FusedFrame:
 
 def _add_tracked(columns: _Columns, per_frame: list[tuple[FusedFrame, Boxes]], ctx: SyncContext) -> None:
     """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame."""
-    from trackers import refine, track_both_ways
+    from trackers import RefineConfig, refine, track_both_ways
 
     frames = [
         (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
         for f, boxes in per_frame
     ]
-    table = refine(track_both_ways(frames))
+    # without poses the tracks live in the moving sensor frame, where velocities are not headings
+    world = all(pose is not None for _, _, pose in frames)
+    table = refine(track_both_ways(frames), RefineConfig(heading_from_velocity=world))
     order = np.lexsort((table.track_id, table.frame_index))
     for fi in np.unique(table.frame_index[order]):
         rows = order[table.frame_index[order] == fi]

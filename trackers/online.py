@@ -67,9 +67,10 @@ class _Bank:
     last_update_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     score: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
     matched: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    detection: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # input row that updated it, -1
 
     _ROWS: ClassVar[tuple[str, ...]] = ("x", "p", "noise", "track_id", "category", "state", "hits", "misses",
-                    "last_update_ns", "score", "matched")  # fmt: skip
+                    "last_update_ns", "score", "matched", "detection")  # fmt: skip
 
     @classmethod
     def empty(cls, model: MotionModel, n_noise: int) -> _Bank:
@@ -140,12 +141,12 @@ class Tracker:
         pose = self._check_frame(t_ns, world_from_sensor)
         dt_s = 0.0 if self._last_ns is None else (t_ns - self._last_ns) * 1e-9
         self._last_ns = t_ns
-        det_boxes, det_cat, det_score = self._detections(boxes, pose)
+        det_boxes, det_cat, det_score, det_row = self._detections(boxes, pose)
 
         self._predict(dt_s)
         association = self._associate(det_boxes, det_cat, det_score)
-        self._update(association, det_boxes, det_score, t_ns)
-        self._birth(association.unmatched_dets, det_boxes, det_cat, det_score, t_ns)
+        self._update(association, det_boxes, det_score, det_row, t_ns)
+        self._birth(association.unmatched_dets, det_boxes, det_cat, det_score, det_row, t_ns)
         self._retire(t_ns)
         return self._output(boxes.frame_id, t_ns, pose)
 
@@ -180,7 +181,9 @@ class Tracker:
         matched_dets[all_matches[:, 0]] = True
         return Association(all_matches, np.flatnonzero(~matched_dets), unmatched_tracks.astype(np.intp))
 
-    def _update(self, association: Association, det_boxes: F64, det_score: F64, t_ns: int) -> None:
+    def _update(
+        self, association: Association, det_boxes: F64, det_score: F64, det_row: I64, t_ns: int
+    ) -> None:
         start = 0
         for bank in self._banks.values():
             n = len(bank)
@@ -189,11 +192,13 @@ class Tracker:
             rows, dets = rows[in_bank], association.matches[in_bank, 0]
             start += n
             bank.matched = np.zeros(n, bool)
+            bank.detection = np.full(n, -1, np.int64)
             if rows.size:
                 bank.x[rows], bank.p[rows] = bank.model.update(
                     bank.x[rows], bank.p[rows], det_boxes[dets], bank.noise[rows]
                 )
                 bank.matched[rows] = True
+                bank.detection[rows] = det_row[dets]
                 bank.score[rows] = det_score[dets]
                 bank.last_update_ns[rows] = t_ns
             hit = bank.matched
@@ -208,7 +213,9 @@ class Tracker:
                 ),
             ).astype(np.int8)
 
-    def _birth(self, unmatched: Idx, det_boxes: F64, det_cat: I64, det_score: F64, t_ns: int) -> None:
+    def _birth(
+        self, unmatched: Idx, det_boxes: F64, det_cat: I64, det_score: F64, det_row: I64, t_ns: int
+    ) -> None:
         new = unmatched[det_score[unmatched] >= self._score_high[det_cat[unmatched]]]
         if not new.size:
             return
@@ -227,6 +234,7 @@ class Tracker:
                 hits=np.ones(n, np.int64), misses=np.zeros(n, np.int64),
                 last_update_ns=np.full(n, t_ns, np.int64),
                 score=det_score[take].astype(np.float32), matched=np.ones(n, bool),
+                detection=det_row[take],
             )  # fmt: skip
             self._next_id += n
             bank.extend(born)
@@ -258,10 +266,11 @@ class Tracker:
             raise TrackingError(f"world_from_sensor must be a finite (4, 4) matrix, got shape {pose.shape}")
         return pose
 
-    def _detections(self, boxes: Boxes, pose: F64 | None) -> tuple[F64, I64, F64]:
-        """Detections scoring at least their category's score_low, in the tracking frame."""
+    def _detections(self, boxes: Boxes, pose: F64 | None) -> tuple[F64, I64, F64, I64]:
+        """Detections scoring at least their category's score_low, in the tracking frame, with their
+        rows in `boxes`."""
         if len(boxes) == 0:
-            return np.zeros((0, 7)), np.zeros(0, np.int64), np.zeros(0)
+            return np.zeros((0, 7)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
         cat = np.array([_CATEGORY_INDEX[c] for c in boxes.category.tolist()], np.int64)
         score = boxes.score.astype(np.float64)
         keep = score >= self._score_low[cat]
@@ -270,7 +279,7 @@ class Tracker:
             raise TrackingError("detections contain non-finite box values; drop or fix them before tracking")
         if pose is not None:
             det = _transform_boxes(pose, det)
-        return det, cat[keep], score[keep]
+        return det, cat[keep], score[keep], np.flatnonzero(keep).astype(np.int64)
 
     def _concat_boxes(self) -> F64:
         parts = [b.model.boxes(b.x) for b in self._banks.values()]
@@ -306,6 +315,7 @@ class Tracker:
             score=score,
             velocity=velocity,
             matched=np.concatenate([b.matched for b in banks])[show][order],
+            detection_index=np.concatenate([b.detection for b in banks])[show][order],
             state=states[show][order].astype(np.int8),
             frame_id=frame_id,
             stamp_ns=t_ns,

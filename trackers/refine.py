@@ -28,7 +28,8 @@ themselves (world frame), one row per tracked detection.
    are predicted only, so the smoothed states fill gaps (for straight, even motion: linearly).
 3. heading: a box's yaw is only known up to pi (front and back look alike). Each detection's yaw is
    turned by pi when it points away from the reference heading: the smoothed velocity's direction
-   where the track moves faster than `moving_speed_mps`, else the track's majority heading
+   where the track moves faster than `moving_speed_mps` (and `heading_from_velocity`: world-frame
+   tracks), else the track's majority heading
    (score-weighted, over the axis of the yaws). Yaws further than `yaw_gate_rad` from the reference
    after that (a box fitted across the object) are not used. The aligned yaws are unwrapped along
    the track and smoothed like the positions.
@@ -38,6 +39,10 @@ themselves (world frame), one row per tracked detection.
    so that, at the track's size, the faces that faced the sensor stay where they were seen (a box
    fitted to the visible part of a car is too short, and centred too near the sensor); the positions
    are smoothed again from those centres (the vertical centre is kept: moving it measured worse).
+   A dimension the sensor never saw (length: fewer than `size_seen_min` detections viewed at least
+   `size_view_deg` away from end-on, i.e. the car ahead seen from behind; width: from side-on) is
+   at least the category's `size_prior` (a partial view only ever measures too short). Tracks
+   without known sensor positions keep their measured size.
 5. static objects: a track whose smoothed median speed is below `static_speed_mps` and whose
    smoothed path moves less than `static_displacement_m` (first to last frame) is held at one pose,
    the median of its detections' centres and their mean aligned heading; velocity zero.
@@ -55,12 +60,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
-from scipy.optimize import linear_sum_assignment
 
 from calib.transform import wrap_angle
 from fusion.boxes import CATEGORIES, Boxes
@@ -207,6 +212,12 @@ def _rows3(values: npt.ArrayLike | None, n: int) -> F64:
     return np.full((n, 3), np.nan) if values is None else np.asarray(values, np.float64).reshape(-1, 3)
 
 
+# typical sizes (length, width, height, m): what a dimension never seen is at least
+SIZE_PRIOR: Final[Mapping[str, tuple[float, float, float]]] = MappingProxyType(
+    {"car": (4.5, 1.8, 1.5), "truck": (7.0, 2.4, 3.0), "bus": (11.0, 2.5, 3.1)}
+)
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """Configuration of the offline refinement (see the module docstring for each step)."""
@@ -220,10 +231,18 @@ class RefineConfig:
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
     moving_speed_mps: float = 1.0  # faster (smoothed): a box's heading follows the velocity's direction
+    # ... only when the tracks live in a world frame: in a moving sensor frame (no poses) a parked car
+    # moves backwards, so velocities are not headings (set False there)
+    heading_from_velocity: bool = True
     yaw_gate_rad: float = math.pi / 4  # aligned yaws further than this from the reference are not used
     static_speed_mps: float = 0.5  # tracks slower than this (median smoothed speed) ...
     static_displacement_m: float = 1.0  # ... that move less than this, first to last frame, are held still
     anchor_seen_faces: bool = True  # centres follow the track size from the faces the sensor saw
+    # size prior (length, width, height, m) per category: a dimension the sensor never saw (length: no
+    # detection viewed at least `size_view_deg` away from end-on; width: from side-on) is at least this
+    size_prior: Mapping[str, tuple[float, float, float]] = field(default_factory=lambda: SIZE_PRIOR)
+    size_view_deg: float = 20.0  # a view this far from end-on (side-on) shows the length (width) ...
+    size_seen_min: int = 3  # ... when this many detections had it
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
     def __post_init__(self) -> None:
@@ -233,6 +252,14 @@ class RefineConfig:
             raise TrackingError("min_track_frames, score_top_k and full_score_frames must be >= 1")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
+        if bad := set(self.size_prior) - set(CATEGORIES):
+            raise TrackingError(
+                f"size_prior has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
+        if any(len(v) != 3 or min(v) <= 0 for v in self.size_prior.values()):
+            raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
+        if not 0.0 <= self.size_view_deg <= 90.0 or self.size_seen_min < 1:
+            raise TrackingError("need 0 <= size_view_deg <= 90 and size_seen_min >= 1")
         if not 0.0 <= self.size_quantile <= 1.0:
             raise TrackingError(f"size_quantile must be in [0, 1], got {self.size_quantile}")
         if self.init_speed_std <= 0:
@@ -246,6 +273,8 @@ class RefineConfig:
         if unknown := set(mapping) - known:
             raise TrackingError(f"unknown refine config keys {sorted(unknown)}; use {sorted(known)}")
         top = {k: v for k, v in mapping.items() if k != "params"}
+        if "size_prior" in top:
+            top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
         if "params" in mapping:
             top["params"] = TrackerConfig.from_mapping({"params": mapping["params"]}).params
         return cls(**top)
@@ -253,6 +282,7 @@ class RefineConfig:
     def to_mapping(self) -> dict[str, Any]:
         """The effective configuration as plain values (`from_mapping` reads it back)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
+        out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return out
 
@@ -279,8 +309,8 @@ def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None
     stamps = [int(t_ns) for _, t_ns, _ in frames]
     if any(b < a for a, b in itertools.pairwise(stamps)):
         raise TrackingError("frames must be in time order (stamps not decreasing)")
-    forward = _run(frames, world, range(len(frames)), cfg, sign=1)
-    backward = _run(frames, world, range(len(frames) - 1, -1, -1), cfg, sign=-1)
+    forward = _run(frames, range(len(frames)), cfg, sign=1)
+    backward = _run(frames, range(len(frames) - 1, -1, -1), cfg, sign=-1)
     group = _merge(forward, backward)
 
     rows = [(i, d, g) for i, per in enumerate(group) for d, g in enumerate(per.tolist()) if g >= 0]
@@ -320,38 +350,23 @@ def _world_boxes(boxes: Boxes, pose: npt.ArrayLike | None) -> F64:
     return out
 
 
-def _run(frames: Sequence[Frame], world: list[F64], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
+def _run(frames: Sequence[Frame], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
     """Per frame: the track id each detection got in this pass (-1: none). Time runs as sign * t_ns."""
     tracker = Tracker(cfg)
     ids = [np.full(len(b), -1, np.int64) for b, _, _ in frames]
     for i in order:
         boxes, t_ns, pose = frames[i]
         out = tracker.step(boxes, sign * int(t_ns), pose)
-        ids[i] = _detection_ids(out, world[i], boxes, cfg)
+        ids[i] = _detection_ids(out, len(boxes))
     return ids
 
 
-def _detection_ids(out: TrackedBoxes, world: F64, boxes: Boxes, cfg: TrackerConfig) -> I64:
-    """The track id of each detection, from the matched tracks' updated boxes (-1: none).
-
-    The tracker does not report which detection updated a track; an update moves the track's box
-    towards its detection, so each matched track takes the nearest detection (one-to-one, same
-    category unless the tracker matches across categories, above the category's score_low).
-    """
-    ids = np.full(world.shape[0], -1, np.int64)
-    k = np.flatnonzero(out.matched)
-    if not k.size or not world.shape[0]:
-        return ids
-    track_xy = out.boxes_world[k, :2]
-    dist = np.hypot(world[:, None, 0] - track_xy[None, :, 0], world[:, None, 1] - track_xy[None, :, 1])
-    low = np.array([cfg.params[str(c)].score_low for c in boxes.category.tolist()])
-    dist[boxes.score < low] = np.inf
-    if not cfg.match_across_categories:
-        dist[boxes.category[:, None] != out.category[k][None, :]] = np.inf
-    cost = np.where(np.isfinite(dist), dist, 1e9)
-    det, trk = linear_sum_assignment(cost)
-    ok = cost[det, trk] < 1e9
-    ids[det[ok]] = out.track_id[k[trk[ok]]]
+def _detection_ids(out: TrackedBoxes, n_detections: int) -> I64:
+    """The track id of each of the frame's `n_detections` detections (-1: none), from the tracker's
+    `detection_index` (exact: the row of the detection that updated or started each output track)."""
+    ids = np.full(n_detections, -1, np.int64)
+    k = np.flatnonzero(out.detection_index >= 0)
+    ids[out.detection_index[k]] = out.track_id[k]
     return ids
 
 
@@ -448,7 +463,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
 
     # headings
     speed = np.hypot(vel[:, 0], vel[:, 1])
-    moving = speed[det_grid] >= cfg.moving_speed_mps
+    moving = (speed[det_grid] >= cfg.moving_speed_mps) & cfg.heading_from_velocity
     ref = np.where(moving, np.arctan2(vel[det_grid, 1], vel[det_grid, 0]), np.nan)
     yaw = _aligned_yaw(det.boxes_world[:, 6], ref, det.score, starts)
     ref_yaw = np.where(moving, ref, _track_heading(yaw, det.score, starts, counts))
@@ -466,6 +481,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     # size; centres moved so that the faces the sensor saw stay put; static objects
     size_weight = det.score * np.maximum(det.num_points, 1).astype(np.float64) ** cfg.size_points_power
     size = _track_size(det.boxes_world[:, 3:6], size_weight, starts, cfg.size_quantile)
+    size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
     centres = det.boxes_world[:, :3]
     if cfg.anchor_seen_faces:
         centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
@@ -500,6 +516,32 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
         num_points=num_points[emit],
         velocity=vel[emit],
     )
+
+
+def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
+                cfg: RefineConfig) -> F64:  # fmt: skip
+    """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
+    `size_seen_min` detections viewed at least `size_view_deg` from end-on (side-on): a LiDAR box of an
+    object seen end-on is as long as the part seen, never longer than the object."""
+    prior = np.array([cfg.size_prior.get(c, (np.nan,) * 3) for c in CATEGORIES], np.float64)[category]
+    if not np.isfinite(prior).any():
+        return size
+    rel = (
+        np.arctan2(
+            det.boxes_world[:, 1] - det.sensor_origin[:, 1], det.boxes_world[:, 0] - det.sensor_origin[:, 0]
+        )
+        - ref_yaw
+    )
+    known = np.isfinite(rel)
+    limit = math.sin(math.radians(cfg.size_view_deg))
+    n = size.shape[0]
+    viewed = np.bincount(track_of_det, known.astype(np.float64), n) >= cfg.size_seen_min  # sensor known
+    out = size.copy()
+    for dim, along in ((0, np.abs(np.sin(rel))), (1, np.abs(np.cos(rel)))):
+        views = np.bincount(track_of_det, (known & (along >= limit)).astype(np.float64), n)
+        unseen = viewed & (views < cfg.size_seen_min) & np.isfinite(prior[:, dim])
+        out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
+    return out
 
 
 def _anchored(boxes: F64, size: F64, sensor: F64, usable: Bool) -> F64:

@@ -55,6 +55,8 @@ class TrackedBoxes:
     score: (N,) float32: the matched detection's score, decayed per missed frame for LOST tracks.
     velocity: (N, 3) float64 m/s in the tracking (world) frame.
     matched: (N,) bool: whether a detection of this frame updated the track.
+    detection_index: (N,) int64: the row, in this frame's input `Boxes`, of the detection that updated
+        (or started) the track; -1 when none did (`matched` False).
     state: (N,) int8 TrackState values.
     """
 
@@ -65,6 +67,7 @@ class TrackedBoxes:
     score: npt.NDArray[np.float32]
     velocity: F64
     matched: npt.NDArray[np.bool_]
+    detection_index: npt.NDArray[np.int64]
     state: npt.NDArray[np.int8]
     frame_id: str
     stamp_ns: int

@@ -279,3 +279,27 @@ def test_lost_track_dies_after_max_age_frames() -> None:
         tracker.step(Boxes.empty("lidar", k * FRAME_NS), k * FRAME_NS)
         alive.append(tracker.num_tracks)
     assert alive == [1] * 10 + [0] * 3  # 10 misses allowed (max_age_frames), the 11th ends it
+
+
+def test_detection_index_names_the_input_row_that_updated_each_track() -> None:
+    """Rows below score_low are dropped before association, and the rows shuffle from frame to frame:
+    each output track still names its own detection's row in that frame's input; a coasting track -1."""
+    rng = np.random.default_rng(21)
+    tracker = Tracker(TrackerConfig(output_lost=True, output_tentative=True))
+    for k in range(6):
+        a, b = car(10.0 + k, 3.0, 0.0), car(20.0, -4.0 + 0.5 * k, 1.57)
+        rows = [noisy(rng, a), noisy(rng, b), car(-30.0, 0.0, 0.0)]
+        scores = [0.9, 0.8, 0.01]  # the third is below score_low
+        order = rng.permutation(3) if k < 5 else np.array([2, 0])  # frame 5: car b is missed
+        out = tracker.step(frame([rows[i] for i in order], ["car"] * len(order),
+                                 [scores[i] for i in order], k * FRAME_NS), k * FRAME_NS)  # fmt: skip
+        for t in range(len(out)):
+            d = int(out.detection_index[t])
+            if not out.matched[t]:
+                assert d == -1
+                continue
+            source = int(order[d])
+            assert source != 2
+            expected = rows[source][:2]
+            assert np.hypot(*(out.boxes_world[t, :2] - expected)) < 0.3
+    assert sorted(out.detection_index.tolist()) == [-1, 1]
