@@ -70,7 +70,8 @@ mmdet3d-env: $(MMDET3D_STAMP)
 
 # Live comparison of fusion.detect with mmdet3d at the full-size configs (skipped where mmdet3d is not importable).
 test-mmdet3d: $(MMDET3D_STAMP)
-	PYTHONPATH=$(CURDIR) $(MMDET3D_BIN)/python -m pytest -q -rs tests/fusion/test_detect_mmdet3d_live.py
+	PYTHONPATH=$(CURDIR) $(MMDET3D_BIN)/python -m pytest -q -rs -W ignore::DeprecationWarning -W ignore::UserWarning \
+	  tests/fusion/test_detect_mmdet3d_live.py
 
 clean:
 	rm -rf $(VENV)
