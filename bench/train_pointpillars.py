@@ -9,10 +9,16 @@ never the committed sample (seed 0) nor the evaluation seeds (1-12). Ground-trut
 `--min-points` LiDAR points inside the grid are the targets. Augmentation: a random flip across the
 x axis, a global rotation in +-pi/4 and a scale in [0.95, 1.05].
 
+Crops: PointPillars is translation invariant in x and y (pillar features are offsets from the pillar's
+centre and its points' mean, mmdet3d's `legacy` encoder overwriting raw x, y, z; everything after is
+convolutional), so the weights are trained on `--crop` m square windows (a network built for that
+range, the same parameters) centred near a random box, and saved for the full +-51.2 m grid. A crop
+costs (crop / 102.4)^2 of a whole sweep, which is what makes training on a shared 2-core CPU possible.
+
 Model: `fusion.detect.learned.train.small_pointpillars_variables` (mmdet3d's PointPillars layout at
 reduced width: 16 PFN channels, SECOND [24, 48, 64] x [1, 1, 1], FPN 3 x 24, 0.4 m pillars over
 +-51.2 m), one
-anchor size per class. Optimiser: AdamW, one-cycle learning rate, batches of 2, for `--minutes` of
+anchor size per class. Optimiser: AdamW, one-cycle learning rate, batches of 8 crops, for `--minutes` of
 wall time. The checkpoint is mmdet3d-shaped (`state_dict` under mmdet3d's key names, the config's
 variables in `meta.fusion_model_config`), saved every few minutes and at the end.
 """
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,8 +37,8 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.detect_data import sim_frames  # noqa: E402
-from fusion.boxes import BOX_FIELDS  # noqa: E402
+from bench.detect_data import sim_frames
+from fusion.boxes import BOX_FIELDS
 
 # buses and motorcycles are too rare in the simulator (one bus, one motorcycle per drive) to learn here
 CLASSES = ("car", "truck", "pedestrian", "cyclist")
@@ -74,6 +79,27 @@ def load_frames(
     return out
 
 
+def crop(
+    rng: np.random.Generator,
+    feats: npt.NDArray[np.float32],
+    boxes: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    half: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """A window of +-half metres around a random box (or a random point), moved to the origin."""
+    if len(boxes) and rng.random() < 0.8:
+        centre = boxes[rng.integers(len(boxes)), :2] + rng.uniform(-0.6 * half, 0.6 * half, 2)
+    else:
+        centre = feats[rng.integers(len(feats)), :2].astype(np.float64)
+    p = feats.copy()
+    p[:, :2] -= centre.astype(np.float32)
+    p = p[(np.abs(p[:, 0]) < half) & (np.abs(p[:, 1]) < half)]
+    b = boxes.copy()
+    b[:, :2] -= centre
+    inside = (np.abs(b[:, 0]) < half) & (np.abs(b[:, 1]) < half)
+    return p, b[inside], labels[inside]
+
+
 def augment(
     rng: np.random.Generator, feats: npt.NDArray[np.float32], boxes: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
@@ -97,15 +123,19 @@ def augment(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("data_samples/pointpillars_sim.pth"))
     parser.add_argument("--seeds", default="101-114")
     parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8, help="crops per step")
+    parser.add_argument("--crop", type=float, default=25.6, help="training window side, metres")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-points", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, help="continue from this checkpoint (one this script wrote)")
     args = parser.parse_args(argv)
 
     import torch
@@ -120,11 +150,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     variables = small_pointpillars_variables(CLASSES, SIZES)
     cfg = model_config_from_mmdet3d(variables, extra=variables["fusion"])
-    model = PillarNet(cfg)
+    train_variables = small_pointpillars_variables(CLASSES, SIZES, half_range=args.crop / 2)
+    model = PillarNet(model_config_from_mmdet3d(train_variables, extra=train_variables["fusion"]))
+    full = PillarNet(cfg)  # the same parameters on the full grid: what is saved
+    if set(full.state_dict()) != set(model.state_dict()):
+        raise SystemExit("the crop and full-grid networks do not share their parameters")
+    previous: dict[str, object] = {}
+    if args.init is not None:
+        from fusion.detect.learned.checkpoint import load_mmdet3d_state, read_checkpoint
+
+        state, init_meta = read_checkpoint(args.init)
+        load_mmdet3d_state(model, state, cfg.key_prefix, str(args.init))
+        previous = dict(init_meta.get("fusion_training") or {})
     seeds = parse_seeds(args.seeds)
     t_data = time.perf_counter()
     data = load_frames(seeds, args.min_points, 51.2)
-    print(f"{len(data)} training sweeps from seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - t_data:.0f} s")
+    print(
+        f"{len(data)} training sweeps from seeds {seeds[0]}-{seeds[-1]} "
+        f"in {time.perf_counter() - t_data:.0f} s"
+    )
     assign = AssignConfig(POS_IOU, NEG_IOU)
     budget = args.minutes * 60.0
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -143,14 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sweeps": len(data),
                 "steps": step,
                 "batch": args.batch,
+                "crop_m": args.crop,
                 "minutes": round((time.perf_counter() - t0) / 60.0, 1),
                 "final_loss": float(np.mean(history[-50:])) if history else None,
                 "complete": final,
+                "continued_from": previous or None,
             },
         }
         tmp = args.out.with_suffix(".tmp")
-        torch.save({"meta": meta, "state_dict": mmdet3d_state(model, cfg.key_prefix)}, tmp)
-        os.replace(tmp, args.out)
+        full.load_state_dict(model.state_dict())
+        torch.save({"meta": meta, "state_dict": mmdet3d_state(full, cfg.key_prefix)}, tmp)
+        tmp.replace(args.out)
 
     model.train()
     while True:
@@ -165,20 +212,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         pts, bxs, lbs = [], [], []
         for i in idx:
             p, b = augment(rng, data[i][0], data[i][1])
+            p, b, lab = crop(rng, p, b, data[i][2], args.crop / 2)
             pts.append(p)
             bxs.append(b)
-            lbs.append(data[i][2])
+            lbs.append(lab)
         loss, parts = train_loss(model, pts, bxs, lbs, assign, anchors)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         step += 1
         if step % 25 == 0:
             print(
                 f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} loss {np.mean(history[-25:]):.3f} "
-                f"cls {parts['cls']:.3f} box {parts['box']:.3f} dir {parts['dir']:.3f} pos {parts['pos']:.0f}",
+                f"cls {parts['cls']:.3f} box {parts['box']:.3f} dir {parts['dir']:.3f} "
+                f"pos {parts['pos']:.0f}",
                 flush=True,
             )
         if time.perf_counter() - last_save > 180:
@@ -186,7 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             last_save = time.perf_counter()
     save(final=True)
     size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB) after {step} steps, {(time.perf_counter() - t0) / 60:.1f} min")
+    print(
+        f"wrote {args.out} ({size / 1e6:.2f} MB) after {step} steps, "
+        f"{(time.perf_counter() - t0) / 60:.1f} min"
+    )
     return 0
 
 

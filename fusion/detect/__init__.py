@@ -30,9 +30,7 @@ from fusion.detect.ground import GroundConfig
 
 
 def _torch_missing(name: str) -> DetectError:
-    return DetectError(
-        f"the {name} detector needs torch: pip install 'fusion[learned]' (or torch==2.13.0)"
-    )
+    return DetectError(f"the {name} detector needs torch: pip install 'fusion[learned]' (or torch==2.13.0)")
 
 
 def pointpillars(config: object | None = None) -> Detector:
@@ -57,7 +55,7 @@ def mmdet3d(config: object | None = None) -> Detector:
     """Any mmdet3d LiDAR model through mmdet3d.apis (needs mmdet3d installed); config: a LearnedConfig."""
     from fusion.detect.mmdet3d_backend import Mmdet3dDetector
 
-    return Mmdet3dDetector(config)  # type: ignore[arg-type]
+    return Mmdet3dDetector(config)
 
 
 def learned_config(options: Mapping[str, object]) -> object:

@@ -90,7 +90,12 @@ class Mmdet3dDetector:
                 counts = count_points_in_boxes(cloud.xyz, boxes)
                 out.append(
                     Boxes.build(
-                        boxes, cats[keep], scores[keep], counts, frame_id=cloud.frame_id, stamp_ns=cloud.stamp_ns
+                        boxes,
+                        cats[keep],
+                        scores[keep],
+                        counts,
+                        frame_id=cloud.frame_id,
+                        stamp_ns=cloud.stamp_ns,
                     )
                 )
         return out

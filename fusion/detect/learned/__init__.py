@@ -10,8 +10,14 @@ the losses and targets used to train the small model shipped in data_samples/. I
 package imports torch.
 """
 
-from fusion.detect.learned.config import DEFAULT_CATEGORY_MAP, ModelConfig, load_config_file, model_config_from_mmdet3d
-from fusion.detect.learned.detector import LearnedConfig, PillarDetector, load_model
+from fusion.detect.learned.config import (
+    DEFAULT_CATEGORY_MAP,
+    LearnedConfig,
+    ModelConfig,
+    load_config_file,
+    model_config_from_mmdet3d,
+)
+from fusion.detect.learned.detector import PillarDetector, load_model
 
 __all__ = [
     "DEFAULT_CATEGORY_MAP",

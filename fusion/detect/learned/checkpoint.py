@@ -93,7 +93,7 @@ def read_checkpoint(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)  # type: ignore[arg-type]
+            ckpt = torch.load(p, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
         except Exception as err:
             raise DetectError(f"{p}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
     except Exception as err:
@@ -141,9 +141,7 @@ def load_mmdet3d_state(model: nn.Module, state: Mapping[str, Tensor], prefix: st
         else:
             mapped[ours] = value
     missing = [
-        to_mmdet3d_key(k, prefix)
-        for k in own
-        if k not in mapped and not k.endswith("num_batches_tracked")
+        to_mmdet3d_key(k, prefix) for k in own if k not in mapped and not k.endswith("num_batches_tracked")
     ]
     shapes = [
         f"{to_mmdet3d_key(k, prefix)} {tuple(v.shape)} (model: {tuple(own[k].shape)})"

@@ -294,11 +294,7 @@ def _exec_config(text: str, name: str, base: Mapping[str, Any]) -> dict[str, Any
         exec(compile(source, name, "exec"), namespace)
     except Exception as err:
         raise DetectError(f"{name}: the config does not run: {type(err).__name__}: {err}") from err
-    return {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("_") and isinstance(v, _DATA)
-    }
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and isinstance(v, _DATA)}
 
 
 def merge_config(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
@@ -525,7 +521,9 @@ def _center_head(head: Mapping[str, Any], test_cfg: Mapping[str, Any]) -> Center
     pcr = coder.get("post_center_range")
     thr = coder.get("score_threshold")
     return CenterHeadConfig(
-        in_channels=int(sum(head["in_channels"]) if isinstance(head["in_channels"], list) else head["in_channels"]),
+        in_channels=int(
+            sum(head["in_channels"]) if isinstance(head["in_channels"], list) else head["in_channels"]
+        ),
         tasks=tasks,
         common_heads=MappingProxyType(common),
         share_conv_channel=int(head.get("share_conv_channel", 64)),

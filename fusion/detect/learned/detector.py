@@ -135,7 +135,9 @@ class PillarDetector:
         """(N, C) float32: x, y, z, intensity * scale (0 without intensity), zeros for further channels."""
         xyz = cloud.xyz
         if xyz.ndim != 2 or xyz.shape[1] != 3:
-            raise DetectError(f"a point cloud's xyz must be (N, 3), got {xyz.shape} (frame {cloud.frame_id!r})")
+            raise DetectError(
+                f"a point cloud's xyz must be (N, 3), got {xyz.shape} (frame {cloud.frame_id!r})"
+            )
         channels = self.model_config.encoder.in_channels
         feats = np.zeros((xyz.shape[0], max(channels, 3)), np.float32)
         feats[:, :3] = xyz
@@ -161,11 +163,12 @@ class PillarDetector:
                 len(points),
             )
             head = self.model_config.head
-            if isinstance(head, AnchorHeadConfig):
-                cls, reg, direction = out  # type: ignore[misc]
-                return anchor_predict(head, cls, reg, direction, self.anchors(tuple(cls.shape[-2:])))
-            assert isinstance(head, CenterHeadConfig)
-            return center_predict(head, out)  # type: ignore[arg-type]
+            if isinstance(head, AnchorHeadConfig) and isinstance(out, tuple):
+                cls, reg, direction = out
+                return anchor_predict(head, cls, reg, direction, self.anchors((cls.shape[-2], cls.shape[-1])))
+            if isinstance(head, CenterHeadConfig) and isinstance(out, list):
+                return center_predict(head, out)
+            raise DetectError(f"the network's outputs do not fit its head {type(head).__name__}")
 
     def anchors(self, feature_size: tuple[int, int]) -> torch.Tensor:
         """The head's anchors for a (ny, nx) feature map, on the device (computed once)."""

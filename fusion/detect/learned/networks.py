@@ -161,7 +161,9 @@ class SECONDFPN(nn.Module):
                 layer = nn.Conv2d(cfg.in_channels[i], out, k, stride=k, bias=False)
             deblocks.append(
                 nn.Sequential(
-                    layer, nn.BatchNorm2d(out, eps=cfg.norm_eps, momentum=cfg.norm_momentum), nn.ReLU(inplace=True)
+                    layer,
+                    nn.BatchNorm2d(out, eps=cfg.norm_eps, momentum=cfg.norm_momentum),
+                    nn.ReLU(inplace=True),
                 )
             )
         self.deblocks = nn.ModuleList(deblocks)
@@ -183,9 +185,10 @@ class Anchor3DHead(nn.Module):
             nn.Conv2d(cfg.feat_channels, a * 2, 1) if cfg.use_direction_classifier else None
         )
         nn.init.normal_(self.conv_cls.weight, std=0.01)
-        nn.init.constant_(self.conv_cls.bias, -math.log((1 - 0.01) / 0.01))
         nn.init.normal_(self.conv_reg.weight, std=0.01)
-        nn.init.zeros_(self.conv_reg.bias)
+        if self.conv_cls.bias is not None and self.conv_reg.bias is not None:
+            nn.init.constant_(self.conv_cls.bias, -math.log((1 - 0.01) / 0.01))
+            nn.init.zeros_(self.conv_reg.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """(B, C, H, W) -> cls (B, A*K, H, W), reg (B, A*7, H, W), dir (B, A*2, H, W) or None."""
@@ -214,10 +217,12 @@ class SeparateHead(nn.Module):
             layers: list[nn.Module] = []
             c_in = cfg.share_conv_channel
             for _ in range(num_conv - 1):
-                layers.append(ConvModule(c_in, cfg.head_conv, cfg.final_kernel, cfg.norm_eps, cfg.norm_momentum))
+                layers.append(
+                    ConvModule(c_in, cfg.head_conv, cfg.final_kernel, cfg.norm_eps, cfg.norm_momentum)
+                )
                 c_in = cfg.head_conv
             last = nn.Conv2d(c_in, classes, cfg.final_kernel, padding=cfg.final_kernel // 2, bias=True)
-            if name == "heatmap":
+            if name == "heatmap" and last.bias is not None:
                 nn.init.constant_(last.bias, cfg.init_bias)
             layers.append(last)
             self.add_module(name, nn.Sequential(*layers))
@@ -231,7 +236,9 @@ class CenterHead(nn.Module):
 
     def __init__(self, cfg: CenterHeadConfig) -> None:
         super().__init__()
-        self.shared_conv = ConvModule(cfg.in_channels, cfg.share_conv_channel, 3, cfg.norm_eps, cfg.norm_momentum)
+        self.shared_conv = ConvModule(
+            cfg.in_channels, cfg.share_conv_channel, 3, cfg.norm_eps, cfg.norm_momentum
+        )
         self.task_heads = nn.ModuleList(SeparateHead(cfg, len(names)) for names in cfg.tasks)
 
     def forward(self, x: Tensor) -> list[dict[str, Tensor]]:
@@ -261,7 +268,8 @@ class PillarNet(nn.Module):
         """The neck's BEV feature map (B, C, H, W) of a batch of voxelised sweeps."""
         pillars = self.voxel_encoder(voxels, num_points, coors)
         canvas = self.middle_encoder(pillars, coors, batch_size)
-        return self.neck(self.backbone(canvas))
+        out: Tensor = self.neck(self.backbone(canvas))
+        return out
 
     def forward(
         self, voxels: Tensor, num_points: Tensor, coors: Tensor, batch_size: int

@@ -181,7 +181,7 @@ def center_predict(cfg: CenterHeadConfig, preds: list[dict[str, Tensor]]) -> lis
                 if boxes.shape[0] and cfg.post_center_limit_range:
                     r = np.asarray(cfg.post_center_limit_range, np.float32)
                     c = boxes[:, :3].astype(np.float32)
-                    ok = (c >= r[:3]).all(1) & (c <= r[3:]).all(1)
+                    ok = np.asarray((c >= r[:3]).all(axis=1) & (c <= r[3:]).all(axis=1), dtype=bool)
                     boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
             boxes_all.append(boxes)
             scores_all.append(scores)

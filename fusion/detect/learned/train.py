@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from numba import njit
 from torch import Tensor
+from torch.nn import functional as nnf
 
 from fusion.detect.learned.config import AnchorHeadConfig, ModelConfig
 from fusion.detect.learned.networks import PillarNet
@@ -222,10 +222,10 @@ def _assign(
         c = box_labels[g]
         x1, y1, x2, y2 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
         area_g = (x2 - x1) * (y2 - y1)
-        ix0 = max(int(math.floor((x1 - reach - cx0) / step_x)), 0)
-        ix1 = min(int(math.ceil((x2 + reach - cx0) / step_x)), nx - 1)
-        iy0 = max(int(math.floor((y1 - reach - cy0) / step_y)), 0)
-        iy1 = min(int(math.ceil((y2 + reach - cy0) / step_y)), ny - 1)
+        ix0 = max(math.floor((x1 - reach - cx0) / step_x), 0)
+        ix1 = min(math.ceil((x2 + reach - cx0) / step_x), nx - 1)
+        iy0 = max(math.floor((y1 - reach - cy0) / step_y), 0)
+        iy1 = min(math.ceil((y2 + reach - cy0) / step_y), ny - 1)
         for iy in range(iy0, iy1 + 1):
             for ix in range(ix0, ix1 + 1):
                 for r in range(num_rot):
@@ -257,10 +257,10 @@ def _assign(
         c = box_labels[g]
         x1, y1, x2, y2 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
         area_g = (x2 - x1) * (y2 - y1)
-        ix0 = max(int(math.floor((x1 - reach - cx0) / step_x)), 0)
-        ix1 = min(int(math.ceil((x2 + reach - cx0) / step_x)), nx - 1)
-        iy0 = max(int(math.floor((y1 - reach - cy0) / step_y)), 0)
-        iy1 = min(int(math.ceil((y2 + reach - cy0) / step_y)), ny - 1)
+        ix0 = max(math.floor((x1 - reach - cx0) / step_x), 0)
+        ix1 = min(math.ceil((x2 + reach - cx0) / step_x), nx - 1)
+        iy0 = max(math.floor((y1 - reach - cy0) / step_y), 0)
+        iy1 = min(math.ceil((y2 + reach - cy0) / step_y), ny - 1)
         for iy in range(iy0, iy1 + 1):
             for ix in range(ix0, ix1 + 1):
                 for r in range(num_rot):
@@ -283,7 +283,7 @@ def sigmoid_focal_loss(
     """Summed sigmoid focal loss (mmdet's FocalLoss) of logits and one-hot targets of the same shape,
     each anchor weighted by `weight` (0: ignored)."""
     p = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    ce = nnf.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     pt = p * targets + (1 - p) * (1 - targets)
     w = (alpha * targets + (1 - alpha) * (1 - targets)) * (1 - pt).pow(gamma)
     return (w * ce * weight).sum()
@@ -294,9 +294,7 @@ def smooth_l1(pred: Tensor, target: Tensor, beta: float = 1.0 / 9.0) -> Tensor:
     return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta).sum()
 
 
-def batch_inputs(
-    points: Sequence[F32], cfg: ModelConfig
-) -> tuple[Tensor, Tensor, Tensor]:
+def batch_inputs(points: Sequence[F32], cfg: ModelConfig) -> tuple[Tensor, Tensor, Tensor]:
     """Voxelised batch: voxels (V, P, C), num_points (V,), coors (V, 4) batch z y x."""
     v = cfg.voxel
     voxels, coors, counts = [], [], []
@@ -325,7 +323,7 @@ def train_loss(
     if not isinstance(head, AnchorHeadConfig):
         raise TypeError("train_loss trains an anchor head (PointPillars)")
     voxels, counts, coors = batch_inputs(points, model.cfg)
-    cls, reg, direction = model(voxels, counts, coors, len(points))  # type: ignore[misc]
+    cls, reg, direction = model(voxels, counts, coors, len(points))
     size = (int(cls.shape[-2]), int(cls.shape[-1]))
     if size not in anchors_cache:
         a = aligned_anchors(size, head.ranges, head.sizes, head.rotations)
@@ -351,11 +349,9 @@ def train_loss(
             t = deltas
             p_sin = torch.sin(p[:, 6:7]) * torch.cos(t[:, 6:7])
             t_sin = torch.cos(p[:, 6:7]) * torch.sin(t[:, 6:7])
-            loss_box = loss_box + smooth_l1(
-                torch.cat([p[:, :6], p_sin], 1), torch.cat([t[:, :6], t_sin], 1)
-            )
+            loss_box = loss_box + smooth_l1(torch.cat([p[:, :6], p_sin], 1), torch.cat([t[:, :6], t_sin], 1))
             dirs = direction[b].permute(1, 2, 0).reshape(-1, 2)[pos]
-            loss_dir = loss_dir + F.cross_entropy(dirs, dir_t, reduction="sum")
+            loss_dir = loss_dir + nnf.cross_entropy(dirs, dir_t, reduction="sum")
         num_pos += int(pos.numel())
     norm = max(num_pos, 1)
     total = (loss_cls + 2.0 * loss_box + 0.2 * loss_dir) / norm

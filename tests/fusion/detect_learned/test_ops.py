@@ -92,8 +92,15 @@ def test_limit_period_maps_into_the_period_from_the_offset() -> None:
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     def poly(x: np.ndarray) -> Polygon:
         c, s = math.cos(x[4]), math.sin(x[4])
-        pts = [(x[0] + c * u - s * v, x[1] + s * u + c * v) for u, v in
-               ((x[2] / 2, x[3] / 2), (-x[2] / 2, x[3] / 2), (-x[2] / 2, -x[3] / 2), (x[2] / 2, -x[3] / 2))]
+        pts = [
+            (x[0] + c * u - s * v, x[1] + s * u + c * v)
+            for u, v in (
+                (x[2] / 2, x[3] / 2),
+                (-x[2] / 2, x[3] / 2),
+                (-x[2] / 2, -x[3] / 2),
+                (x[2] / 2, -x[3] / 2),
+            )
+        ]
         return Polygon(pts)
 
     pa, pb = poly(a), poly(b)

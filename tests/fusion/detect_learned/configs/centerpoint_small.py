@@ -1,3 +1,4 @@
+# ruff: noqa: C408  (written the way mmdet3d writes its configs)
 # An mmdet3d 1.x CenterPoint pillar config (nuScenes layout, reduced width and range) for tests.
 voxel_size = [0.2, 0.2, 8]
 point_cloud_range = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]

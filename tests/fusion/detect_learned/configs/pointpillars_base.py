@@ -1,3 +1,4 @@
+# ruff: noqa: C408  (written the way mmdet3d writes its configs)
 # An mmdet3d 1.x PointPillars config (KITTI 3-class layout, reduced width), as a `_base_` for tests.
 voxel_size = [0.16, 0.16, 4]
 point_cloud_range = [0, -39.68, -3, 69.12, 39.68, 1]

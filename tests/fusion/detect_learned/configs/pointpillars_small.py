@@ -1,3 +1,4 @@
+# ruff: noqa: C408  (written the way mmdet3d writes its configs)
 # Reduced width over the base, the way mmdet3d configs override their `_base_`.
 _base_ = ['./pointpillars_base.py']
 model = dict(
