@@ -150,7 +150,7 @@ def run(
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=":0",
-                    resources={"GPU": 1} if gpu else None,
+                    **({"resources": {"GPU": 1}} if gpu else {}),  # a Worker option LocalCluster passes on
                 )
                 client = Client(cluster)
         except OSError as err:
