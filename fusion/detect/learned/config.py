@@ -62,6 +62,7 @@ class VoxelConfig:
     voxel_size: tuple[float, float, float]  # metres; z spans the range for pillars
     max_num_points: int  # points kept per pillar (first come)
     max_voxels: int  # pillars kept per sweep at test time (first come)
+    range_filter: bool = True  # the test pipeline's PointsRangeFilter (strictly inside) before voxelising
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -383,6 +384,7 @@ def model_config_from_mmdet3d(
         max_voxels = max_voxels[-1]  # (train, test)
     pcr = _floats(layer.get("point_cloud_range"), 6, "voxel_layer.point_cloud_range")
     voxel = VoxelConfig(
+        range_filter=_has_range_filter(variables),
         point_cloud_range=pcr,  # type: ignore[arg-type]
         voxel_size=_floats(layer.get("voxel_size"), 3, "voxel_layer.voxel_size"),  # type: ignore[arg-type]
         max_num_points=int(layer.get("max_num_points", 32)),
@@ -450,6 +452,26 @@ def model_config_from_mmdet3d(
         names = tuple(n for task in head_cfg.tasks for n in task)
         arch = "centerpoint"
     return ModelConfig(arch, voxel, encoder, backbone, neck, head_cfg, names, prefix, dict(extra or {}))
+
+
+def _has_range_filter(variables: Mapping[str, Any]) -> bool:
+    """Whether the config's test pipeline filters points by range (True when it names no pipeline)."""
+    pipeline = variables.get("test_pipeline")
+    loader = variables.get("test_dataloader")
+    if pipeline is None and isinstance(loader, Mapping):
+        pipeline = (loader.get("dataset") or {}).get("pipeline")
+    if not isinstance(pipeline, list | tuple):
+        return True
+
+    def steps(items: Any) -> list[Any]:
+        out = []
+        for step in items if isinstance(items, list | tuple) else []:
+            if isinstance(step, Mapping):
+                out.append(step)
+                out.extend(steps(step.get("transforms")))
+        return out
+
+    return any(str(s.get("type", "")).endswith("PointsRangeFilter") for s in steps(pipeline))
 
 
 def _class_names(variables: Mapping[str, Any], fallback: Sequence[str]) -> tuple[str, ...]:

@@ -150,7 +150,9 @@ class PillarDetector:
         v = self.model_config.voxel
         voxels, coors, counts = [], [], []
         for b, p in enumerate(points):
-            vx, cz, n = hard_voxelize(p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels)
+            vx, cz, n = hard_voxelize(
+            p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
+        )
             voxels.append(vx)
             coors.append(np.concatenate([np.full((cz.shape[0], 1), b, np.int32), cz], axis=1))
             counts.append(n)

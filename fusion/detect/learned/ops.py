@@ -41,8 +41,13 @@ def hard_voxelize(
     voxel_size: tuple[float, ...],
     max_points: int,
     max_voxels: int,
+    range_filter: bool = True,
 ) -> tuple[F32, I32, I32]:
     """mmcv's hard voxelisation of points (N, C) float32 (x, y, z first).
+
+    range_filter: first drop the points not strictly inside the range, as mmdet3d's test pipeline
+    (`PointsRangeFilter`) does before voxelising: a point exactly on the range's lower bound (KITTI
+    has returns at x = 0) is dropped there, and kept by voxelisation alone.
 
     Returns voxels (V, max_points, C) float32 zero-padded, coors (V, 3) int32 as (z, y, x), and
     num_points (V,) int32, voxels in order of their first point; points outside the range, past
@@ -55,7 +60,9 @@ def hard_voxelize(
     voxels = np.zeros((max_voxels, max_points, pts.shape[1]), np.float32)
     coors = np.zeros((max_voxels, 3), np.int32)
     counts = np.zeros(max_voxels, np.int32)
-    n = _hard_voxelize(pts, r[:3].copy(), v, grid, max_points, max_voxels, voxels, coors, counts)
+    n = _hard_voxelize(
+        pts, r[:3].copy(), r[3:].copy(), v, grid, max_points, max_voxels, range_filter, voxels, coors, counts
+    )
     return voxels[:n], coors[:n], counts[:n]
 
 
@@ -63,10 +70,12 @@ def hard_voxelize(
 def _hard_voxelize(
     points: F32,
     lo: F32,
+    hi: F32,
     size: F32,
     grid: I64,
     max_points: int,
     max_voxels: int,
+    range_filter: bool,
     voxels: F32,
     coors: I32,
     counts: I32,
@@ -78,6 +87,9 @@ def _hard_voxelize(
     for i in range(points.shape[0]):
         ok = True
         for j in range(3):
+            if range_filter and not (lo[j] < points[i, j] < hi[j]):
+                ok = False
+                break
             q = math.floor(np.float32(points[i, j] - lo[j]) / size[j])
             if q < 0 or q >= grid[j]:
                 ok = False
@@ -207,8 +219,9 @@ def nms_bev(
     """Rotated BEV NMS: boxes (N, 5) x, y, x_size, y_size, yaw; scores (N,). Indices kept, best first.
 
     A box is dropped when its rotated IoU with a kept, higher-scoring box is >= thresh (mmcv's rule).
+    Equal scores keep torch's descending-sort order (mmdet3d sorts with torch), float32 as mmdet3d's.
     """
-    order = np.argsort(-scores, kind="stable")
+    order = descending_order(scores)
     if pre_max_size is not None:
         order = order[:pre_max_size]
     b = np.zeros((order.shape[0], 7), np.float64)
@@ -252,9 +265,16 @@ def _nms_rotated(boxes: F64, thresh: float) -> I64:
     return keep[:m]
 
 
+def descending_order(scores: npt.ArrayLike) -> I64:
+    """Indices sorting `scores` (N,) from high to low as torch.sort(descending=True) orders them (in
+    float32): mmdet3d's tie order, which decides which of equal-score boxes survive a cut."""
+    t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    return t.sort(0, descending=True)[1].numpy().astype(np.int64)
+
+
 def nms_normal_bev(boxes: F64, scores: F64, thresh: float) -> I64:
     """Axis-aligned BEV NMS (yaw ignored): boxes (N, 5) as in nms_bev; drops IoU > thresh."""
-    order = np.argsort(-scores, kind="stable")
+    order = descending_order(scores)
     b = boxes[order]
     x1, y1 = b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2
     x2, y2 = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2

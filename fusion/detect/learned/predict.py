@@ -19,7 +19,14 @@ import torch
 from torch import Tensor
 
 from fusion.detect.learned.config import AnchorHeadConfig, CenterHeadConfig
-from fusion.detect.learned.ops import circle_nms, decode_deltas, limit_period, nms_bev, nms_normal_bev
+from fusion.detect.learned.ops import (
+    circle_nms,
+    decode_deltas,
+    descending_order,
+    limit_period,
+    nms_bev,
+    nms_normal_bev,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +87,7 @@ def anchor_predict(
         lb = np.concatenate(keep_labels)
         dr = np.concatenate(keep_dirs)
         if bx.shape[0] > cfg.max_num:
-            order = np.argsort(-sc, kind="stable")[: cfg.max_num]
+            order = descending_order(sc)[: cfg.max_num]
             bx, sc, lb, dr = bx[order], sc[order], lb[order], dr[order]
         if direction is not None:
             yaw = torch.from_numpy(bx[:, 6])
