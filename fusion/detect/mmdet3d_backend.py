@@ -76,7 +76,8 @@ class Mmdet3dDetector:
         out: list[Boxes] = []
         for start in range(0, len(clouds), self.batch_size):
             chunk = list(clouds[start : start + self.batch_size])
-            results = self._inference(self.model, [self.point_features(c) for c in chunk])
+            # mmdet3d 1.x returns (results, data): a list of Det3DDataSample for a list of inputs
+            results = self._inference(self.model, [self.point_features(c) for c in chunk])[0]
             if not isinstance(results, list | tuple):
                 results = [results]
             for cloud, result in zip(chunk, results, strict=True):
