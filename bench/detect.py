@@ -1,6 +1,6 @@
 """Speed of the geometric detector, per core, stage by stage, against a classic Open3D pipeline.
 
-    .venv/bin/python bench/detect.py [--repeats 5] [--sweeps 10] [--no-baseline]
+    .venv/bin/python bench/detect.py [--repeats 5] [--sweeps 10] [--no-baseline] [--no-learned]
 
 Sweeps (point counts are printed):
   sim hdl64e     simulated HDL-64E-like sweeps, 64 beams x 2048 columns (~128k points)
@@ -17,6 +17,12 @@ per core. The baseline is what one would write with Open3D: a RANSAC ground plan
 (`segment_plane`, 0.2 m, 100 iterations) then DBSCAN (`cluster_dbscan`, eps 0.5 m, 5 points) on
 the rest, no boxes at all, on the first three sweeps of each set; its ratio is its time over ours
 on those sweeps.
+
+Learned detectors (a second table; torch with 2 CPU threads, and on the GPU with batches of 1 and 8
+sweeps when CUDA is there): the PointPillars shipped in data_samples/ (trained on simulated drives),
+and mmdet3d's full-size KITTI PointPillars and nuScenes CenterPoint-pillar configs (bench/configs/)
+with seeded random weights: their network cost is a trained model's (the boxes they keep differ).
+Time per sweep: voxelisation, the network, decoding and NMS, boxes in our convention (`detect`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from bench.detect_data import av2_frames, kitti_frames  # noqa: E402
 from fusion.boxes import Boxes  # noqa: E402
@@ -120,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sweeps", type=int, default=10, help="simulated sweeps per LiDAR model")
     parser.add_argument("--no-baseline", action="store_true", help="skip the Open3D baseline")
+    parser.add_argument("--no-learned", action="store_true", help="skip the learned detectors' table")
+    parser.add_argument("--learned-only", action="store_true", help="only the learned detectors' table")
     args = parser.parse_args(argv)
 
     sets: dict[str, list[PointCloud]] = {
@@ -131,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     av2 = av2_frames()
     if av2:
         sets["AV2 (2 x 32 beams)"] = [f.cloud for f in av2]
+    if not args.no_learned:
+        learned_table({k: v[:3] for k, v in sets.items() if "AV2" not in k}, args.repeats)
+    if args.learned_only:
+        return 0
     detector = GeometricDetector()
     baseline = None if args.no_baseline else open3d_baseline()
 
@@ -167,6 +180,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             row += f" {base * 1e3:.0f} | {base / ours:.0f}x |"
         print(row)
     return 0
+
+
+def learned_detectors(tmp: Path) -> dict[str, Path]:
+    """Checkpoints to time: the shipped PointPillars, and full-size mmdet3d models with random weights."""
+    import torch
+
+    from fusion.detect.learned import load_config_file, model_config_from_mmdet3d
+    from fusion.detect.learned.checkpoint import mmdet3d_state
+    from fusion.detect.learned.networks import PillarNet
+
+    out = {"pointpillars, shipped (sim, small)": REPO / "data_samples" / "pointpillars_sim.pth"}
+    for label, name in (
+        ("pointpillars, mmdet3d KITTI full size", "pointpillars_kitti.py"),
+        ("centerpoint pillar, mmdet3d nuScenes full size", "centerpoint_pillar02_nus.py"),
+    ):
+        variables = load_config_file(REPO / "bench" / "configs" / name)
+        cfg = model_config_from_mmdet3d(variables)
+        torch.manual_seed(0)
+        path = tmp / name.replace(".py", ".pth")
+        state = mmdet3d_state(PillarNet(cfg), cfg.key_prefix)
+        torch.save({"meta": {"fusion_model_config": variables}, "state_dict": state}, path)
+        out[label] = path
+    return out
+
+
+def learned_table(sets: dict[str, list[PointCloud]], repeats: int) -> None:
+    """ms per sweep of each learned detector on each sweep set: CPU (2 threads), and CUDA if present."""
+    import tempfile
+
+    import torch
+
+    from fusion.detect.learned import LearnedConfig, PillarDetector
+
+    cuda = torch.cuda.is_available()
+    head = "| detector | sweeps | points/sweep | CPU 2 threads ms/sweep | CPU sweeps/s |"
+    if cuda:
+        head += f" {torch.cuda.get_device_name(0)} batch 1 sweeps/s | batch 8 sweeps/s |"
+    print(head)
+    print("|---" * (5 + (2 if cuda else 0)) + "|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, ckpt in learned_detectors(Path(tmp)).items():
+            for name, clouds in sets.items():
+                det = PillarDetector(LearnedConfig(checkpoint=ckpt, device="cpu", threads=2, batch_size=1))
+                det.detect(clouds[0])  # compile the numba kernels, warm up
+                times = [median_seconds(partial(det.detect, c), repeats) for c in clouds]
+                ms = float(np.mean(times)) * 1e3
+                points = np.mean([len(c) for c in clouds])
+                row = f"| {label} | {name} | {points:,.0f} | {ms:.0f} | {1e3 / ms:.2f} |"
+                if cuda:
+                    for batch in (1, 8):
+                        gpu = PillarDetector(LearnedConfig(checkpoint=ckpt, device="cuda", batch_size=batch))
+                        many = (clouds * 8)[: max(8, batch)]
+                        gpu.detect_batch(many)
+                        torch.cuda.synchronize()
+                        t = median_seconds(lambda g=gpu, m=many: g.detect_batch(m), repeats)
+                        row += f" {len(many) / t:.1f} |"
+                print(row, flush=True)
+    torch.set_num_threads(1)
 
 
 if __name__ == "__main__":

@@ -73,11 +73,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fusion.detect import DETECTORS
+    from fusion.detect import DETECTORS, build_detector
     from fusion.prelabel import prelabel_logs
 
     if args.detector not in DETECTORS:
         raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
+    detector = build_detector(args.detector, _detector_config(args))
     out = Path(args.out)
     bars: dict[str, tqdm] = {}
 
@@ -91,7 +92,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         summaries = prelabel_logs(
             [Path(p) for p in args.logs],
             out,
-            detector=DETECTORS[args.detector](),
+            detector=detector,
             calibration=_calibration(args),
             overwrite=args.overwrite,
             track=not args.no_track,
@@ -129,6 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.detector not in DETECTORS:
         raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
+    options = _detector_options(args)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
@@ -142,6 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             [Path(p) for p in args.logs],
             out,
             detector=args.detector,
+            detector_options=options,
             calibration=Path(args.calibration) if args.calibration else None,
             overwrite=args.overwrite,
             track=not args.no_track,
@@ -342,6 +345,68 @@ class UsageError(FusionError):
     """A command-line option that cannot work (an unknown name, a bad combination)."""
 
 
+LEARNED_DETECTORS = ("pointpillars", "centerpoint", "mmdet3d")
+
+
+def _detector_options(args: argparse.Namespace) -> dict[str, object] | None:
+    """The learned detector's options as plain values (they travel to Dask workers), or None."""
+    learned = args.detector in LEARNED_DETECTORS
+    given = [
+        f"--{n.replace('_', '-')}"
+        for n in ("checkpoint", "model_config", "device", "batch_size")
+        if getattr(args, n, None) is not None
+    ]
+    if not learned:
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --detector {'|'.join(LEARNED_DETECTORS)}")
+        return None
+    if not args.checkpoint:
+        raise UsageError(f"--detector {args.detector} needs --checkpoint CKPT (an mmdet3d .pth)")
+    for flag, value in (("--checkpoint", args.checkpoint), ("--model-config", args.model_config)):
+        if value is not None and not Path(value).is_file():
+            raise UsageError(f"{value}: no such file ({flag})")
+    options: dict[str, object] = {"checkpoint": str(Path(args.checkpoint).resolve())}
+    if args.model_config:
+        options["model_config"] = str(Path(args.model_config).resolve())
+    if args.device:
+        options["device"] = args.device
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size {args.batch_size}: use 1 or more")
+        options["batch_size"] = args.batch_size
+    return options
+
+
+def _detector_config(args: argparse.Namespace) -> object | None:
+    """The config object the --detector's factory takes (None: its defaults)."""
+    options = _detector_options(args)
+    if options is None:
+        return None
+    from fusion.detect import learned_config
+
+    return learned_config(options)
+
+
+def _add_detector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--detector",
+        default="geometric",
+        help="geometric (default; no weights), pointpillars or centerpoint (mmdet3d checkpoints, pure "
+        "torch), mmdet3d (any mmdet3d LiDAR model; needs mmdet3d installed)",
+    )
+    p.add_argument("--checkpoint", metavar="CKPT", help="learned detectors: the mmdet3d .pth checkpoint")
+    p.add_argument(
+        "--model-config",
+        metavar="CFG",
+        help="learned detectors: the mmdet3d config .py (or .toml/.json) of the checkpoint "
+        "(default: the config stored in the checkpoint)",
+    )
+    p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out."
@@ -368,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="output directory; labels go to OUT/labels/<sequence>.parquet"
     )
-    p.add_argument("--detector", default="geometric", help="detector name (default: geometric)")
+    _add_detector_options(p)
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace existing labels files")
     p.add_argument(
@@ -390,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, metavar="N", help="local workers (default: one per core, at most one per log)"
     )
-    p.add_argument("--detector", default="geometric", help="detector name (default: geometric)")
+    _add_detector_options(p)
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.add_argument("--no-track", action="store_true", help="skip tracking and 4D refinement")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,6 +44,7 @@ def _task(
     sid: str,
     out: str,
     detector_name: str,
+    detector_options: Mapping[str, object] | None,
     calibration_path: str | None,
     config: SyncConfig,
     overwrite: bool,
@@ -53,12 +54,35 @@ def _task(
 ) -> tuple[DetectSummary, SequenceInfo]:
     """One log on a worker: everything is rebuilt from plain arguments (nothing heavy is shipped)."""
     from calib.loaders import load_calibration
-    from fusion.detect import DETECTORS
+    from fusion.detect import build_detector, learned_config
 
-    detector = DETECTORS[detector_name]()
+    detector_config = None
+    if detector_options is not None:
+        # one worker thread = one torch thread, so workers on one machine do not oversubscribe its cores
+        detector_config = learned_config({"threads": _worker_threads(), **detector_options})
+    detector = build_detector(detector_name, detector_config)
     calibration = load_calibration(calibration_path) if calibration_path else None
     seq = SequenceWriter(Path(out), sid, overwrite=overwrite)
     return prelabel_sequence(Path(log_path), sid, seq, detector, calibration, config, track, points, images)
+
+
+def _worker_threads() -> int:
+    """The threads of the Dask worker running this task (1 outside a worker)."""
+    from dask.distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return 1
+    state = getattr(worker, "state", None)
+    return max(1, int(getattr(state, "nthreads", getattr(worker, "nthreads", 1)) or 1))
+
+
+def _wants_gpu(detector_options: Mapping[str, object] | None) -> bool:
+    """Whether detection tasks should ask the scheduler for a GPU resource (a CUDA device requested)."""
+    if detector_options is None:
+        return False
+    return str(detector_options.get("device", "auto")).startswith("cuda")
 
 
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
@@ -75,6 +99,7 @@ def run(
     out: Path,
     *,
     detector: str = "geometric",
+    detector_options: Mapping[str, object] | None = None,
     calibration: Path | None = None,
     sync_config: SyncConfig | None = None,
     overwrite: bool = False,
@@ -85,7 +110,13 @@ def run(
     workers: int | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
 ) -> list[DetectSummary]:
-    """Pre-label `logs` into the dataset `out` on Dask. on_done(summary, done, total) per log."""
+    """Pre-label `logs` into the dataset `out` on Dask. on_done(summary, done, total) per log.
+
+    detector_options: a learned detector's plain options (checkpoint, model_config, device,
+    batch_size; see fusion.detect.learned_config), rebuilt on each worker with torch threads set to
+    the worker's threads. With `device="cuda..."` each task asks for the worker resource `GPU=1`:
+    start workers with `dask worker ... --resources GPU=1` (one per GPU); a local cluster declares it.
+    """
     from dask.distributed import Client, LocalCluster, as_completed
 
     config = sync_config or SyncConfig()
@@ -102,8 +133,10 @@ def run(
             "points": points,
             "images": images,
             "flags": FlagConfig().to_json(),
+            **({"detector": dict(detector_options)} if detector_options else {}),
         },
     )
+    gpu = _wants_gpu(detector_options)
     summaries: list[DetectSummary] = []
     with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
         cluster = None
@@ -112,8 +145,14 @@ def run(
                 client = Client(scheduler, timeout="20s")
             else:
                 n = workers or max(1, min(len(logs), os.cpu_count() or 1))
+                if gpu and not workers:
+                    n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
                 cluster = LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    **({"resources": {"GPU": 1}} if gpu else {}),  # a Worker option LocalCluster passes on
                 )
                 client = Client(cluster)
         except OSError as err:
@@ -129,6 +168,7 @@ def run(
                     sequence_id_for(Path(p), others=logs),
                     str(out.resolve()),
                     detector,
+                    dict(detector_options) if detector_options else None,
                     str(calibration.resolve()) if calibration else None,
                     config,
                     overwrite,
@@ -137,6 +177,7 @@ def run(
                     images,
                     key=f"prelabel-{sequence_id_for(Path(p), others=logs)}",
                     pure=False,
+                    resources={"GPU": 1} if gpu else None,
                 )
                 for p in logs
             ]

@@ -143,26 +143,42 @@ def prelabel_sequence(
         with ExitStack() as stack:
             pw = stack.enter_context(seq.points()) if points else None
             iws = {name: stack.enter_context(seq.images(name)) for name in cameras} if images else {}
-            for frame in synchronize(bag, ctx, config):
-                boxes = detector.detect(frame.cloud)
-                if track:
-                    per_frame.append((_light(frame), boxes))
+            # a detector with a batch_size (the learned ones) sees that many sweeps per call
+            batch = max(1, int(getattr(detector, "batch_size", 1)))
+            pending: list[FusedFrame] = []
+
+            def flush() -> None:
+                if len(pending) == 1:
+                    found = [detector.detect(pending[0].cloud)]
                 else:
-                    columns.add(frame, boxes, ctx)
-                rows.append(_frame_row(frame))
-                if pw is not None:
-                    cloud = frame.cloud
-                    pw.add(
-                        frame.index,
-                        cloud.xyz,
-                        _or_zeros(cloud.intensity, len(cloud)),
-                        _or_zeros(cloud.time_offset_ns, len(cloud)),
-                    )
-                for name, img in frame.images.items():
-                    if name in iws:
-                        _add_image(iws[name], frame.index, img)
-                if progress is not None:
-                    progress(sid, len(rows), total)
+                    found = detector.detect_batch([f.cloud for f in pending])
+                for frame, boxes in zip(pending, found, strict=True):
+                    if track:
+                        per_frame.append((_light(frame), boxes))
+                    else:
+                        columns.add(frame, boxes, ctx)
+                    rows.append(_frame_row(frame))
+                    if pw is not None:
+                        cloud = frame.cloud
+                        pw.add(
+                            frame.index,
+                            cloud.xyz,
+                            _or_zeros(cloud.intensity, len(cloud)),
+                            _or_zeros(cloud.time_offset_ns, len(cloud)),
+                        )
+                    for name, img in frame.images.items():
+                        if name in iws:
+                            _add_image(iws[name], frame.index, img)
+                    if progress is not None:
+                        progress(sid, len(rows), total)
+                pending.clear()
+
+            for frame in synchronize(bag, ctx, config):
+                pending.append(frame)
+                if len(pending) >= batch:
+                    flush()
+            if pending:
+                flush()
         warnings = [*bag.warnings, *ctx.warnings]
         size = bag.size_bytes
     if track:

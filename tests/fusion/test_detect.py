@@ -260,7 +260,8 @@ def test_detectors_table_builds_the_geometric_detector_by_name() -> None:
     assert detector.name == "geometric"
     config = GeometricConfig(cluster=ClusterConfig(max_range=30.0))
     assert build_detector("geometric", config).config is config  # type: ignore[attr-defined]
-    with pytest.raises(DetectError, match="unknown detector 'nope'; use one of geometric"):
+    names = "centerpoint, geometric, mmdet3d, pointpillars"
+    with pytest.raises(DetectError, match=f"unknown detector 'nope'; use one of {names}"):
         build_detector("nope")
 
 
