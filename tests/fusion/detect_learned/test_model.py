@@ -21,6 +21,7 @@ from fusion.detect.learned.networks import PillarFeatureNet, PillarNet
 from fusion.detect.learned.predict import anchor_predict, center_predict
 
 CONFIGS = Path(__file__).parent / "configs"
+FULL_SIZE = Path(__file__).parents[3] / "bench" / "configs"  # mmdet3d's full-size model configs
 
 
 def _save(tmp_path: Path, name: str, *, meta: dict | None = None, seed: int = 0) -> Path:
@@ -100,7 +101,7 @@ def test_config_whose_scatter_shape_disagrees_with_the_grid_is_an_error() -> Non
 
 
 def test_module_names_are_mmdet3d_state_dict_keys() -> None:
-    pp = model_config_from_mmdet3d(load_config_file(CONFIGS / "pointpillars_base.py"))
+    pp = model_config_from_mmdet3d(load_config_file(FULL_SIZE / "pointpillars_kitti.py"))
     shapes = {k: tuple(v.shape) for k, v in mmdet3d_state(PillarNet(pp), "").items()}
     # the full-size KITTI PointPillars of mmdet3d 1.x
     assert shapes["voxel_encoder.pfn_layers.0.linear.weight"] == (64, 10)

@@ -1,6 +1,6 @@
 # ruff: noqa: C408  (written the way mmdet3d writes its configs)
-# Reduced width over the base, the way mmdet3d configs override their `_base_`.
-_base_ = ['./pointpillars_base.py']
+# Reduced width over bench's full-size KITTI config, the way mmdet3d configs override their `_base_`.
+_base_ = ['../../../../bench/configs/pointpillars_kitti.py']  # mmdet3d's full-size KITTI model
 model = dict(
     voxel_encoder=dict(feat_channels=[16]),
     middle_encoder=dict(in_channels=16),
