@@ -133,6 +133,36 @@ def labels_table(
     return table
 
 
+def labels_from_rows(
+    sequence_id: str,
+    rows: dict[str, list[Any]],
+    boxes: list[Any],
+    *,
+    world_boxes: list[Any] | None = None,
+    velocity: list[Any] | None = None,
+) -> pa.Table:
+    """A detected-origin LABELS table from an importer's per-box lists.
+
+    rows: "frame", "stamp", "track", "category", "score" and optionally "points" (else 0), one entry
+    per box; boxes: N sequences of the 7 `BOX_COLUMNS` values in the lidar frame; world_boxes (N x 4)
+    and velocity (N x 2) as `labels_table` takes them (None: null).
+    """
+    n = len(boxes)
+    return labels_table(
+        sequence_id=sequence_id,
+        frame_index=np.asarray(rows["frame"], dtype=np.int64),
+        timestamp_ns=np.asarray(rows["stamp"], dtype=np.int64),
+        track_id=np.asarray(rows["track"], dtype=np.int64),
+        category=rows["category"],
+        score=np.asarray(rows["score"], dtype=np.float64),
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(n, 7),
+        num_points=np.asarray(rows.get("points", np.zeros(n)), dtype=np.int64),
+        origin="detected",
+        world_boxes=None if world_boxes is None else np.asarray(world_boxes, dtype=np.float64).reshape(n, 4),
+        velocity=None if velocity is None else np.asarray(velocity, dtype=np.float64).reshape(n, 2),
+    )
+
+
 def validate_labels(table: pa.Table, *, context: str = "labels") -> None:
     """Check what the LABELS schema cannot: categories, origins, finite boxes, ranges, unique keys.
 

@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from exporters.errors import ExportError
-from exporters.labels import labels_table
+from exporters.labels import labels_from_rows
 from exporters.reader import Sequence
 
 NUSCENES_NAMES: Final[Mapping[str, str]] = {
@@ -204,17 +204,4 @@ def read_nuscenes(path: Path | str) -> pa.Table:
                 rows["score"].append(float(box["tracking_score"]))
     except (KeyError, TypeError, ValueError) as err:
         raise ExportError(f"{p}: a box or sample is malformed ({err!r}); re-export it") from err
-    n = len(boxes)
-    return labels_table(
-        sequence_id=sid,
-        frame_index=np.asarray(rows["frame"], dtype=np.int64),
-        timestamp_ns=np.asarray(rows["stamp"], dtype=np.int64),
-        track_id=np.asarray(rows["track"], dtype=np.int64),
-        category=rows["category"],
-        score=np.asarray(rows["score"], dtype=np.float64),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(n, 7),
-        num_points=np.zeros(n, dtype=np.int64),
-        origin="detected",
-        world_boxes=np.asarray(world, dtype=np.float64).reshape(n, 4),
-        velocity=np.asarray(velocity, dtype=np.float64).reshape(n, 2),
-    )
+    return labels_from_rows(sid, rows, boxes, world_boxes=world, velocity=velocity)

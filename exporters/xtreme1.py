@@ -54,7 +54,7 @@ import pyarrow as pa
 from calib.camera import Camera
 from exporters.dataset import SequenceCamera
 from exporters.errors import ExportError
-from exporters.labels import labels_table
+from exporters.labels import labels_from_rows
 from exporters.reader import Sequence
 
 POINT_CLOUD_DIR: Final = "lidar_point_cloud_0"
@@ -230,15 +230,4 @@ def read_xtreme1(scene: Path | str) -> pa.Table:
                 rows["points"].append(int(contour.get("pointN", 0)))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ExportError(f"{path}: not a result file fusion wrote ({err!r})") from err
-    n = len(boxes)
-    return labels_table(
-        sequence_id=sid,
-        frame_index=np.asarray(rows["frame"], dtype=np.int64),
-        timestamp_ns=np.asarray(rows["stamp"], dtype=np.int64),
-        track_id=np.asarray(rows["track"], dtype=np.int64),
-        category=rows["category"],
-        score=np.asarray(rows["score"], dtype=np.float64),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(n, 7),
-        num_points=np.asarray(rows["points"], dtype=np.int64),
-        origin="detected",
-    )
+    return labels_from_rows(sid, rows, boxes)
