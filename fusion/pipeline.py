@@ -1,18 +1,29 @@
 """`fusion run`: many logs into one dataset on Dask — a local cluster, or a real one.
 
-The graph: one task per log on the workers (decode, sync, deskew, detect, track, refine, and that
-sequence's files written by the worker itself: points and images never travel to the client);
-the client gathers only each sequence's small summary row, then writes `sequences.parquet` and
-`dataset.json` last. Only this module knows Dask.
+The graph, per log (`fusion.chunks` does the work; only this module knows Dask)::
+
+    plan-<sid>            read poses and cameras once, cut the log into time windows
+      chunk-<sid>-<k>     per window, in parallel: decode, sync, deskew, detect; write its points
+                          and images into part files as it goes (they never travel to the client)
+    finish-<sid>          merge the parts into points/images files, track + refine the detections,
+                          write labels and frames
+
+The client receives only plans (poses and camera models, kilobytes) and each sequence's summary
+row, writes `sequences.parquet` and `dataset.json` last, and removes the part files. Chunk tasks
+report each sweep (a Dask event, `PROGRESS_TOPIC`); `run` turns them into `Progress`.
 
 With no scheduler address a `LocalCluster` sized to the machine is started (one single-threaded
 worker process per core: the hot loops are numba and hold the GIL only briefly, but processes keep
 numba's and OpenCV's own threads from fighting). With `scheduler="tcp://host:8786"` an existing
 cluster is used: start one with `dask scheduler` and `dask worker tcp://host:8786 --nthreads 1
 --nworkers N` on each machine (on a batch cluster: the scheduler in one job, workers in an array
-job). Workers must see the logs and `--out` at the same paths (a shared filesystem).
+job). Workers and the client must see the logs and `--out` at the same paths (a shared filesystem).
 
-Splitting one long log into time chunks across workers is the next step; today a log is one task.
+A worker lost mid-task (killed, out of memory) is replaced by Dask and its task re-run: part files
+are rewritten, a finishing step replaces its own sequence's files, and nothing appears under a
+final name before it is complete. When a run fails, the local cluster is closed before the run's
+files are removed; on an existing cluster a task already running cannot be stopped, so it may
+leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader looks there).
 """
 
 from __future__ import annotations
@@ -20,91 +31,132 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, SequenceWriter, dataset_paths
+from exporters.dataset import DatasetWriter, SequenceInfo, dataset_paths
+from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
-from fusion import __version__
+from fusion.chunks import ChunkResult, LogPlan, finish_log, plan_log, remove_parts, run_chunk
+from fusion.config import RunConfig
 from fusion.errors import FusionError
-from fusion.prelabel import DetectSummary, prelabel_sequence
-from fusion.sync import SyncConfig
+from fusion.prelabel import DetectSummary, pipeline_info
+
+if TYPE_CHECKING:
+    from calib.calibration import Calibration
 
 log = logging.getLogger(__name__)
+
+PROGRESS_TOPIC: Final = "fusion-progress"
+"""Dask event topic of per-sweep progress: `(sequence_id, chunk, sweeps done in the chunk)`."""
 
 
 class PipelineError(FusionError):
     """The cluster cannot be reached or a worker was lost."""
 
 
-def _task(
-    log_path: str,
-    sid: str,
-    out: str,
-    detector_name: str,
-    calibration_path: str | None,
-    config: SyncConfig,
-    overwrite: bool,
-    track: bool,
-    points: bool,
-    images: bool,
-) -> tuple[DetectSummary, SequenceInfo]:
-    """One log on a worker: everything is rebuilt from plain arguments (nothing heavy is shipped)."""
-    from calib.loaders import load_calibration
-    from fusion.detect import DETECTORS
+@dataclass(frozen=True)
+class Progress:
+    """Sweeps done across all workers, and how many the logs planned so far hold."""
 
-    detector = DETECTORS[detector_name]()
-    calibration = load_calibration(calibration_path) if calibration_path else None
-    seq = SequenceWriter(Path(out), sid, overwrite=overwrite)
-    return prelabel_sequence(Path(log_path), sid, seq, detector, calibration, config, track, points, images)
+    done: int
+    total: int  # grows while logs are still being planned
+    logs_planned: int
+    logs: int
+
+
+def _calibration(path: str | None) -> Calibration | None:
+    from calib.loaders import load_calibration
+
+    return load_calibration(path) if path else None
+
+
+def _plan_task(log_path: str, sid: str, config: RunConfig, calibration: str | None) -> LogPlan:
+    return plan_log(Path(log_path), sid, config, _calibration(calibration))
+
+
+def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig) -> ChunkResult:
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def progress(done: int) -> None:
+        worker.log_event(PROGRESS_TOPIC, (plan.sequence_id, index, done))
+
+    return run_chunk(plan, index, Path(out), config, progress=progress)
+
+
+def _finish_task(
+    plan: LogPlan, chunks: list[ChunkResult], out: str, config: RunConfig, calibration: str | None
+) -> tuple[DetectSummary, SequenceInfo]:
+    return finish_log(plan, chunks, Path(out), config, _calibration(calibration))
 
 
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
+    """Every file of `sids`, their temporaries and part files included."""
     for sid in sids:
         for path in dataset_paths(out, sid).values():
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+                for stale in path.parent.glob(f".{path.name}.tmp-*"):
+                    stale.unlink(missing_ok=True)
+    remove_parts(out, sids)
+
+
+def _refuse_existing(out: Path, sids: Sequence[str]) -> None:
+    for sid in sids:
+        for path in dataset_paths(out, sid).values():
+            if path.exists():
+                raise ExportError(
+                    f"cannot write {path}: it already exists and fusion never overwrites output; "
+                    "remove it, choose another --out, or pass --overwrite"
+                )
 
 
 def run(
     logs: Sequence[Path],
     out: Path,
     *,
-    detector: str = "geometric",
+    config: RunConfig | None = None,
     calibration: Path | None = None,
-    sync_config: SyncConfig | None = None,
     overwrite: bool = False,
-    track: bool = True,
-    points: bool = True,
-    images: bool = True,
     scheduler: str | None = None,
     workers: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
 ) -> list[DetectSummary]:
-    """Pre-label `logs` into the dataset `out` on Dask. on_done(summary, done, total) per log."""
+    """Pre-label `logs` into the dataset `out` on Dask; summaries in the order of `logs`.
+
+    progress(Progress) after each sweep on any worker (called from the client's event-loop thread);
+    on_done(summary, logs done, logs) when a log is finished (from the calling thread).
+    Raises FusionError subclasses; a failed run leaves no file of any of its sequences.
+    """
     from dask.distributed import Client, LocalCluster, as_completed
 
-    config = sync_config or SyncConfig()
+    config = config or RunConfig()
+    config.detector.build_config()  # an unknown detector or bad options fail before any worker starts
     missing = [str(p) for p in logs if not Path(p).exists()]
     if missing:
         raise FusionError(f"{missing[0]}: no such file or directory; check the path")
-    pipeline = PipelineInfo(
-        version=__version__,
-        detector=detector,
-        tracker="trackers.Tracker + trackers.refine" if track else "none",
-        config={"sync": asdict(config), "track": track, "points": points, "images": images},
-    )
+    sids = [sequence_id_for(Path(p), others=logs) for p in logs]
     summaries: list[DetectSummary] = []
-    with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
+    with DatasetWriter(
+        out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
+    ) as dataset:
+        if not overwrite:
+            _refuse_existing(out, sids)
         cluster = None
         try:
             if scheduler:
                 client = Client(scheduler, timeout="20s")
             else:
-                n = workers or max(1, min(len(logs), os.cpu_count() or 1))
+                n = workers or max(1, os.cpu_count() or 1)
                 cluster = LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
                 )
@@ -113,40 +165,92 @@ def run(
             raise PipelineError(
                 f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
             ) from err
-        sids = [sequence_id_for(Path(p), others=logs) for p in logs]
+        tracker = _ProgressTracker(len(logs), progress)
+        futures: list[Any] = []
+        failed = False
         try:
-            futures = [
-                client.submit(
-                    _task,
-                    str(Path(p).resolve()),
-                    sequence_id_for(Path(p), others=logs),
-                    str(out.resolve()),
-                    detector,
-                    str(calibration.resolve()) if calibration else None,
-                    config,
-                    overwrite,
-                    track,
-                    points,
-                    images,
-                    key=f"prelabel-{sequence_id_for(Path(p), others=logs)}",
-                    pure=False,
+            client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
+            out_s = str(out.resolve())
+            calib = str(calibration.resolve()) if calibration else None
+            plans = {}
+            for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+                fut = client.submit(
+                    _plan_task, str(Path(path).resolve()), sid, config, calib, key=f"plan-{sid}", priority=-i
                 )
-                for p in logs
-            ]
-            for done, future in enumerate(as_completed(futures), start=1):
-                summary, info = future.result()  # a worker's FusionError is re-raised here
+                plans[fut.key] = i
+                futures.append(fut)
+            pending = as_completed(list(futures))
+            for fut in pending:
+                result = fut.result()  # a worker's FusionError is re-raised here
+                if fut.key in plans:
+                    i = plans[fut.key]
+                    tracker.planned(result)
+                    chunks = [
+                        client.submit(
+                            _chunk_task, fut, k, out_s, config, key=f"chunk-{sids[i]}-{k}", priority=-i
+                        )
+                        for k in range(len(result.windows))
+                    ]
+                    finish = client.submit(
+                        _finish_task, fut, chunks, out_s, config, calib, key=f"finish-{sids[i]}", priority=-i
+                    )
+                    futures += [*chunks, finish]
+                    pending.add(finish)
+                    continue
+                summary, info = result
                 dataset.add_sequence(info)
+                remove_parts(out, [info.sequence_id])
                 summaries.append(summary)
                 if on_done is not None:
-                    on_done(summary, done, len(futures))
+                    on_done(summary, len(summaries), len(logs))
         except BaseException:
-            for f in futures if "futures" in locals() else []:
+            failed = True
+            for f in futures:
                 f.cancel()
-            _remove_sequences(out, sids)  # a failed run leaves no sequence behind, finished or not
             raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    order = {sequence_id_for(Path(p), others=logs): i for i, p in enumerate(logs)}
+            try:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()  # its workers stop before their files are removed
+                if failed:  # a failed run leaves no sequence behind, finished or not
+                    _remove_sequences(out, sids)
+    order = {sid: i for i, sid in enumerate(sids)}
     return sorted(summaries, key=lambda s: order[s.sequence_id])
+
+
+class _ProgressTracker:
+    """Per-sweep progress from the chunk tasks' events. A retried chunk counts from 0 again, so
+    each chunk's highest count is kept: a retry never counts a sweep twice."""
+
+    def __init__(self, logs: int, callback: Callable[[Progress], None] | None) -> None:
+        self.logs = logs
+        self.callback = callback
+        self.chunks: dict[tuple[str, int], int] = {}
+        self.total = 0
+        self.logs_planned = 0
+        self.done = 0
+        self.lock = threading.Lock()
+        self.started = time.perf_counter()
+
+    def planned(self, plan: LogPlan) -> None:
+        with self.lock:
+            self.total += plan.total_sweeps
+            self.logs_planned += 1
+        self._report()
+
+    def on_event(self, event: Any) -> None:
+        _, (sid, chunk, done) = event
+        with self.lock:
+            before = self.chunks.get((sid, chunk), 0)
+            if done <= before:
+                return
+            self.chunks[sid, chunk] = done
+            self.done += done - before
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(Progress(self.done, self.total, self.logs_planned, self.logs))

@@ -53,3 +53,49 @@ def test_run_leaves_no_dataset_when_a_log_is_bad(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fusion: error: ") and "broken.bag" in err[0]
     assert [p for p in out.rglob("*") if p.is_file()] == []  # not even the good log's files
+
+
+def test_a_worker_killed_mid_chunk_is_replaced_and_the_dataset_is_complete(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+    from dask.distributed import Client, LocalCluster
+
+    from exporters.validate import validate_dataset
+    from fusion.config import RunConfig
+    from fusion.pipeline import Progress, run
+
+    out = tmp_path / "out"
+    config = RunConfig().with_overrides(chunk_s=0.5)  # the 3-s sample in 6 chunk tasks
+    started = threading.Event()
+
+    def progress(p: Progress) -> None:
+        if p.done >= 2:
+            started.set()
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        pids = client.run(os.getpid)
+        job = pool.submit(
+            run, [SAMPLE], out, config=config, scheduler=cluster.scheduler_address, progress=progress
+        )
+        assert started.wait(180)
+        busy = {w: keys for w, keys in client.processing().items() if any("chunk-" in str(k) for k in keys)}
+        victim = next(iter(busy))
+        os.kill(pids[victim], signal.SIGKILL)  # a real kill, mid-chunk
+        summaries = job.result(timeout=300)
+        assert victim not in client.scheduler_info()["workers"]
+    assert summaries[0].sweeps == 30
+    assert validate_dataset(out) == []
+    frames = pq.read_table(out / "frames" / "sim_drive.parquet")
+    assert frames.column("frame_index").to_pylist() == list(range(30))
+    assert len(set(frames.column("timestamp_ns").to_pylist())) == 30  # no sweep twice, none lost
+    assert pq.ParquetFile(out / "points" / "sim_drive.parquet").num_row_groups == 30
+    assert not (out / ".parts").exists()
+    assert [p.name for p in out.rglob(".*")] == []  # no temporary file is left
