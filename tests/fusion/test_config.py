@@ -150,7 +150,6 @@ def test_an_unknown_key_on_the_command_line_is_a_one_line_error(
     path = _write(tmp_path, "[output]\nimage_fromat = 'png'\n")
     assert main(["run", str(SAMPLE), "--out", str(tmp_path / "out"), "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        f"fusion: error: {path}: unknown key 'output.image_fromat'; use one of chunk_s, image_format, images, points"
-    ]
+    known = "chunk_s, image_format, images, points"
+    assert err == [f"fusion: error: {path}: unknown key 'output.image_fromat'; use one of {known}"]
     assert not (tmp_path / "out").exists()
