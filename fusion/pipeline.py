@@ -167,6 +167,7 @@ def run(
             ) from err
         tracker = _ProgressTracker(len(logs), progress)
         futures: list[Any] = []
+        infos: dict[str, SequenceInfo] = {}
         failed = False
         try:
             client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
@@ -198,11 +199,13 @@ def run(
                     pending.add(finish)
                     continue
                 summary, info = result
-                dataset.add_sequence(info)
+                infos[info.sequence_id] = info
                 remove_parts(out, [info.sequence_id])
                 summaries.append(summary)
                 if on_done is not None:
                     on_done(summary, len(summaries), len(logs))
+            for sid in sids:  # sequences.parquet and dataset.json list them in the order given
+                dataset.add_sequence(infos[sid])
         except BaseException:
             failed = True
             for f in futures:
