@@ -10,10 +10,11 @@ the LiDAR topic's record-time span into windows of `config.output.chunk_s`: half
 one window. `run_chunk` decodes, synchronises, deskews and detects the sweeps of one window and
 writes their points and images as it goes into its own part files under
 `<out>/.parts/<sid>/` (hidden: no glob reader sees them); it returns only the small per-sweep
-records (frame rows, detections). `finish_log` numbers the sweeps across chunks, merges the part
-files row group by row group into `points/<sid>.parquet` (one row group per sweep) and
-`images/<sid>/<camera>.parquet`, then tracks and refines the detections and writes labels and
-frames (`fusion.prelabel.finish_sequence`). Every final file appears by atomic rename.
+records (frame rows, detections). `LogFinisher` takes the chunks in order as they come, numbers
+their sweeps on from the previous chunk's and appends their part files row group by row group to
+`points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`; at the end
+it tracks and refines the detections and writes labels and frames
+(`fusion.prelabel.finish_sequence`). Every final file appears by atomic rename.
 
 Each step may be re-run after a crash (a retried task): part files are replaced, and the finishing
 step replaces this sequence's own files (the caller checks beforehand that none existed).
@@ -25,9 +26,10 @@ import contextlib
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -148,6 +150,85 @@ def run_chunk(
     return ChunkResult(index, frames, rows, warnings)
 
 
+class LogFinisher:
+    """Finishes one log from its chunks, taken in order as they come: each `add` renumbers the
+    chunk's sweeps and appends its part files to the sequence's points and images files (so the
+    merging overlaps the chunks still running); `finish` tracks, refines and writes labels and
+    frames. The part files are left for the caller to remove (`remove_parts`) once it holds the
+    result, so a retried finish finds them. Use as a context manager: an error aborts every
+    file still being written."""
+
+    def __init__(self, plan: LogPlan, out: Path, config: RunConfig) -> None:
+        self.plan = plan
+        self.out = out
+        self.config = config
+        self.seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
+        _remove_stale_temporaries(self.seq)
+        self.frames: list[tuple[FusedFrame, Boxes]] = []
+        self.rows: list[FrameRow] = []
+        self.warnings = list(plan.warnings)
+        self._added = 0
+        self._stack = ExitStack()
+        self.points = self._stack.enter_context(self.seq.points()) if config.output.points else None
+        cameras = sorted(plan.ctx.cameras) if config.output.images else []
+        self.images = {name: self._stack.enter_context(self.seq.images(name)) for name in cameras}
+
+    def add(self, chunk: ChunkResult) -> None:
+        """Append the next chunk (chunk numbers must come 0, 1, 2, ...)."""
+        sid = self.plan.sequence_id
+        expected = self.chunks_added
+        if chunk.index != expected:
+            raise ExportError(f"cannot finish {sid}: got chunk {chunk.index}, expected chunk {expected}")
+        offset = len(self.rows)
+        self.frames += [(replace(f, index=offset + f.index), b) for f, b in chunk.frames]
+        self.rows += [replace(r, frame_index=offset + r.frame_index) for r in chunk.rows]
+        self.warnings += [w for w in chunk.warnings if w not in self.warnings]
+        part = parts_dir(self.out, sid)
+        if self.points is not None:
+            _merge_points(self.points, part / f"{chunk.index:05d}.points.parquet", len(chunk.rows))
+        for name, writer in self.images.items():
+            path = part / f"{chunk.index:05d}.{camera_file_stem(name)}.images.parquet"
+            _merge_images(writer, path, offset)
+        self._added = expected + 1
+
+    @property
+    def chunks_added(self) -> int:
+        """Chunks appended so far."""
+        return self._added
+
+    def finish(self, calibration: Calibration | None = None) -> tuple[DetectSummary, SequenceInfo]:
+        """Close the points and images files (renamed into place), track, refine, write labels and
+        frames; the summary and the sequence's row."""
+        if self.chunks_added != len(self.plan.windows):
+            raise ExportError(
+                f"cannot finish {self.plan.sequence_id}: {self.chunks_added} of "
+                f"{len(self.plan.windows)} chunks added"
+            )
+        self._stack.close()
+        detected = Detected(
+            log_path=self.plan.log_path,
+            ctx=self.plan.ctx,
+            frames=self.frames,
+            rows=self.rows,
+            warnings=self.warnings,
+            source_size_bytes=self.plan.source_size_bytes,
+            started_s=self.plan.started_s,
+        )
+        return finish_sequence(self.seq, detected, self.config, calibration)
+
+    def abort(self) -> None:
+        """Drop the points and images files being written."""
+        self.seq.abort()
+        self._stack.pop_all()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
 def finish_log(
     plan: LogPlan,
     chunks: Sequence[ChunkResult],
@@ -155,47 +236,11 @@ def finish_log(
     config: RunConfig,
     calibration: Calibration | None = None,
 ) -> tuple[DetectSummary, SequenceInfo]:
-    """Number the chunks' sweeps 0..n-1, merge their part files into the sequence's points and
-    images files, track and refine, write labels and frames. The part files are left for the
-    caller to remove (`remove_parts`) once it holds the result, so a retried finish finds them."""
-    sid = plan.sequence_id
-    ordered = sorted(chunks, key=lambda c: c.index)
-    if [c.index for c in ordered] != list(range(len(plan.windows))):
-        raise ExportError(
-            f"cannot finish {sid}: got chunks {[c.index for c in ordered]}, "
-            f"expected 0..{len(plan.windows) - 1}"
-        )
-    seq = SequenceWriter(out, sid, overwrite=True)
-    _remove_stale_temporaries(seq)
-    offsets = np.cumsum([0, *(len(c.rows) for c in ordered)])[:-1].tolist()
-    frames: list[tuple[FusedFrame, Boxes]] = []
-    rows: list[FrameRow] = []
-    warnings = list(plan.warnings)
-    for chunk, offset in zip(ordered, offsets, strict=True):
-        frames += [(replace(f, index=offset + f.index), b) for f, b in chunk.frames]
-        rows += [replace(r, frame_index=offset + r.frame_index) for r in chunk.rows]
-        warnings += [w for w in chunk.warnings if w not in warnings]
-    part = parts_dir(out, sid)
-    counts = [len(c.rows) for c in ordered]
-    if config.output.points:
-        with seq.points() as points:
-            _merge_points(points, [part / f"{c.index:05d}.points.parquet" for c in ordered], counts)
-    if config.output.images:
-        for name in sorted(plan.ctx.cameras):
-            stem = camera_file_stem(name)
-            with seq.images(name) as images:
-                paths = [part / f"{c.index:05d}.{stem}.images.parquet" for c in ordered]
-                _merge_images(images, paths, offsets)
-    detected = Detected(
-        log_path=plan.log_path,
-        ctx=plan.ctx,
-        frames=frames,
-        rows=rows,
-        warnings=warnings,
-        source_size_bytes=plan.source_size_bytes,
-        started_s=plan.started_s,
-    )
-    return finish_sequence(seq, detected, config, calibration)
+    """`LogFinisher` over all of a log's chunks at once."""
+    with LogFinisher(plan, out, config) as finisher:
+        for chunk in sorted(chunks, key=lambda c: c.index):
+            finisher.add(chunk)
+        return finisher.finish(calibration)
 
 
 def remove_parts(out: Path, sequence_ids: Sequence[str]) -> None:
@@ -206,40 +251,37 @@ def remove_parts(out: Path, sequence_ids: Sequence[str]) -> None:
         (out / PARTS_DIR).rmdir()
 
 
-def _merge_points(writer: PointsWriter, parts: Sequence[Path], counts: Sequence[int]) -> None:
-    """Append the part files' row groups (one per sweep) in order, renumbered 0..n-1."""
-    for path, count in zip(parts, counts, strict=True):
-        file = _part(path)
-        if file.num_row_groups != count:
-            raise ExportError(
-                f"cannot merge {path}: {file.num_row_groups} sweeps, its chunk reported {count}; "
-                "re-run with --overwrite"
-            )
-        for g in range(count):
-            table = file.read_row_group(g)
-            xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
-            writer.add(
-                writer.num_frames,
-                xyz,
-                table.column("intensity").to_numpy(),
-                table.column("time_offset_ns").to_numpy(),
-            )
+def _merge_points(writer: PointsWriter, path: Path, count: int) -> None:
+    """Append a part file's row groups (one per sweep) in order, numbered on from the writer's."""
+    file = _part(path)
+    if file.num_row_groups != count:
+        raise ExportError(
+            f"cannot merge {path}: {file.num_row_groups} sweeps, its chunk reported {count}; re-run"
+        )
+    for g in range(count):
+        table = file.read_row_group(g)
+        xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
+        writer.add(
+            writer.num_frames,
+            xyz,
+            table.column("intensity").to_numpy(),
+            table.column("time_offset_ns").to_numpy(),
+        )
 
 
-def _merge_images(writer: ImagesWriter, parts: Sequence[Path], offsets: Sequence[int]) -> None:
-    """Append the part files' images in order, their frame_index shifted by their chunk's offset."""
-    for path, offset in zip(parts, offsets, strict=True):
-        file = _part(path)
-        for g in range(file.num_row_groups):
-            table = file.read_row_group(g)
-            for frame, stamp, encoding, data in zip(
-                table.column("frame_index").to_pylist(),
-                table.column("timestamp_ns").to_pylist(),
-                table.column("encoding").to_pylist(),
-                table.column("data").to_pylist(),
-                strict=True,
-            ):
-                writer.add(offset + frame, stamp, data, encoding)
+def _merge_images(writer: ImagesWriter, path: Path, offset: int) -> None:
+    """Append a part file's images, their frame_index shifted by their chunk's offset."""
+    file = _part(path)
+    for g in range(file.num_row_groups):
+        table = file.read_row_group(g)
+        for frame, stamp, encoding, data in zip(
+            table.column("frame_index").to_pylist(),
+            table.column("timestamp_ns").to_pylist(),
+            table.column("encoding").to_pylist(),
+            table.column("data").to_pylist(),
+            strict=True,
+        ):
+            writer.add(offset + frame, stamp, data, encoding)
 
 
 def _part(path: Path) -> pq.ParquetFile:

@@ -5,8 +5,9 @@ The graph, per log (`fusion.chunks` does the work; only this module knows Dask):
     plan-<sid>            read poses and cameras once, cut the log into time windows
       chunk-<sid>-<k>     per window, in parallel: decode, sync, deskew, detect; write its points
                           and images into part files as it goes (they never travel to the client)
-    finish-<sid>          merge the parts into points/images files, track + refine the detections,
-                          write labels and frames
+      finish-<sid>        merge each chunk's parts into the points/images files as soon as the
+                          chunk is done (in order, while later chunks run), then track + refine
+                          the detections, write labels and frames
 
 The client receives only plans (poses and camera models, kilobytes) and each sequence's summary
 row, writes `sequences.parquet` and `dataset.json` last, and removes the part files. Chunk tasks
@@ -33,6 +34,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 from exporters.dataset import DatasetWriter, SequenceInfo, dataset_paths
 from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
-from fusion.chunks import ChunkResult, LogPlan, finish_log, plan_log, remove_parts, run_chunk
+from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
 from fusion.config import RunConfig
 from fusion.errors import FusionError
 from fusion.prelabel import DetectSummary, pipeline_info
@@ -91,9 +93,20 @@ def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig) -> Chunk
 
 
 def _finish_task(
-    plan: LogPlan, chunks: list[ChunkResult], out: str, config: RunConfig, calibration: str | None
+    plan: LogPlan, chunks_dataset: str, out: str, config: RunConfig, calibration: str | None
 ) -> tuple[DetectSummary, SequenceInfo]:
-    return finish_log(plan, chunks, Path(out), config, _calibration(calibration))
+    """Merge each chunk as soon as it is done, in order, while later chunks still run. The chunk
+    futures come from a published dataset (futures given as arguments would be waited for before
+    the task starts); the task leaves the worker's thread pool (`secede`) while it waits."""
+    from distributed import get_client, secede
+
+    client = get_client()
+    chunks = client.get_dataset(chunks_dataset)
+    secede()
+    with LogFinisher(plan, Path(out), config) as finisher:
+        for chunk in chunks:
+            finisher.add(chunk.result())
+        return finisher.finish(_calibration(calibration))
 
 
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
@@ -168,6 +181,7 @@ def run(
         tracker = _ProgressTracker(len(logs), progress)
         futures: list[Any] = []
         infos: dict[str, SequenceInfo] = {}
+        published: list[str] = []
         failed = False
         try:
             client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
@@ -192,8 +206,11 @@ def run(
                         )
                         for k in range(len(result.windows))
                     ]
+                    name = f"fusion-chunks-{sids[i]}-{uuid.uuid4().hex[:12]}"
+                    client.publish_dataset(chunks, name=name)
+                    published.append(name)
                     finish = client.submit(
-                        _finish_task, fut, chunks, out_s, config, calib, key=f"finish-{sids[i]}", priority=-i
+                        _finish_task, fut, name, out_s, config, calib, key=f"finish-{sids[i]}", priority=-i
                     )
                     futures += [*chunks, finish]
                     pending.add(finish)
@@ -214,6 +231,8 @@ def run(
         finally:
             try:
                 client.unsubscribe_topic(PROGRESS_TOPIC)
+                for name in published:
+                    client.unpublish_dataset(name)
             finally:
                 client.close()
                 if cluster is not None:
