@@ -80,3 +80,21 @@ def test_chunks_give_the_same_dataset_as_one_pass(tmp_path: Path, border_on_a_sw
     frames = pq.read_table(chunked / "frames" / "sim_drive.parquet")
     assert frames.column("frame_index").to_pylist() == list(range(30))
     assert np.all(np.diff(frames.column("timestamp_ns").to_numpy()) > 0)
+
+
+def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp_path: Path) -> None:
+    from exporters.errors import ExportError
+    from fusion.chunks import ChunkResult, LogFinisher
+
+    config = RunConfig().with_overrides(chunk_s=1.0)
+    plan = plan_log(SAMPLE, "sim_drive", config)
+    assert len(plan.windows) == 3
+    out = tmp_path / "out"
+    with (
+        pytest.raises(ExportError, match="got chunk 1, expected chunk 0"),
+        LogFinisher(plan, out, config) as f,
+    ):
+        f.add(ChunkResult(1, [], [], []))
+    with pytest.raises(ExportError, match="0 of 3 chunks added"), LogFinisher(plan, out, config) as f:
+        f.finish()
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final
