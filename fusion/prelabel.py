@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from calib.projection import boxes_to_image
 from exporters.dataset import (
+    POINTS_PART_PARQUET_OPTIONS,
     DatasetWriter,
     FrameCamera,
     FrameRow,
@@ -252,7 +253,8 @@ def sweep_writers(
                 pw = stack.enter_context(seq.points())
             else:
                 path = part_dir / f"{part}.points.parquet"
-                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True))
+                options = POINTS_PART_PARQUET_OPTIONS
+                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True, parquet_options=options))
         iws = {}
         if out.images:
             for name in cameras:
