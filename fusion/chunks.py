@@ -1,14 +1,16 @@
 """One log in time chunks: the work `fusion.pipeline` spreads over Dask workers (no Dask here).
 
-    plan = plan_log(log, sid, config, calibration)            # poses, cameras, chunk windows
+    plan = plan_log(log, sid, config, calibration)            # topics, cameras, chunk windows
     results = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]   # in parallel
     summary, info = finish_log(plan, results, out, config, calibration)
 
-`plan_log` reads the small topics once (TF, odometry, CameraInfo: `fusion.sync.prepare`) and cuts
-the LiDAR topic's record-time span into windows of `config.output.chunk_s`: half-open
-`[start_ns, end_ns)`, the first open below and the last open above, so every sweep falls in exactly
-one window. `run_chunk` decodes, synchronises, deskews and detects the sweeps of one window and
-writes their points and images as it goes into its own part files under
+`plan_log` cuts the LiDAR topic's record-time span into windows of `config.output.chunk_s`:
+half-open `[start_ns, end_ns)`, the first open below and the last open above, so every sweep falls
+in exactly one window; it finds the topics and cameras from the first window. `run_chunk` reads
+the poses of its own window and a pad either side (`fusion.sync.prepare` on a windowed view of the
+bag: no task reads the whole log's poses, which in a bag are interleaved with the point clouds
+and cost a decompression of the whole file), then decodes, synchronises, deskews and detects the
+sweeps of the window and writes their points and images as it goes into its own part files under
 `<out>/.parts/<sid>/` (hidden: no glob reader sees them); it returns only the small per-sweep
 records (frame rows, detections). `LogFinisher` takes the chunks in order as they come, numbers
 their sweeps on from the previous chunk's and appends their part files row group by row group to
@@ -23,9 +25,10 @@ step replaces this sequence's own files (the caller checks beforehand that none 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,11 +39,12 @@ import pyarrow.parquet as pq
 
 from exporters.dataset import FrameRow, ImagesWriter, PointsWriter, SequenceWriter, camera_file_stem
 from exporters.errors import ExportError
-from fusion.bags import open_bag
+from fusion.bags import Bag, RawMessage, open_bag
 from fusion.boxes import Boxes
 from fusion.config import RunConfig
 from fusion.prelabel import Detected, DetectSummary, _frame_row, _light, finish_sequence, sweep_writers
 from fusion.sync import FusedFrame, SyncContext, prepare, synchronize
+from fusion.topics import CAMERA_INFO, ODOMETRY, TF, lidar_topic
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -96,14 +100,17 @@ def chunk_windows(first_ns: int, last_ns: int, chunk_ns: int) -> tuple[Window, .
 def plan_log(
     log_path: Path, sequence_id: str, config: RunConfig, calibration: Calibration | None = None
 ) -> LogPlan:
-    """Read `log_path`'s poses and cameras and cut it into `config.output.chunk_s` windows."""
+    """Cut `log_path` into `config.output.chunk_s` windows and find its topics and cameras (from the
+    first window: the poses of the whole log are read by the chunks, each for its own window)."""
     started = time.time()
     with open_bag(log_path) as bag:
-        ctx = prepare(bag, config.sync_config(), calibration=calibration)
-        info = bag.topics[ctx.lidar_topic]
-        first = info.first_log_ns or 0
-        last = info.last_log_ns if info.last_log_ns is not None else first
+        lidar = config.topics.lidar or lidar_topic(bag.topics)
+        info = bag.topics.get(lidar) if lidar is not None else None
+        first = (info.first_log_ns if info is not None else None) or 0
+        last = info.last_log_ns if info is not None and info.last_log_ns is not None else first
         windows = chunk_windows(first, last, max(1, round(config.output.chunk_s * 1e9)))
+        ctx = _prepare_window(bag, config, calibration, windows[0])  # raises for a missing topic
+        info = bag.topics[ctx.lidar_topic]
         return LogPlan(
             log_path=Path(log_path),
             sequence_id=sequence_id,
@@ -124,6 +131,7 @@ def run_chunk(
     config: RunConfig,
     *,
     detector: Detector | None = None,
+    calibration: Calibration | None = None,
     window: Window | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ChunkResult:
@@ -136,18 +144,77 @@ def run_chunk(
     rows: list[FrameRow] = []
     sync = config.sync_config()
     with open_bag(plan.log_path) as bag:
-        cameras = sorted(plan.ctx.cameras)
+        ctx = _prepare_window(bag, config, calibration, (start, end))
+        cameras = sorted(set(ctx.cameras) & set(plan.ctx.cameras))
+        ctx.cameras = {name: ctx.cameras[name] for name in cameras}
         with sweep_writers(
             seq, cameras, config, part_dir=parts_dir(out, plan.sequence_id), part=f"{index:05d}"
         ) as writers:
-            for frame in synchronize(bag, plan.ctx, sync, start_ns=start, end_ns=end):
+            for frame in synchronize(bag, ctx, sync, start_ns=start, end_ns=end):
                 frames.append((_light(frame), detector.detect(frame.cloud)))
                 rows.append(_frame_row(frame))
                 writers.add(frame)
                 if progress is not None:
                     progress(len(rows))
-        warnings = [w for w in bag.warnings if w not in plan.warnings]
+        warnings = [w for w in [*bag.warnings, *ctx.warnings] if w not in plan.warnings]
     return ChunkResult(index, frames, rows, warnings)
+
+
+POSE_PAD_NS: Final = 2_000_000_000
+"""Poses are read this far (plus the sync margin) beyond a chunk's window: every pose lookup of
+its sweeps interpolates between the same samples as in one pass over the log (a gap longer than
+`calib.TransformBuffer`'s max_gap_ns, 0.5 s by default, is never interpolated anyway)."""
+
+
+def _prepare_window(
+    bag: Bag, config: RunConfig, calibration: Calibration | None, window: Window
+) -> SyncContext:
+    """`fusion.sync.prepare` reading only what one window needs: poses (TF, odometry) within it
+    and a pad either side, the static TF and the first CameraInfo of each camera. Each chunk does
+    this for itself, so no task reads the whole log's poses before the chunks can start."""
+    sync = config.sync_config()
+    pad = POSE_PAD_NS + sync.max_latency_ns + (sync.tolerance_ns or sync.sweep_period_ns)
+    start, end = window
+    lo = None if start is None else start - pad
+    hi = None if end is None else end + pad
+    return prepare(_WindowedBag(bag, lo, hi), sync, calibration=calibration)  # type: ignore[arg-type]
+
+
+class _WindowedBag:
+    """A `Bag` whose stream of poses is cut to [lo, hi); CameraInfo and static TF topics yield
+    what `prepare` keeps (their first message / all of them), others their first message in the
+    window, or in the log when the window has none (what `prepare` asks of them)."""
+
+    def __init__(self, bag: Bag, lo: int | None, hi: int | None) -> None:
+        self._bag = bag
+        self._lo = lo
+        self._hi = hi
+        self.path = bag.path
+        self.topics = bag.topics
+        self.warnings = bag.warnings
+
+    def deserialize(self, raw: RawMessage) -> Any:
+        return self._bag.deserialize(raw)
+
+    def messages(self, topics: Sequence[str]) -> Iterator[RawMessage]:
+        kinds = {t: self.topics[t].msgtype for t in topics}
+        static = [t for t in topics if kinds[t] == TF and t.rstrip("/").endswith("tf_static")]
+        infos = [t for t in topics if kinds[t] == CAMERA_INFO]
+        poses = [t for t in topics if kinds[t] in (TF, ODOMETRY) and t not in static]
+        other = [t for t in topics if t not in {*static, *infos, *poses}]
+        if static:
+            yield from self._bag.messages(static)
+        for topic in infos:
+            yield from itertools.islice(self._bag.messages([topic]), 1)
+        if poses:
+            yield from self._bag.messages(poses, start_ns=self._lo, end_ns=self._hi)
+        if other:
+            found = False
+            for raw in self._bag.messages(other, start_ns=self._lo, end_ns=self._hi):
+                found = True
+                yield raw
+            if not found:
+                yield from self._bag.messages(other)
 
 
 class LogFinisher:

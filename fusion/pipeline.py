@@ -2,14 +2,15 @@
 
 The graph, per log (`fusion.chunks` does the work; only this module knows Dask)::
 
-    plan-<sid>            read poses and cameras once, cut the log into time windows
-      chunk-<sid>-<k>     per window, in parallel: decode, sync, deskew, detect; write its points
-                          and images into part files as it goes (they never travel to the client)
+    plan-<sid>            cut the log into time windows; topics and cameras from the first one
+      chunk-<sid>-<k>     per window, in parallel: read its poses, decode, sync, deskew, detect;
+                          write points and images into part files as it goes (they never
+                          travel to the client)
       finish-<sid>        merge each chunk's parts into the points/images files as soon as the
                           chunk is done (in order, while later chunks run), then track + refine
                           the detections, write labels and frames
 
-The client receives only plans (poses and camera models, kilobytes) and each sequence's summary
+The client receives only plans (topics and camera models, kilobytes) and each sequence's summary
 row, writes `sequences.parquet` and `dataset.json` last, and removes the part files. Chunk tasks
 report each sweep (a Dask event, `PROGRESS_TOPIC`); `run` turns them into `Progress`.
 
@@ -81,7 +82,9 @@ def _plan_task(log_path: str, sid: str, config: RunConfig, calibration: str | No
     return plan_log(Path(log_path), sid, config, _calibration(calibration))
 
 
-def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig) -> ChunkResult:
+def _chunk_task(
+    plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None
+) -> ChunkResult:
     from distributed import get_worker
 
     worker = get_worker()
@@ -89,7 +92,7 @@ def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig) -> Chunk
     def progress(done: int) -> None:
         worker.log_event(PROGRESS_TOPIC, (plan.sequence_id, index, done))
 
-    return run_chunk(plan, index, Path(out), config, progress=progress)
+    return run_chunk(plan, index, Path(out), config, calibration=_calibration(calibration), progress=progress)
 
 
 def _finish_task(
@@ -202,7 +205,7 @@ def run(
                     tracker.planned(result)
                     chunks = [
                         client.submit(
-                            _chunk_task, fut, k, out_s, config, key=f"chunk-{sids[i]}-{k}", priority=-i
+                            _chunk_task, fut, k, out_s, config, calib, key=f"chunk-{sids[i]}-{k}", priority=-i
                         )
                         for k in range(len(result.windows))
                     ]
