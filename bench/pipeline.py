@@ -7,10 +7,10 @@ A 64-beam log (`fusion simulate --lidar hdl64e`, `--columns` firings per turn, ~
 2048) of `--seconds` is simulated; the long log is that drive repeated `--loops` times back to back
 (stamps shifted; the car jumps back to its start at each seam), since simulating minutes of 64-beam
 sweeps takes far longer than pre-labelling them. Each measurement starts its own `LocalCluster`
-of single-threaded worker processes, warms every worker (imports, numba caches), then times
-`fusion.pipeline.run` (decode, sync, deskew, detect, track, refine, points and images written,
-`dataset.json` last). Worker start-up is reported apart. Peak RSS per worker is each worker
-process's `ru_maxrss` after the run. One table, markdown.
+(`fusion.pipeline.local_cluster`) of single-threaded worker processes, warms every worker
+(imports, numba caches), then times `fusion.pipeline.run` (decode, sync, deskew, detect, track,
+refine, points and images written, `dataset.json` last). Worker start-up is reported apart.
+Peak RSS per worker is each worker process's `ru_maxrss` after the run. One table, markdown.
 
 Targets (issue 6, 2 cores, geometric detector): >= 2x real time for a 10 Hz log with 2 workers;
 2 workers >= 1.7x one; peak worker RSS on the long log within 1.3x of the short one.
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fusion.config import RunConfig  # noqa: E402
-from fusion.pipeline import run  # noqa: E402
+from fusion.pipeline import local_cluster, run  # noqa: E402
 
 
 @dataclass
@@ -112,15 +112,10 @@ def _peak_rss_kib() -> int:
 
 
 def measure(log: Path, label: str, workers: int, out: Path, config: RunConfig) -> Row:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     t = time.perf_counter()
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         client.run(_warm)
         startup = time.perf_counter() - t
         t = time.perf_counter()
