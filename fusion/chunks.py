@@ -160,10 +160,12 @@ def run_chunk(
     return ChunkResult(index, frames, rows, warnings)
 
 
-POSE_PAD_NS: Final = 2_000_000_000
-"""Poses are read this far (plus the sync margin) beyond a chunk's window: every pose lookup of
-its sweeps interpolates between the same samples as in one pass over the log (a gap longer than
-`calib.TransformBuffer`'s max_gap_ns, 0.5 s by default, is never interpolated anyway)."""
+POSE_PAD_NS: Final = 1_000_000_000
+"""Poses are read this far (plus a sweep period) beyond a chunk's window: every pose lookup of its
+sweeps interpolates between the same samples as in one pass over the log (a pose is never
+interpolated across a gap longer than `calib.TransformBuffer`'s max_gap_ns, 0.5 s by default;
+the rest covers a sweep's stamp lagging its record time). Kept short: in a compressed bag the
+poses share chunks with the point clouds, so every second of pad is decompressed again."""
 
 
 def _prepare_window(
@@ -173,7 +175,7 @@ def _prepare_window(
     and a pad either side, the static TF and the first CameraInfo of each camera. Each chunk does
     this for itself, so no task reads the whole log's poses before the chunks can start."""
     sync = config.sync_config()
-    pad = POSE_PAD_NS + sync.max_latency_ns + (sync.tolerance_ns or sync.sweep_period_ns)
+    pad = POSE_PAD_NS + sync.sweep_period_ns
     start, end = window
     lo = None if start is None else start - pad
     hi = None if end is None else end + pad
