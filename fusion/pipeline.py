@@ -32,6 +32,7 @@ leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -207,10 +208,17 @@ def run(
             client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
             out_s = str(out.resolve())
             calib = str(calibration.resolve()) if calibration else None
+            run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
             plans = {}
             for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
                 fut = client.submit(
-                    _plan_task, str(Path(path).resolve()), sid, config, calib, key=f"plan-{sid}", priority=-i
+                    _plan_task,
+                    str(Path(path).resolve()),
+                    sid,
+                    config,
+                    calib,
+                    key=f"plan-{sid}-{run_id}",
+                    priority=-i,
                 )
                 plans[fut.key] = i
                 futures.append(fut)
@@ -222,15 +230,29 @@ def run(
                     tracker.planned(result)
                     chunks = [
                         client.submit(
-                            _chunk_task, fut, k, out_s, config, calib, key=f"chunk-{sids[i]}-{k}", priority=-i
+                            _chunk_task,
+                            fut,
+                            k,
+                            out_s,
+                            config,
+                            calib,
+                            key=f"chunk-{sids[i]}-{k}-{run_id}",
+                            priority=-i,
                         )
                         for k in range(len(result.windows))
                     ]
-                    name = f"fusion-chunks-{sids[i]}-{uuid.uuid4().hex[:12]}"
+                    name = f"fusion-chunks-{sids[i]}-{run_id}"
                     client.publish_dataset(chunks, name=name)
                     published.append(name)
                     finish = client.submit(
-                        _finish_task, fut, name, out_s, config, calib, key=f"finish-{sids[i]}", priority=-i
+                        _finish_task,
+                        fut,
+                        name,
+                        out_s,
+                        config,
+                        calib,
+                        key=f"finish-{sids[i]}-{run_id}",
+                        priority=-i,
                     )
                     futures += [*chunks, finish]
                     pending.add(finish)
@@ -250,9 +272,10 @@ def run(
             raise
         finally:
             try:
-                client.unsubscribe_topic(PROGRESS_TOPIC)
-                for name in published:
-                    client.unpublish_dataset(name)
+                with contextlib.suppress(Exception):  # the scheduler may be gone already
+                    client.unsubscribe_topic(PROGRESS_TOPIC)
+                    for name in published:
+                        client.unpublish_dataset(name)
             finally:
                 client.close()
                 if cluster is not None:
