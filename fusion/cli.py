@@ -323,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: local)"
     )
-    p.add_argument(
-        "--workers", type=int, metavar="N", help="local workers (default: one per core, at most one per log)"
-    )
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     _add_config_flags(p)
