@@ -81,6 +81,10 @@ POINTS_PARQUET_OPTIONS: Final[dict[str, Any]] = {
 }
 """Parquet options of `points/<sid>.parquet`: byte-stream-split + zstd on the float columns."""
 
+POINTS_PART_PARQUET_OPTIONS: Final[dict[str, Any]] = {"compression": "lz4", "use_dictionary": False}
+"""Parquet options of a chunk's temporary points part file (`fusion.chunks`): read back once and
+re-encoded, so written fast (lz4: about half the CPU time of the final encoding, 1.5x its size)."""
+
 IMAGES_PARQUET_OPTIONS: Final[dict[str, Any]] = {
     "compression": {"frame_index": "zstd", "timestamp_ns": "zstd", "encoding": "zstd", "data": "none"},
     "use_dictionary": ["encoding"],
@@ -392,13 +396,20 @@ class PointsWriter(_ClosedOnSuccess):
     normally); an exception aborts and leaves nothing.
     """
 
-    def __init__(self, path: Path, sequence_id: str, *, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sequence_id: str,
+        *,
+        overwrite: bool = False,
+        parquet_options: Mapping[str, Any] = POINTS_PARQUET_OPTIONS,
+    ) -> None:
         self.path = path
         self.sequence_id = sequence_id
         self._next = 0
         self._closed = False
         self._writer = AtomicParquetWriter(
-            path, schema=POINTS, sequence_id=sequence_id, overwrite=overwrite, **POINTS_PARQUET_OPTIONS
+            path, schema=POINTS, sequence_id=sequence_id, overwrite=overwrite, **parquet_options
         )
 
     @property

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from calib.calibration import Calibration
+    from fusion.config import RunConfig
     from fusion.evaluation import EvalConfig
     from fusion.prelabel import DetectSummary
 
@@ -70,15 +72,38 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The run's configuration: --config FILE (or the defaults), then each flag given on top."""
+    from fusion.config import RunConfig, load_config
+
+    config = load_config(args.config) if args.config else RunConfig()
+    detector = args.detector or config.detector.name
+    options = _detector_options(args, detector)
+    from fusion.detect import LEARNED_DETECTORS
+
+    if detector in LEARNED_DETECTORS and "checkpoint" not in options:
+        keeps = detector == config.detector.name and "checkpoint" in config.detector.options
+        if not keeps:
+            raise UsageError(f"--detector {detector} needs --checkpoint CKPT (an mmdet3d .pth)")
+    return config.with_overrides(
+        lidar_topic=args.lidar_topic,
+        camera_topics=tuple(args.camera_topic) if args.camera_topic else None,
+        detector=args.detector,
+        detector_options=options,
+        track=False if args.no_track else None,
+        points=False if args.no_points else None,
+        images=False if args.no_images else None,
+        image_format=args.image_format,
+        chunk_s=getattr(args, "chunk_s", None),
+    )
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fusion.detect import DETECTORS, build_detector
     from fusion.prelabel import prelabel_logs
 
-    if args.detector not in DETECTORS:
-        raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
-    detector = build_detector(args.detector, _detector_config(args))
+    config = _run_config(args)
     out = Path(args.out)
     bars: dict[str, tqdm] = {}
 
@@ -88,73 +113,77 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             bar = bars[sid] = tqdm(desc=sid, total=total, unit="sweep", disable=args.quiet, leave=False)
         bar.update(done - bar.n)
 
+    t0 = time.perf_counter()
     try:
         summaries = prelabel_logs(
             [Path(p) for p in args.logs],
             out,
-            detector=detector,
+            detector=config.detector.build(),
             calibration=_calibration(args),
+            config=config,
             overwrite=args.overwrite,
-            track=not args.no_track,
-            points=not args.no_points,
-            images=not args.no_images,
             progress=progress,
         )
     finally:
         for bar in bars.values():
             bar.close()
-    _print_summary(summaries, out)
+    _print_summary(summaries, out, time.perf_counter() - t0)
     return 0
 
 
-def _print_summary(summaries: Sequence[DetectSummary], out: Path) -> None:
+def _print_summary(summaries: Sequence[DetectSummary], out: Path, wall_s: float) -> None:
     for s in summaries:
         cats = ", ".join(f"{n} {c}" for c, n in sorted(s.by_category.items(), key=lambda x: -x[1]))
         print(
             f"{s.sequence_id}: {s.sweeps} sweeps, {s.boxes} boxes in {s.tracks} tracks ({cats or 'none'}), "
-            f"{s.seconds:.1f} s ({s.sweeps / max(s.seconds, 1e-9):.1f} sweeps/s)"
+            f"{len(s.warnings)} warning(s), {s.seconds:.1f} s"
         )
         for w in s.warnings:
             print(f"  warning: {w}")
     total_sweeps = sum(s.sweeps for s in summaries)
     total_boxes = sum(s.boxes for s in summaries)
-    print(f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes -> dataset {out}")
+    total_tracks = sum(s.tracks for s in summaries)
+    warnings = sum(len(s.warnings) for s in summaries)
+    print(
+        f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes in {total_tracks} tracks, "
+        f"{warnings} warning(s), {wall_s:.1f} s ({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) "
+        f"-> dataset {out}"
+    )
     print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fusion.detect import DETECTORS
-    from fusion.pipeline import run
+    from fusion.pipeline import Progress, run
 
-    if args.detector not in DETECTORS:
-        raise UsageError(f"unknown detector {args.detector!r}; choose one of {', '.join(DETECTORS)}")
-    options = _detector_options(args)
+    config = _run_config(args)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
-    with tqdm(total=len(args.logs), unit="log", disable=args.quiet, leave=False) as bar:
+    t0 = time.perf_counter()
+    with tqdm(total=0, unit="sweep", disable=args.quiet, leave=False, desc="pre-labelling") as bar:
+
+        def progress(p: Progress) -> None:  # from Dask's event-loop thread
+            if bar.total != p.total:
+                bar.total = p.total
+            bar.update(p.done - bar.n)
 
         def on_done(summary: DetectSummary, done: int, total: int) -> None:
-            bar.set_postfix_str(f"{summary.sequence_id}: {summary.sweeps} sweeps")
-            bar.update(done - bar.n)
+            bar.set_postfix_str(f"{done}/{total} logs")
 
         summaries = run(
             [Path(p) for p in args.logs],
             out,
-            detector=args.detector,
-            detector_options=options,
+            config=config,
             calibration=Path(args.calibration) if args.calibration else None,
             overwrite=args.overwrite,
-            track=not args.no_track,
-            points=not args.no_points,
-            images=not args.no_images,
             scheduler=args.scheduler,
             workers=args.workers,
+            progress=progress,
             on_done=on_done,
         )
-    _print_summary(summaries, out)
+    _print_summary(summaries, out, time.perf_counter() - t0)
     return 0
 
 
@@ -345,27 +374,24 @@ class UsageError(FusionError):
     """A command-line option that cannot work (an unknown name, a bad combination)."""
 
 
-LEARNED_DETECTORS = ("pointpillars", "centerpoint", "mmdet3d")
+LEARNED_FLAGS = ("checkpoint", "model_config", "device", "batch_size")
 
 
-def _detector_options(args: argparse.Namespace) -> dict[str, object] | None:
-    """The learned detector's options as plain values (they travel to Dask workers), or None."""
-    learned = args.detector in LEARNED_DETECTORS
-    given = [
-        f"--{n.replace('_', '-')}"
-        for n in ("checkpoint", "model_config", "device", "batch_size")
-        if getattr(args, n, None) is not None
-    ]
-    if not learned:
+def _detector_options(args: argparse.Namespace, detector: str) -> dict[str, object]:
+    """The learned detector's options given as flags, as plain values (they travel to Dask workers)."""
+    from fusion.detect import LEARNED_DETECTORS
+
+    given = [f"--{n.replace('_', '-')}" for n in LEARNED_FLAGS if getattr(args, n, None) is not None]
+    if detector not in LEARNED_DETECTORS:
         if given:
             raise UsageError(f"{', '.join(given)} only apply to --detector {'|'.join(LEARNED_DETECTORS)}")
-        return None
-    if not args.checkpoint:
-        raise UsageError(f"--detector {args.detector} needs --checkpoint CKPT (an mmdet3d .pth)")
+        return {}
     for flag, value in (("--checkpoint", args.checkpoint), ("--model-config", args.model_config)):
         if value is not None and not Path(value).is_file():
             raise UsageError(f"{value}: no such file ({flag})")
-    options: dict[str, object] = {"checkpoint": str(Path(args.checkpoint).resolve())}
+    options: dict[str, object] = {}
+    if args.checkpoint:
+        options["checkpoint"] = str(Path(args.checkpoint).resolve())
     if args.model_config:
         options["model_config"] = str(Path(args.model_config).resolve())
     if args.device:
@@ -377,20 +403,15 @@ def _detector_options(args: argparse.Namespace) -> dict[str, object] | None:
     return options
 
 
-def _detector_config(args: argparse.Namespace) -> object | None:
-    """The config object the --detector's factory takes (None: its defaults)."""
-    options = _detector_options(args)
-    if options is None:
-        return None
-    from fusion.detect import learned_config
-
-    return learned_config(options)
-
-
-def _add_detector_options(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """--config FILE and the flags that override it (shared by detect and run)."""
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML run configuration: [topics] [sync] [detector] [tracker] [output] (see fusion.config)",
+    )
     p.add_argument(
         "--detector",
-        default="geometric",
         help="geometric (default; no weights), pointpillars or centerpoint (mmdet3d checkpoints, pure "
         "torch), mmdet3d (any mmdet3d LiDAR model; needs mmdet3d installed)",
     )
@@ -404,6 +425,25 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
     p.add_argument(
         "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+    )
+    p.add_argument(
+        "--lidar-topic", metavar="TOPIC", help="PointCloud2 topic (default: the one with most messages)"
+    )
+    p.add_argument(
+        "--camera-topic",
+        action="append",
+        metavar="TOPIC",
+        help="image topic to use; repeat for more (default: every image topic with a CameraInfo)",
+    )
+    p.add_argument(
+        "--no-track", action="store_true", help="skip tracking and 4D refinement (each box its own track)"
+    )
+    p.add_argument("--no-points", action="store_true", help="leave the points table out")
+    p.add_argument("--no-images", action="store_true", help="leave the synchronised images out")
+    p.add_argument(
+        "--image-format",
+        choices=["jpeg", "png"],
+        help="re-encode every image to this format with OpenCV (default: store them as recorded)",
     )
 
 
@@ -433,16 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="output directory; labels go to OUT/labels/<sequence>.parquet"
     )
-    _add_detector_options(p)
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace existing labels files")
-    p.add_argument(
-        "--no-track",
-        action="store_true",
-        help="skip tracking and 4D refinement (each box its own track)",
-    )
-    p.add_argument("--no-points", action="store_true", help="leave the points table out")
-    p.add_argument("--no-images", action="store_true", help="leave the synchronised images out")
+    _add_config_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 
@@ -452,15 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: local)"
     )
-    p.add_argument(
-        "--workers", type=int, metavar="N", help="local workers (default: one per core, at most one per log)"
-    )
-    _add_detector_options(p)
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
-    p.add_argument("--no-track", action="store_true", help="skip tracking and 4D refinement")
-    p.add_argument("--no-points", action="store_true", help="leave the points table out")
-    p.add_argument("--no-images", action="store_true", help="leave the synchronised images out")
+    _add_config_flags(p)
+    p.add_argument("--chunk-s", type=float, metavar="S", help="seconds of log per parallel task (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 

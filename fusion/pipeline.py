@@ -1,69 +1,119 @@
 """`fusion run`: many logs into one dataset on Dask — a local cluster, or a real one.
 
-The graph: one task per log on the workers (decode, sync, deskew, detect, track, refine, and that
-sequence's files written by the worker itself: points and images never travel to the client);
-the client gathers only each sequence's small summary row, then writes `sequences.parquet` and
-`dataset.json` last. Only this module knows Dask.
+The graph, per log (`fusion.chunks` does the work; only this module knows Dask)::
+
+    plan-<sid>            cut the log into time windows; topics and cameras from the first one
+      chunk-<sid>-<k>     per window, in parallel: read its poses, decode, sync, deskew, detect;
+                          write points and images into part files as it goes (they never
+                          travel to the client)
+      finish-<sid>        merge each chunk's parts into the points/images files as soon as the
+                          chunk is done (in order, while later chunks run), then track + refine
+                          the detections, write labels and frames
+
+The client receives only plans (topics and camera models, kilobytes) and each sequence's summary
+row, writes `sequences.parquet` and `dataset.json` last, and removes the part files. Chunk tasks
+report each sweep (a Dask event, `PROGRESS_TOPIC`); `run` turns them into `Progress`.
 
 With no scheduler address a `LocalCluster` sized to the machine is started (one single-threaded
 worker process per core: the hot loops are numba and hold the GIL only briefly, but processes keep
 numba's and OpenCV's own threads from fighting). With `scheduler="tcp://host:8786"` an existing
 cluster is used: start one with `dask scheduler` and `dask worker tcp://host:8786 --nthreads 1
 --nworkers N` on each machine (on a batch cluster: the scheduler in one job, workers in an array
-job). Workers must see the logs and `--out` at the same paths (a shared filesystem).
+job). Workers and the client must see the logs and `--out` at the same paths (a shared filesystem).
+Give those workers a Dask config with `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
+null` (see `local_cluster` for why).
 
-Splitting one long log into time chunks across workers is the next step; today a log is one task.
+A worker lost mid-task (killed, out of memory) is replaced by Dask and its task re-run: part files
+are rewritten, a finishing step replaces its own sequence's files, and nothing appears under a
+final name before it is complete. When a run fails, the local cluster is closed before the run's
+files are removed; on an existing cluster a task already running cannot be stopped, so it may
+leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader looks there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, SequenceWriter, dataset_paths
+from exporters.dataset import DatasetWriter, SequenceInfo, dataset_paths
+from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
-from fusion import __version__
+from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
+from fusion.config import RunConfig
 from fusion.errors import FusionError
-from fusion.flags import FlagConfig
-from fusion.prelabel import DetectSummary, prelabel_sequence
-from fusion.sync import SyncConfig
+from fusion.prelabel import DetectSummary, pipeline_info
+
+if TYPE_CHECKING:
+    from calib.calibration import Calibration
 
 log = logging.getLogger(__name__)
+
+PROGRESS_TOPIC: Final = "fusion-progress"
+"""Dask event topic of per-sweep progress: `(sequence_id, chunk, sweeps done in the chunk)`."""
 
 
 class PipelineError(FusionError):
     """The cluster cannot be reached or a worker was lost."""
 
 
-def _task(
-    log_path: str,
-    sid: str,
-    out: str,
-    detector_name: str,
-    detector_options: Mapping[str, object] | None,
-    calibration_path: str | None,
-    config: SyncConfig,
-    overwrite: bool,
-    track: bool,
-    points: bool,
-    images: bool,
-) -> tuple[DetectSummary, SequenceInfo]:
-    """One log on a worker: everything is rebuilt from plain arguments (nothing heavy is shipped)."""
-    from calib.loaders import load_calibration
-    from fusion.detect import build_detector, learned_config
+@dataclass(frozen=True)
+class Progress:
+    """Sweeps done across all workers, and how many the logs planned so far hold."""
 
-    detector_config = None
-    if detector_options is not None:
-        # one worker thread = one torch thread, so workers on one machine do not oversubscribe its cores
-        detector_config = learned_config({"threads": _worker_threads(), **detector_options})
-    detector = build_detector(detector_name, detector_config)
-    calibration = load_calibration(calibration_path) if calibration_path else None
-    seq = SequenceWriter(Path(out), sid, overwrite=overwrite)
-    return prelabel_sequence(Path(log_path), sid, seq, detector, calibration, config, track, points, images)
+    done: int
+    total: int  # grows while logs are still being planned
+    logs_planned: int
+    logs: int
+
+
+def _calibration(path: str | None) -> Calibration | None:
+    from calib.loaders import load_calibration
+
+    return load_calibration(path) if path else None
+
+
+def _plan_task(log_path: str, sid: str, config: RunConfig, calibration: str | None) -> LogPlan:
+    return plan_log(Path(log_path), sid, config, _calibration(calibration))
+
+
+def _chunk_task(
+    plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None
+) -> ChunkResult:
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def progress(done: int) -> None:
+        worker.log_event(PROGRESS_TOPIC, (plan.sequence_id, index, done))
+
+    config = _with_worker_threads(config)
+    return run_chunk(plan, index, Path(out), config, calibration=_calibration(calibration), progress=progress)
+
+
+def _finish_task(
+    plan: LogPlan, chunks_dataset: str, out: str, config: RunConfig, calibration: str | None
+) -> tuple[DetectSummary, SequenceInfo]:
+    """Merge each chunk as soon as it is done, in order, while later chunks still run. The chunk
+    futures come from a published dataset (futures given as arguments would be waited for before
+    the task starts); the task leaves the worker's thread pool (`secede`) while it waits."""
+    from distributed import get_client, secede
+
+    client = get_client()
+    chunks = client.get_dataset(chunks_dataset)
+    secede()
+    with LogFinisher(plan, Path(out), config) as finisher:
+        for chunk in chunks:
+            finisher.add(chunk.result())
+        return finisher.finish(_calibration(calibration))
 
 
 def _worker_threads() -> int:
@@ -78,123 +128,240 @@ def _worker_threads() -> int:
     return max(1, int(getattr(state, "nthreads", getattr(worker, "nthreads", 1)) or 1))
 
 
-def _wants_gpu(detector_options: Mapping[str, object] | None) -> bool:
+def _wants_gpu(detector_options: Mapping[str, object]) -> bool:
     """Whether detection tasks should ask the scheduler for a GPU resource (a CUDA device requested)."""
-    if detector_options is None:
-        return False
     return str(detector_options.get("device", "auto")).startswith("cuda")
 
 
+def _with_worker_threads(config: RunConfig) -> RunConfig:
+    """A learned detector runs as many torch threads as this worker has threads, so workers on one
+    machine do not oversubscribe its cores (unless the config sets `threads`)."""
+    from fusion.detect import LEARNED_DETECTORS
+
+    det = config.detector
+    if det.name not in LEARNED_DETECTORS or "threads" in det.options:
+        return config
+    return replace(config, detector=replace(det, options={"threads": _worker_threads(), **det.options}))
+
+
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
+    """Every file of `sids`, their temporaries and part files included."""
     for sid in sids:
         for path in dataset_paths(out, sid).values():
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+                for stale in path.parent.glob(f".{path.name}.tmp-*"):
+                    stale.unlink(missing_ok=True)
+    remove_parts(out, sids)
+
+
+def _refuse_existing(out: Path, sids: Sequence[str]) -> None:
+    for sid in sids:
+        for path in dataset_paths(out, sid).values():
+            if path.exists():
+                raise ExportError(
+                    f"cannot write {path}: it already exists and fusion never overwrites output; "
+                    "remove it, choose another --out, or pass --overwrite"
+                )
+
+
+DASK_MALLOC_TRIM: Final = "65536"
+"""The MALLOC_TRIM_THRESHOLD_ Dask's nannies put into worker environments (and their own)."""
+
+
+def local_cluster(workers: int, *, gpu: bool = False) -> Any:
+    """A `LocalCluster` of `workers` single-threaded worker processes, without Dask's
+    MALLOC_TRIM_THRESHOLD_: setting it turns off glibc's adaptive mmap threshold, so every large
+    array (a sweep's points) is a fresh mmap that page-faults in again; measured on 64-beam
+    sweeps it doubles a worker's CPU time per sweep (16x the system time). gpu: each worker declares
+    the resource GPU=1 (chunk tasks of a CUDA detector ask for it)."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") == DASK_MALLOC_TRIM:  # left by an earlier nanny
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            **({"resources": {"GPU": 1}} if gpu else {}),  # a Worker option LocalCluster passes on
+        )
 
 
 def run(
     logs: Sequence[Path],
     out: Path,
     *,
-    detector: str = "geometric",
-    detector_options: Mapping[str, object] | None = None,
+    config: RunConfig | None = None,
     calibration: Path | None = None,
-    sync_config: SyncConfig | None = None,
     overwrite: bool = False,
-    track: bool = True,
-    points: bool = True,
-    images: bool = True,
     scheduler: str | None = None,
     workers: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
 ) -> list[DetectSummary]:
-    """Pre-label `logs` into the dataset `out` on Dask. on_done(summary, done, total) per log.
+    """Pre-label `logs` into the dataset `out` on Dask; summaries in the order of `logs`.
 
-    detector_options: a learned detector's plain options (checkpoint, model_config, device,
-    batch_size; see fusion.detect.learned_config), rebuilt on each worker with torch threads set to
-    the worker's threads. With `device="cuda..."` each task asks for the worker resource `GPU=1`:
-    start workers with `dask worker ... --resources GPU=1` (one per GPU); a local cluster declares it.
+    detector_options (learned detectors: checkpoint, model_config, device, batch_size; see
+    fusion.detect.learned_config) are rebuilt on each worker with torch threads set to the worker's
+    threads. With `device="cuda..."` each chunk task asks for the worker resource `GPU=1`: start
+    workers with `dask worker ... --resources GPU=1` (one per GPU); a local cluster declares it.
+
+    progress(Progress) after each sweep on any worker (called from the client's event-loop thread);
+    on_done(summary, logs done, logs) when a log is finished (from the calling thread).
+    Raises FusionError subclasses; a failed run leaves no file of any of its sequences.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
-    config = sync_config or SyncConfig()
+    config = config or RunConfig()
+    config.detector.build_config()  # an unknown detector or bad options fail before any worker starts
     missing = [str(p) for p in logs if not Path(p).exists()]
     if missing:
         raise FusionError(f"{missing[0]}: no such file or directory; check the path")
-    pipeline = PipelineInfo(
-        version=__version__,
-        detector=detector,
-        tracker="trackers.Tracker + trackers.refine" if track else "none",
-        config={
-            "sync": asdict(config),
-            "track": track,
-            "points": points,
-            "images": images,
-            "flags": FlagConfig().to_json(),
-            **({"detector": dict(detector_options)} if detector_options else {}),
-        },
-    )
-    gpu = _wants_gpu(detector_options)
+    sids = [sequence_id_for(Path(p), others=logs) for p in logs]
+    gpu = _wants_gpu(config.detector.options)
     summaries: list[DetectSummary] = []
-    with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
+    with DatasetWriter(
+        out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
+    ) as dataset:
+        if not overwrite:
+            _refuse_existing(out, sids)
         cluster = None
         try:
             if scheduler:
                 client = Client(scheduler, timeout="20s")
             else:
-                n = workers or max(1, min(len(logs), os.cpu_count() or 1))
+                n = workers or max(1, os.cpu_count() or 1)
                 if gpu and not workers:
                     n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
-                cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",
-                    **({"resources": {"GPU": 1}} if gpu else {}),  # a Worker option LocalCluster passes on
-                )
+                cluster = local_cluster(n, gpu=gpu)
                 client = Client(cluster)
         except OSError as err:
             raise PipelineError(
                 f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
             ) from err
-        sids = [sequence_id_for(Path(p), others=logs) for p in logs]
+        tracker = _ProgressTracker(len(logs), progress)
+        futures: list[Any] = []
+        infos: dict[str, SequenceInfo] = {}
+        published: list[str] = []
+        failed = False
         try:
-            futures = [
-                client.submit(
-                    _task,
-                    str(Path(p).resolve()),
-                    sequence_id_for(Path(p), others=logs),
-                    str(out.resolve()),
-                    detector,
-                    dict(detector_options) if detector_options else None,
-                    str(calibration.resolve()) if calibration else None,
+            client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
+            out_s = str(out.resolve())
+            calib = str(calibration.resolve()) if calibration else None
+            run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
+            plans = {}
+            for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+                fut = client.submit(
+                    _plan_task,
+                    str(Path(path).resolve()),
+                    sid,
                     config,
-                    overwrite,
-                    track,
-                    points,
-                    images,
-                    key=f"prelabel-{sequence_id_for(Path(p), others=logs)}",
-                    pure=False,
-                    resources={"GPU": 1} if gpu else None,
+                    calib,
+                    key=f"plan-{sid}-{run_id}",
+                    priority=-i,
                 )
-                for p in logs
-            ]
-            for done, future in enumerate(as_completed(futures), start=1):
-                summary, info = future.result()  # a worker's FusionError is re-raised here
-                dataset.add_sequence(info)
+                plans[fut.key] = i
+                futures.append(fut)
+            pending = as_completed(list(futures))
+            for fut in pending:
+                result = fut.result()  # a worker's FusionError is re-raised here
+                if fut.key in plans:
+                    i = plans[fut.key]
+                    tracker.planned(result)
+                    chunks = [
+                        client.submit(
+                            _chunk_task,
+                            fut,
+                            k,
+                            out_s,
+                            config,
+                            calib,
+                            key=f"chunk-{sids[i]}-{k}-{run_id}",
+                            priority=-i,
+                            resources={"GPU": 1} if gpu else None,
+                        )
+                        for k in range(len(result.windows))
+                    ]
+                    name = f"fusion-chunks-{sids[i]}-{run_id}"
+                    client.publish_dataset(chunks, name=name)
+                    published.append(name)
+                    finish = client.submit(
+                        _finish_task,
+                        fut,
+                        name,
+                        out_s,
+                        config,
+                        calib,
+                        key=f"finish-{sids[i]}-{run_id}",
+                        priority=-i,
+                    )
+                    futures += [*chunks, finish]
+                    pending.add(finish)
+                    continue
+                summary, info = result
+                infos[info.sequence_id] = info
+                remove_parts(out, [info.sequence_id])
                 summaries.append(summary)
                 if on_done is not None:
-                    on_done(summary, done, len(futures))
+                    on_done(summary, len(summaries), len(logs))
+            for sid in sids:  # sequences.parquet and dataset.json list them in the order given
+                dataset.add_sequence(infos[sid])
         except BaseException:
-            for f in futures if "futures" in locals() else []:
+            failed = True
+            for f in futures:
                 f.cancel()
-            _remove_sequences(out, sids)  # a failed run leaves no sequence behind, finished or not
             raise
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    order = {sequence_id_for(Path(p), others=logs): i for i, p in enumerate(logs)}
+            try:
+                with contextlib.suppress(Exception):  # the scheduler may be gone already
+                    client.unsubscribe_topic(PROGRESS_TOPIC)
+                    for name in published:
+                        client.unpublish_dataset(name)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()  # its workers stop before their files are removed
+                if failed:  # a failed run leaves no sequence behind, finished or not
+                    _remove_sequences(out, sids)
+    order = {sid: i for i, sid in enumerate(sids)}
     return sorted(summaries, key=lambda s: order[s.sequence_id])
+
+
+class _ProgressTracker:
+    """Per-sweep progress from the chunk tasks' events. A retried chunk counts from 0 again, so
+    each chunk's highest count is kept: a retry never counts a sweep twice."""
+
+    def __init__(self, logs: int, callback: Callable[[Progress], None] | None) -> None:
+        self.logs = logs
+        self.callback = callback
+        self.chunks: dict[tuple[str, int], int] = {}
+        self.total = 0
+        self.logs_planned = 0
+        self.done = 0
+        self.lock = threading.Lock()
+        self.started = time.perf_counter()
+
+    def planned(self, plan: LogPlan) -> None:
+        with self.lock:
+            self.total += plan.total_sweeps
+            self.logs_planned += 1
+        self._report()
+
+    def on_event(self, event: Any) -> None:
+        _, (sid, chunk, done) = event
+        with self.lock:
+            before = self.chunks.get((sid, chunk), 0)
+            if done <= before:
+                return
+            self.chunks[sid, chunk] = done
+            self.done += done - before
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(Progress(self.done, self.total, self.logs_planned, self.logs))

@@ -1,10 +1,11 @@
 """Detection, tracking and 4D refinement over a whole log, one process, writing the contract's
-labels table and the review queue (`flags/`, `fusion.flags`) (`fusion detect`).
+dataset and the review queue (`flags/`, `fusion.flags`) (`fusion detect`); and the stages
+`fusion.chunks` shares with it (`finish_sequence`, `sweep_writers`, `detect_in_batches`).
 
-With `track=True` (the default) the boxes of all sweeps are tracked forward and backward and the
-whole tracks refined (`trackers.refine`): stable track ids, one size per object, smoothed poses,
-gaps filled (`origin = interpolated`), a track-level score. With `track=False` each box is its own
-track. `fusion.pipeline` will run the same stages on Dask for many logs.
+With tracking on (`RunConfig.tracker.enabled`, the default) the boxes of all sweeps are tracked
+forward and backward and the whole tracks refined (`trackers.refine`): stable track ids, one size
+per object, smoothed poses, gaps filled (`origin = interpolated`), a track-level score. With it off
+each box is its own track. `fusion.pipeline` runs the same stages on Dask, in time chunks.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,23 +25,27 @@ import pyarrow as pa
 
 from calib.projection import boxes_to_image
 from exporters.dataset import (
+    POINTS_PART_PARQUET_OPTIONS,
     DatasetWriter,
     FrameCamera,
     FrameRow,
     ImagesWriter,
     PipelineInfo,
+    PointsWriter,
     SequenceCamera,
     SequenceInfo,
     SequenceWriter,
+    camera_file_stem,
 )
 from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.bags import open_bag
 from fusion.boxes import Boxes
+from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.flags import FlagConfig, review_flags
-from fusion.sync import FusedFrame, PairedImage, SyncConfig, SyncContext, prepare, synchronize
+from fusion.sync import FusedFrame, PairedImage, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -69,11 +74,8 @@ def prelabel_logs(
     *,
     detector: Detector,
     calibration: Calibration | None = None,
-    sync_config: SyncConfig | None = None,
+    config: RunConfig | None = None,
     overwrite: bool = False,
-    track: bool = True,
-    points: bool = True,
-    images: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[DetectSummary]:
     """Pre-label every log into one dataset at `out` (shared/CONTRACT.md): sequences, frames,
@@ -83,38 +85,28 @@ def prelabel_logs(
     with a message naming the file when a log cannot be read or the output cannot be written; a
     failed run leaves no dataset.json, so no reader takes the directory for complete.
     """
-    config = sync_config or SyncConfig()
-    pipeline = PipelineInfo(
-        version=__version__,
-        detector=getattr(detector, "name", type(detector).__name__),
-        tracker="trackers.Tracker + trackers.refine" if track else "none",
-        config={
-            "sync": asdict(config),
-            "track": track,
-            "points": points,
-            "images": images,
-            "flags": FlagConfig().to_json(),
-        },
-    )
+    config = config or RunConfig()
+    pipeline = pipeline_info(config, getattr(detector, "name", type(detector).__name__))
     summaries: list[DetectSummary] = []
     with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
         for log_path in logs:
             sid = sequence_id_for(log_path, others=logs)
             summary, info = prelabel_sequence(
-                log_path,
-                sid,
-                dataset.sequence(sid),
-                detector,
-                calibration,
-                config,
-                track,
-                points,
-                images,
-                progress,
+                log_path, sid, dataset.sequence(sid), detector, calibration, config, progress
             )
             dataset.add_sequence(info)
             summaries.append(summary)
     return summaries
+
+
+def pipeline_info(config: RunConfig, detector: str) -> PipelineInfo:
+    """`dataset.json`'s pipeline entry: fusion's version, the detector, the tracker, the effective config."""
+    return PipelineInfo(
+        version=__version__,
+        detector=detector,
+        tracker="trackers.Tracker + trackers.refine" if config.tracker.enabled else "none",
+        config={**config.to_mapping(), "flags": FlagConfig().to_json()},
+    )
 
 
 def prelabel_sequence(
@@ -123,95 +115,180 @@ def prelabel_sequence(
     seq: SequenceWriter,
     detector: Detector,
     calibration: Calibration | None,
-    config: SyncConfig,
-    track: bool,
-    points: bool,
-    images: bool,
+    config: RunConfig,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[DetectSummary, SequenceInfo]:
-    """Pre-label one log into its sequence's files (`seq`); returns the summary and the sequence's
-    row for sequences.parquet. Runs anywhere the output directory is reachable: in this process,
-    or in a Dask worker (`fusion.pipeline`)."""
-    t0 = time.perf_counter()
-    columns = _Columns()
-    per_frame: list[tuple[FusedFrame, Boxes]] = []
+    """Pre-label one log into its sequence's files (`seq`) in this process; returns the summary and
+    the sequence's row for sequences.parquet. (`fusion.chunks` does the same in time chunks.)"""
+    started = time.time()
+    detected: list[tuple[FusedFrame, Boxes]] = []
     rows: list[FrameRow] = []
     with open_bag(log_path) as bag:
-        ctx = prepare(bag, config, calibration=calibration)
+        ctx = prepare(bag, config.sync_config(), calibration=calibration)
         total = bag.topics[ctx.lidar_topic].count
-        cameras = sorted(ctx.cameras)
-        with ExitStack() as stack:
-            pw = stack.enter_context(seq.points()) if points else None
-            iws = {name: stack.enter_context(seq.images(name)) for name in cameras} if images else {}
-            # a detector with a batch_size (the learned ones) sees that many sweeps per call
-            batch = max(1, int(getattr(detector, "batch_size", 1)))
-            pending: list[FusedFrame] = []
+        with sweep_writers(seq, sorted(ctx.cameras), config) as writers:
+            frames = synchronize(bag, ctx, config.sync_config())
+            for frame, boxes in detect_in_batches(detector, frames):
+                detected.append((_light(frame), boxes))
+                rows.append(_frame_row(frame))
+                writers.add(frame)
+                if progress is not None:
+                    progress(sid, len(rows), total)
+        log_data = Detected(
+            log_path=log_path,
+            ctx=ctx,
+            frames=detected,
+            rows=rows,
+            warnings=[*bag.warnings, *ctx.warnings],
+            source_size_bytes=bag.size_bytes,
+            started_s=started,
+        )
+    return finish_sequence(seq, log_data, config, calibration)
 
-            def flush() -> None:
-                if len(pending) == 1:
-                    found = [detector.detect(pending[0].cloud)]
-                else:
-                    found = detector.detect_batch([f.cloud for f in pending])
-                for frame, boxes in zip(pending, found, strict=True):
-                    if track:
-                        per_frame.append((_light(frame), boxes))
-                    else:
-                        columns.add(frame, boxes, ctx)
-                    rows.append(_frame_row(frame))
-                    if pw is not None:
-                        cloud = frame.cloud
-                        pw.add(
-                            frame.index,
-                            cloud.xyz,
-                            _or_zeros(cloud.intensity, len(cloud)),
-                            _or_zeros(cloud.time_offset_ns, len(cloud)),
-                        )
-                    for name, img in frame.images.items():
-                        if name in iws:
-                            _add_image(iws[name], frame.index, img)
-                    if progress is not None:
-                        progress(sid, len(rows), total)
-                pending.clear()
 
-            for frame in synchronize(bag, ctx, config):
-                pending.append(frame)
-                if len(pending) >= batch:
-                    flush()
-            if pending:
-                flush()
-        warnings = [*bag.warnings, *ctx.warnings]
-        size = bag.size_bytes
-    if track:
-        _add_tracked(columns, per_frame, ctx)
+@dataclass(frozen=True, eq=False)
+class Detected:
+    """One log after detection: what tracking and the tables need (no points, no images)."""
+
+    log_path: Path
+    ctx: SyncContext
+    frames: Sequence[tuple[FusedFrame, Boxes]]  # per sweep, frame_index order: the frame without
+    # its points and images (`_light`), and its detections
+    rows: Sequence[FrameRow]  # per sweep, its frames.parquet row
+    warnings: Sequence[str]
+    source_size_bytes: int
+    started_s: float  # time.time() when the log's work began
+
+
+def finish_sequence(
+    seq: SequenceWriter, detected: Detected, config: RunConfig, calibration: Calibration | None
+) -> tuple[DetectSummary, SequenceInfo]:
+    """Track and refine the detections (`config.tracker`), write the sequence's labels and frames;
+    return the summary and the sequence's row for sequences.parquet."""
+    sid = seq.sequence_id
+    ctx = detected.ctx
+    columns = _Columns()
+    if config.tracker.enabled:
+        _add_tracked(columns, detected.frames, ctx, config)
+    else:
+        for frame, boxes in detected.frames:
+            columns.add(frame, boxes, ctx)
     table = columns.table(sid)
     labels_path = seq.write_labels(table)
-    seq.write_flags(review_flags(table, tracked=track))
-    seq.write_frames(rows)
+    seq.write_flags(review_flags(table, tracked=config.tracker.enabled))
+    seq.write_frames(detected.rows)
+    cameras = sorted(ctx.cameras)
+    effective = config.to_mapping()
+    effective["topics"] = {"lidar": ctx.lidar_topic, "cameras": [ctx.cameras[n].topic for n in cameras]}
+    effective["calibration"] = calibration.source if calibration else None
     info = SequenceInfo.from_frames(
         sid,
-        rows,
-        source_path=str(log_path),
-        source_size_bytes=size,
+        detected.rows,
+        source_path=str(detected.log_path),
+        source_size_bytes=detected.source_size_bytes,
         lidar_topic=ctx.lidar_topic,
         world_frame=ctx.fixed_frame,
         cameras=[
             SequenceCamera(replace(c.camera, name=c.name), c.topic, c.lidar_from_camera)
             for c in (ctx.cameras[n] for n in cameras)
         ],
-        config={"sync": asdict(config), "calibration": calibration.source if calibration else None},
+        config=effective,
     )
     cats, counts = np.unique(np.asarray(table.column("category").to_pylist(), dtype=str), return_counts=True)
     summary = DetectSummary(
         sequence_id=sid,
         labels_path=labels_path,
-        sweeps=len(rows),
+        sweeps=len(detected.rows),
         boxes=table.num_rows,
         tracks=len(set(table.column("track_id").to_pylist())),
         by_category={str(c): int(n) for c, n in zip(cats, counts, strict=True)},
-        seconds=time.perf_counter() - t0,
-        warnings=warnings,
+        seconds=time.time() - detected.started_s,
+        warnings=list(detected.warnings),
     )
     return summary, info
+
+
+class SweepWriters:
+    """The points writer and one images writer per camera of a sequence (or a chunk of one)."""
+
+    def __init__(
+        self, points: PointsWriter | None, images: Mapping[str, ImagesWriter], image_format: str
+    ) -> None:
+        self.points = points
+        self.images = images
+        self.image_format = image_format
+
+    def add(self, frame: FusedFrame, frame_index: int | None = None) -> None:
+        """Write one sweep's points (deskewed, lidar frame) and its paired images at `frame_index`
+        (default: the frame's own index)."""
+        index = frame.index if frame_index is None else frame_index
+        if self.points is not None:
+            cloud = frame.cloud
+            self.points.add(
+                index,
+                cloud.xyz,
+                _or_zeros(cloud.intensity, len(cloud)),
+                _or_zeros(cloud.time_offset_ns, len(cloud)),
+            )
+        for name, img in frame.images.items():
+            if name in self.images:
+                _add_image(self.images[name], index, img, self.image_format)
+
+
+def detect_in_batches(detector: Detector, frames: Iterable[FusedFrame]) -> Iterator[tuple[FusedFrame, Boxes]]:
+    """Each frame with its boxes, in order. A detector with a `batch_size` (the learned ones) gets that
+    many sweeps per call (`detect_batch`), so a GPU sees batches; the others one sweep at a time."""
+    batch = max(1, int(getattr(detector, "batch_size", 1)))
+    pending: list[FusedFrame] = []
+    for frame in frames:
+        pending.append(frame)
+        if len(pending) >= batch:
+            yield from _detect_pending(detector, pending)
+            pending = []
+    if pending:
+        yield from _detect_pending(detector, pending)
+
+
+def _detect_pending(detector: Detector, pending: list[FusedFrame]) -> Iterator[tuple[FusedFrame, Boxes]]:
+    if len(pending) == 1:
+        found = [detector.detect(pending[0].cloud)]
+    else:
+        found = detector.detect_batch([f.cloud for f in pending])
+    yield from zip(pending, found, strict=True)
+
+
+@contextmanager
+def sweep_writers(
+    seq: SequenceWriter,
+    cameras: Sequence[str],
+    config: RunConfig,
+    *,
+    part_dir: Path | None = None,
+    part: str = "",
+) -> Iterator[SweepWriters]:
+    """`SweepWriters` for `seq` per `config.output`; every file is renamed into place when the block
+    succeeds and dropped when it raises. With `part_dir`, a chunk's part files are written there
+    instead (`<part>.points.parquet`, `<part>.<camera>.images.parquet`; replaced when retried)."""
+    out = config.output
+    sid = seq.sequence_id
+    with ExitStack() as stack:
+        pw = None
+        if out.points:
+            if part_dir is None:
+                pw = stack.enter_context(seq.points())
+            else:
+                path = part_dir / f"{part}.points.parquet"
+                options = POINTS_PART_PARQUET_OPTIONS
+                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True, parquet_options=options))
+        iws = {}
+        if out.images:
+            for name in cameras:
+                if part_dir is None:
+                    iws[name] = stack.enter_context(seq.images(name))
+                else:
+                    path = part_dir / f"{part}.{camera_file_stem(name)}.images.parquet"
+                    iws[name] = stack.enter_context(ImagesWriter(path, sid, name, overwrite=True))
+        yield SweepWriters(pw, iws, out.image_format)
 
 
 def _or_zeros(values: npt.NDArray[Any] | None, n: int) -> npt.NDArray[Any]:
@@ -232,14 +309,17 @@ def _frame_row(frame: FusedFrame) -> FrameRow:
     )
 
 
-def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage) -> None:
-    """Store a compressed image's own bytes; encode a raw one as JPEG."""
+def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage, image_format: str) -> None:
+    """Store a compressed image's own bytes when it is in `image_format` ("recorded": JPEG or PNG
+    as logged); otherwise decode it and encode it with OpenCV (a raw image as JPEG by default)."""
     fmt = str(getattr(img.message, "format", "")).lower()
     for encoding in ("jpeg", "png"):
-        if encoding in fmt or (encoding == "jpeg" and "jpg" in fmt):
+        recorded = encoding in fmt or (encoding == "jpeg" and "jpg" in fmt)
+        if recorded and image_format in ("recorded", encoding):
             writer.add(frame_index, img.stamp_ns, bytes(img.message.data), encoding)
             return
-    writer.add_array(frame_index, img.stamp_ns, img.decoded.pixels, encoding="jpeg")  # type: ignore[arg-type]
+    target = "jpeg" if image_format == "recorded" else image_format
+    writer.add_array(frame_index, img.stamp_ns, img.decoded.pixels, encoding=target)  # type: ignore[arg-type]
 
 
 def _light(frame: FusedFrame) -> FusedFrame:
@@ -249,7 +329,9 @@ def _light(frame: FusedFrame) -> FusedFrame:
     return replace(frame, cloud=empty, images={})
 
 
-def _add_tracked(columns: _Columns, per_frame: list[tuple[FusedFrame, Boxes]], ctx: SyncContext) -> None:
+def _add_tracked(
+    columns: _Columns, per_frame: Sequence[tuple[FusedFrame, Boxes]], ctx: SyncContext, config: RunConfig
+) -> None:
     """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame."""
     from trackers import RefineConfig, refine, track_both_ways
 
@@ -259,7 +341,10 @@ def _add_tracked(columns: _Columns, per_frame: list[tuple[FusedFrame, Boxes]], c
     ]
     # without poses the tracks live in the moving sensor frame, where velocities are not headings
     world = all(pose is not None for _, _, pose in frames)
-    table = refine(track_both_ways(frames), RefineConfig(heading_from_velocity=world))
+    refine_config = config.tracker.refine or RefineConfig()
+    if not world:
+        refine_config = replace(refine_config, heading_from_velocity=False)
+    table = refine(track_both_ways(frames, config.tracker.online), refine_config)
     order = np.lexsort((table.track_id, table.frame_index))
     for fi in np.unique(table.frame_index[order]):
         rows = order[table.frame_index[order] == fi]

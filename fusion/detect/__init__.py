@@ -101,6 +101,9 @@ DETECTORS: Final[Mapping[str, Callable[..., Detector]]] = MappingProxyType(
 )
 """Detector factories by name; each takes its config (optional)."""
 
+LEARNED_DETECTORS: Final = ("pointpillars", "centerpoint", "mmdet3d")
+"""The detectors built from a checkpoint (options as `learned_config` takes them)."""
+
 
 def build_detector(name: str, config: object | None = None) -> Detector:
     """The detector called `name`, with `config` (None: its defaults).
@@ -116,6 +119,7 @@ def build_detector(name: str, config: object | None = None) -> Detector:
 
 __all__ = [
     "DETECTORS",
+    "LEARNED_DETECTORS",
     "CategoryRule",
     "ClassifyConfig",
     "ClusterConfig",

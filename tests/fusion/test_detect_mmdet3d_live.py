@@ -45,9 +45,9 @@ def test_fusion_detector_matches_live_mmdet3d_at_full_size(
     model_name: str, datasets: Path, tmp_path: Path
 ) -> None:
     import torch
-    from fusion.detect.learned import LearnedConfig, PillarDetector
     from mmdet3d.apis import init_model
 
+    from fusion.detect.learned import LearnedConfig, PillarDetector
     from tests.fixtures.mmdet3d.make_fixtures import (
         _run,
         build_random_model,

@@ -26,7 +26,9 @@ def test_run_two_logs_on_a_local_cluster_writes_one_valid_dataset(
         == 0
     )
     printed = capsys.readouterr().out
-    assert "2 log(s), 60 sweeps" in printed
+    assert "2 log(s), 60 sweeps" in printed and f"-> dataset {out}" in printed
+    assert printed.count(": 30 sweeps, ") == 2 and " tracks (" in printed and " warning(s), " in printed
+    assert f'pandas.read_parquet("{out / "labels"}")' in printed
     assert main(["validate", str(out)]) == 0
     ds = open_dataset(out)
     assert len(ds.sequence_ids) == 2 and ds.sequence_ids[0] != ds.sequence_ids[1]
@@ -54,3 +56,62 @@ def test_run_leaves_no_dataset_when_a_log_is_bad(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fusion: error: ") and "broken.bag" in err[0]
     assert [p for p in out.rglob("*") if p.is_file()] == []  # not even the good log's files
+
+
+def test_a_worker_killed_mid_chunk_is_replaced_and_the_dataset_is_complete(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+    from dask.distributed import Client, LocalCluster
+
+    from exporters.validate import validate_dataset
+    from fusion.config import RunConfig
+    from fusion.pipeline import Progress, run
+
+    out = tmp_path / "out"
+    config = RunConfig().with_overrides(chunk_s=0.5)  # the 3-s sample in 6 chunk tasks
+    started = threading.Event()
+    seen: list[Progress] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.done >= 2:
+            started.set()
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        pids = client.run(os.getpid)
+        job = pool.submit(
+            run, [SAMPLE], out, config=config, scheduler=cluster.scheduler_address, progress=progress
+        )
+        assert started.wait(180)
+        busy = {w: keys for w, keys in client.processing().items() if any("chunk-" in str(k) for k in keys)}
+        victim = next(iter(busy))
+        os.kill(pids[victim], signal.SIGKILL)  # a real kill, mid-chunk
+        summaries = job.result(timeout=300)
+        assert victim not in client.scheduler_info()["workers"]
+    assert summaries[0].sweeps == 30
+    assert (seen[-1].done, seen[-1].total) == (30, 30)  # the killed chunk's sweeps counted once
+    assert validate_dataset(out) == []
+    frames = pq.read_table(out / "frames" / "sim_drive.parquet")
+    assert frames.column("frame_index").to_pylist() == list(range(30))
+    assert len(set(frames.column("timestamp_ns").to_pylist())) == 30  # no sweep twice, none lost
+    assert pq.ParquetFile(out / "points" / "sim_drive.parquet").num_row_groups == 30
+    assert not (out / ".parts").exists()
+    assert [p.name for p in out.rglob(".*")] == []  # no temporary file is left
+
+
+def test_progress_counts_each_sweep_once_when_a_chunk_is_retried() -> None:
+    from fusion.pipeline import Progress, _ProgressTracker
+
+    seen: list[Progress] = []
+    tracker = _ProgressTracker(2, seen.append)
+    for sid, chunk, done in [("a", 0, 1), ("a", 0, 2), ("b", 0, 1), ("a", 0, 1), ("a", 0, 2), ("a", 0, 3)]:
+        tracker.on_event((0.0, (sid, chunk, done)))  # ("a", 0) was retried after 2 sweeps
+    assert [p.done for p in seen] == [1, 2, 3, 4]

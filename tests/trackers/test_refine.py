@@ -457,8 +457,9 @@ def test_car_sizes_on_simulated_logs_are_within_10_cm_for_well_seen_cars(sim_log
     assert len(err) >= 20  # 25 with the split stage of the detector (22 before it)
     assert (np.median(err, axis=0) < 0.05).all()  # 2.4, 2.2, 3.1 cm (5.7 cm in length without the prior)
     # With the detector's split stage (rows of parked cars cut into cars) 25 cars qualify and 18 of
-    # them (0.72) are within 10 cm. Before it: 17 of 22 within 10 cm (16 without the size prior: the car ahead, seen from
-    # behind, measured 0.64 and 0.30 m short, gets the car prior); left: a car measured 0.36-0.39 m
+    # them (0.72) are within 10 cm. Before it: 17 of 22 within 10 cm (16 without the size prior:
+    # the car ahead, seen from behind, measured 0.64 and 0.30 m short, gets the car prior); left: a
+    # car measured 0.36-0.39 m
     # long in both seeds, a 4.84 m car seen from behind (the prior is 4.5 m), a 4.34 m one the prior
     # lengthens, one 0.21 m too wide and one 10 cm short
     assert (err.max(axis=1) < 0.10).mean() >= 0.7

@@ -1,0 +1,379 @@
+"""One log in time chunks: the work `fusion.pipeline` spreads over Dask workers (no Dask here).
+
+    plan = plan_log(log, sid, config, calibration)            # topics, cameras, chunk windows
+    results = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]   # in parallel
+    summary, info = finish_log(plan, results, out, config, calibration)
+
+`plan_log` cuts the LiDAR topic's record-time span into windows of `config.output.chunk_s`:
+half-open `[start_ns, end_ns)`, the first open below and the last open above, so every sweep falls
+in exactly one window; it finds the topics and cameras from the first window. `run_chunk` reads
+the poses of its own window and a pad either side (`fusion.sync.prepare` on a windowed view of the
+bag: no task reads the whole log's poses, which in a bag are interleaved with the point clouds
+and cost a decompression of the whole file), then decodes, synchronises, deskews and detects the
+sweeps of the window and writes their points and images as it goes into its own part files under
+`<out>/.parts/<sid>/` (hidden: no glob reader sees them); it returns only the small per-sweep
+records (frame rows, detections). `LogFinisher` takes the chunks in order as they come, numbers
+their sweeps on from the previous chunk's and appends their part files row group by row group to
+`points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`; at the end
+it tracks and refines the detections and writes labels and frames
+(`fusion.prelabel.finish_sequence`). Every final file appears by atomic rename.
+
+Each step may be re-run after a crash (a retried task): part files are replaced, and the finishing
+step replaces this sequence's own files (the caller checks beforehand that none existed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from exporters.dataset import FrameRow, ImagesWriter, PointsWriter, SequenceWriter, camera_file_stem
+from exporters.errors import ExportError
+from fusion.bags import Bag, RawMessage, open_bag
+from fusion.boxes import Boxes
+from fusion.config import RunConfig
+from fusion.prelabel import (
+    Detected,
+    DetectSummary,
+    _frame_row,
+    _light,
+    detect_in_batches,
+    finish_sequence,
+    sweep_writers,
+)
+from fusion.sync import FusedFrame, SyncContext, prepare, synchronize
+from fusion.topics import CAMERA_INFO, ODOMETRY, TF, lidar_topic
+
+if TYPE_CHECKING:
+    from calib.calibration import Calibration
+    from exporters.dataset import SequenceInfo
+    from fusion.detect import Detector
+
+PARTS_DIR: Final = ".parts"
+"""Hidden directory under the output holding chunks' part files until their log is finished."""
+
+Window = tuple[int | None, int | None]
+
+
+def parts_dir(out: Path, sequence_id: str) -> Path:
+    """Where the chunks of `sequence_id` write their part files."""
+    return out / PARTS_DIR / sequence_id
+
+
+@dataclass(frozen=True, eq=False)
+class LogPlan:
+    """One log, read once for its poses and cameras and cut into record-time windows."""
+
+    log_path: Path
+    sequence_id: str
+    ctx: SyncContext  # topics, poses (TransformBuffer), cameras
+    windows: tuple[Window, ...]  # per chunk [start_ns, end_ns) of record time; None = open
+    total_sweeps: int  # messages on the LiDAR topic
+    duration_ns: int  # record time from the first to the last sweep
+    source_size_bytes: int
+    warnings: tuple[str, ...]
+    started_s: float  # time.time() when planning began
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkResult:
+    """What one chunk returns: per sweep, in order, its frame row and detections (local indices 0..)."""
+
+    index: int  # the chunk's number
+    frames: list[tuple[FusedFrame, Boxes]]  # the frame without points or images, and its boxes
+    rows: list[FrameRow]
+    warnings: list[str]
+
+
+def chunk_windows(first_ns: int, last_ns: int, chunk_ns: int) -> tuple[Window, ...]:
+    """Half-open windows of `chunk_ns` from `first_ns` covering `last_ns`; the first starts open
+    (None) and the last ends open, so every record time belongs to exactly one window."""
+    if chunk_ns <= 0:
+        raise ValueError(f"chunk_ns must be positive, got {chunk_ns}")
+    n = max(1, -(-(last_ns - first_ns + 1) // chunk_ns))
+    bounds: list[int | None] = [None, *(first_ns + k * chunk_ns for k in range(1, n)), None]
+    return tuple((bounds[k], bounds[k + 1]) for k in range(n))
+
+
+def plan_log(
+    log_path: Path, sequence_id: str, config: RunConfig, calibration: Calibration | None = None
+) -> LogPlan:
+    """Cut `log_path` into `config.output.chunk_s` windows and find its topics and cameras (from the
+    first window: the poses of the whole log are read by the chunks, each for its own window)."""
+    started = time.time()
+    with open_bag(log_path) as bag:
+        lidar = config.topics.lidar or lidar_topic(bag.topics)
+        info = bag.topics.get(lidar) if lidar is not None else None
+        first = (info.first_log_ns if info is not None else None) or 0
+        last = info.last_log_ns if info is not None and info.last_log_ns is not None else first
+        windows = chunk_windows(first, last, max(1, round(config.output.chunk_s * 1e9)))
+        ctx = _prepare_window(bag, config, calibration, windows[0])  # raises for a missing topic
+        info = bag.topics[ctx.lidar_topic]
+        return LogPlan(
+            log_path=Path(log_path),
+            sequence_id=sequence_id,
+            ctx=ctx,
+            windows=windows,
+            total_sweeps=info.count,
+            duration_ns=last - first,
+            source_size_bytes=bag.size_bytes,
+            warnings=(*bag.warnings, *ctx.warnings),
+            started_s=started,
+        )
+
+
+def run_chunk(
+    plan: LogPlan,
+    index: int,
+    out: Path,
+    config: RunConfig,
+    *,
+    detector: Detector | None = None,
+    calibration: Calibration | None = None,
+    window: Window | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ChunkResult:
+    """Decode, synchronise, deskew and detect the sweeps of chunk `index` (or of `window`), writing
+    their points and images to the chunk's part files. progress(sweeps done in this chunk)."""
+    start, end = plan.windows[index] if window is None else window
+    detector = detector if detector is not None else config.detector.build()
+    seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
+    frames: list[tuple[FusedFrame, Boxes]] = []
+    rows: list[FrameRow] = []
+    sync = config.sync_config()
+    with open_bag(plan.log_path) as bag:
+        ctx = _prepare_window(bag, config, calibration, (start, end))
+        cameras = sorted(set(ctx.cameras) & set(plan.ctx.cameras))
+        ctx.cameras = {name: ctx.cameras[name] for name in cameras}
+        with sweep_writers(
+            seq, cameras, config, part_dir=parts_dir(out, plan.sequence_id), part=f"{index:05d}"
+        ) as writers:
+            swept = synchronize(bag, ctx, sync, start_ns=start, end_ns=end)
+            for frame, boxes in detect_in_batches(detector, swept):
+                frames.append((_light(frame), boxes))
+                rows.append(_frame_row(frame))
+                writers.add(frame)
+                if progress is not None:
+                    progress(len(rows))
+        warnings = [w for w in [*bag.warnings, *ctx.warnings] if w not in plan.warnings]
+    return ChunkResult(index, frames, rows, warnings)
+
+
+POSE_PAD_NS: Final = 1_000_000_000
+"""Poses are read this far (plus a sweep period) beyond a chunk's window: every pose lookup of its
+sweeps interpolates between the same samples as in one pass over the log (a pose is never
+interpolated across a gap longer than `calib.TransformBuffer`'s max_gap_ns, 0.5 s by default;
+the rest covers a sweep's stamp lagging its record time). Kept short: in a compressed bag the
+poses share chunks with the point clouds, so every second of pad is decompressed again."""
+
+
+def _prepare_window(
+    bag: Bag, config: RunConfig, calibration: Calibration | None, window: Window
+) -> SyncContext:
+    """`fusion.sync.prepare` reading only what one window needs: poses (TF, odometry) within it
+    and a pad either side, the static TF and the first CameraInfo of each camera. Each chunk does
+    this for itself, so no task reads the whole log's poses before the chunks can start."""
+    sync = config.sync_config()
+    pad = POSE_PAD_NS + sync.sweep_period_ns
+    start, end = window
+    lo = None if start is None else start - pad
+    hi = None if end is None else end + pad
+    return prepare(_WindowedBag(bag, lo, hi), sync, calibration=calibration)  # type: ignore[arg-type]
+
+
+class _WindowedBag:
+    """A `Bag` whose stream of poses is cut to [lo, hi); CameraInfo and static TF topics yield
+    what `prepare` keeps (their first message / all of them), others their first message in the
+    window, or in the log when the window has none (what `prepare` asks of them)."""
+
+    def __init__(self, bag: Bag, lo: int | None, hi: int | None) -> None:
+        self._bag = bag
+        self._lo = lo
+        self._hi = hi
+        self.path = bag.path
+        self.topics = bag.topics
+        self.warnings = bag.warnings
+
+    def deserialize(self, raw: RawMessage) -> Any:
+        return self._bag.deserialize(raw)
+
+    def messages(self, topics: Sequence[str]) -> Iterator[RawMessage]:
+        kinds = {t: self.topics[t].msgtype for t in topics}
+        static = [t for t in topics if kinds[t] == TF and t.rstrip("/").endswith("tf_static")]
+        infos = [t for t in topics if kinds[t] == CAMERA_INFO]
+        poses = [t for t in topics if kinds[t] in (TF, ODOMETRY) and t not in static]
+        other = [t for t in topics if t not in {*static, *infos, *poses}]
+        if static:
+            yield from self._bag.messages(static)
+        for topic in infos:
+            yield from itertools.islice(self._bag.messages([topic]), 1)
+        if poses:
+            yield from self._bag.messages(poses, start_ns=self._lo, end_ns=self._hi)
+        if other:
+            found = False
+            for raw in self._bag.messages(other, start_ns=self._lo, end_ns=self._hi):
+                found = True
+                yield raw
+            if not found:
+                yield from self._bag.messages(other)
+
+
+class LogFinisher:
+    """Finishes one log from its chunks, taken in order as they come: each `add` renumbers the
+    chunk's sweeps and appends its part files to the sequence's points and images files (so the
+    merging overlaps the chunks still running); `finish` tracks, refines and writes labels and
+    frames. The part files are left for the caller to remove (`remove_parts`) once it holds the
+    result, so a retried finish finds them. Use as a context manager: an error aborts every
+    file still being written."""
+
+    def __init__(self, plan: LogPlan, out: Path, config: RunConfig) -> None:
+        self.plan = plan
+        self.out = out
+        self.config = config
+        self.seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
+        _remove_stale_temporaries(self.seq)
+        self.frames: list[tuple[FusedFrame, Boxes]] = []
+        self.rows: list[FrameRow] = []
+        self.warnings = list(plan.warnings)
+        self._added = 0
+        self._stack = ExitStack()
+        self.points = self._stack.enter_context(self.seq.points()) if config.output.points else None
+        cameras = sorted(plan.ctx.cameras) if config.output.images else []
+        self.images = {name: self._stack.enter_context(self.seq.images(name)) for name in cameras}
+
+    def add(self, chunk: ChunkResult) -> None:
+        """Append the next chunk (chunk numbers must come 0, 1, 2, ...)."""
+        sid = self.plan.sequence_id
+        expected = self.chunks_added
+        if chunk.index != expected:
+            raise ExportError(f"cannot finish {sid}: got chunk {chunk.index}, expected chunk {expected}")
+        offset = len(self.rows)
+        self.frames += [(replace(f, index=offset + f.index), b) for f, b in chunk.frames]
+        self.rows += [replace(r, frame_index=offset + r.frame_index) for r in chunk.rows]
+        self.warnings += [w for w in chunk.warnings if w not in self.warnings]
+        part = parts_dir(self.out, sid)
+        if self.points is not None:
+            _merge_points(self.points, part / f"{chunk.index:05d}.points.parquet", len(chunk.rows))
+        for name, writer in self.images.items():
+            path = part / f"{chunk.index:05d}.{camera_file_stem(name)}.images.parquet"
+            _merge_images(writer, path, offset)
+        self._added = expected + 1
+
+    @property
+    def chunks_added(self) -> int:
+        """Chunks appended so far."""
+        return self._added
+
+    def finish(self, calibration: Calibration | None = None) -> tuple[DetectSummary, SequenceInfo]:
+        """Close the points and images files (renamed into place), track, refine, write labels and
+        frames; the summary and the sequence's row."""
+        if self.chunks_added != len(self.plan.windows):
+            raise ExportError(
+                f"cannot finish {self.plan.sequence_id}: {self.chunks_added} of "
+                f"{len(self.plan.windows)} chunks added"
+            )
+        self._stack.close()
+        detected = Detected(
+            log_path=self.plan.log_path,
+            ctx=self.plan.ctx,
+            frames=self.frames,
+            rows=self.rows,
+            warnings=self.warnings,
+            source_size_bytes=self.plan.source_size_bytes,
+            started_s=self.plan.started_s,
+        )
+        return finish_sequence(self.seq, detected, self.config, calibration)
+
+    def abort(self) -> None:
+        """Drop the points and images files being written."""
+        self.seq.abort()
+        self._stack.pop_all()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def finish_log(
+    plan: LogPlan,
+    chunks: Sequence[ChunkResult],
+    out: Path,
+    config: RunConfig,
+    calibration: Calibration | None = None,
+) -> tuple[DetectSummary, SequenceInfo]:
+    """`LogFinisher` over all of a log's chunks at once."""
+    with LogFinisher(plan, out, config) as finisher:
+        for chunk in sorted(chunks, key=lambda c: c.index):
+            finisher.add(chunk)
+        return finisher.finish(calibration)
+
+
+def remove_parts(out: Path, sequence_ids: Sequence[str]) -> None:
+    """Remove the part files of `sequence_ids`, and `<out>/.parts` when it is left empty."""
+    for sid in sequence_ids:
+        shutil.rmtree(parts_dir(out, sid), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out / PARTS_DIR).rmdir()
+
+
+def _merge_points(writer: PointsWriter, path: Path, count: int) -> None:
+    """Append a part file's row groups (one per sweep) in order, numbered on from the writer's."""
+    file = _part(path)
+    if file.num_row_groups != count:
+        raise ExportError(
+            f"cannot merge {path}: {file.num_row_groups} sweeps, its chunk reported {count}; re-run"
+        )
+    for g in range(count):
+        table = file.read_row_group(g)
+        xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
+        writer.add(
+            writer.num_frames,
+            xyz,
+            table.column("intensity").to_numpy(),
+            table.column("time_offset_ns").to_numpy(),
+        )
+
+
+def _merge_images(writer: ImagesWriter, path: Path, offset: int) -> None:
+    """Append a part file's images, their frame_index shifted by their chunk's offset."""
+    file = _part(path)
+    for g in range(file.num_row_groups):
+        table = file.read_row_group(g)
+        for frame, stamp, encoding, data in zip(
+            table.column("frame_index").to_pylist(),
+            table.column("timestamp_ns").to_pylist(),
+            table.column("encoding").to_pylist(),
+            table.column("data").to_pylist(),
+            strict=True,
+        ):
+            writer.add(offset + frame, stamp, data, encoding)
+
+
+def _part(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError) as err:
+        raise ExportError(f"cannot merge {path}: {err}; its chunk did not finish; re-run") from err
+
+
+def _remove_stale_temporaries(seq: SequenceWriter) -> None:
+    """Hidden temporary files a killed earlier attempt at this sequence left (`.<name>.tmp-*`)."""
+    for kind, path in seq.paths.items():
+        folder, pattern = (path, ".*.tmp-*") if kind == "images" else (path.parent, f".{path.name}.tmp-*")
+        if folder.is_dir():
+            for stale in folder.glob(pattern):
+                with contextlib.suppress(OSError):
+                    stale.unlink()

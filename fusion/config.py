@@ -1,0 +1,299 @@
+"""The configuration of a pre-labelling run (`fusion run --config FILE`): frozen dataclasses, loaded
+from TOML, overridden by command-line flags, and written with the output (`dataset.json`'s
+`pipeline.config` and each sequence's `config_json`).
+
+A config file (every table and key optional; a missing one keeps its default)::
+
+    [topics]
+    lidar = "/lidar/points"                        # default: the PointCloud2 topic with most messages
+    cameras = ["/camera_front/image/compressed"]   # default: every image topic with a CameraInfo
+
+    [sync]                                         # fusion.sync.SyncConfig (less its two topic fields)
+    deskew = true
+    tolerance_ns = 20_000_000
+
+    [detector]
+    name = "geometric"
+    [detector.options.cluster]                     # the detector's own config (GeometricConfig)
+    min_points = 4
+
+    [tracker]
+    enabled = true
+    [tracker.online]                               # trackers.TrackerConfig
+    matcher = "hungarian"
+    [tracker.refine]                               # trackers.refine.RefineConfig
+    min_track_frames = 3
+
+    [output]
+    points = true
+    images = true
+    image_format = "recorded"                      # or "jpeg" / "png": re-encoded with OpenCV
+    chunk_s = 10.0                                 # seconds of log per Dask task
+
+A key no dataclass has is an error naming the key and the file (`ConfigError`), never ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal, get_args
+
+from fusion.errors import FusionError
+from fusion.sync import SyncConfig
+
+ImageFormat = Literal["recorded", "jpeg", "png"]
+IMAGE_FORMATS: Final[tuple[str, ...]] = get_args(ImageFormat)
+
+_TOPIC_FIELDS: Final = ("lidar_topic", "camera_topics")  # SyncConfig fields set from [topics]
+
+
+class ConfigError(FusionError):
+    """A config file that cannot be read, or a key or value no run can use."""
+
+
+def _detector_configs() -> Mapping[str, Callable[[Mapping[str, Any]], Any]]:
+    """Detector name -> its config's `from_mapping` (the `[detector.options]` table)."""
+    from fusion.detect import LEARNED_DETECTORS, learned_config
+    from fusion.detect.geometric import GeometricConfig
+
+    return {"geometric": GeometricConfig.from_mapping, **dict.fromkeys(LEARNED_DETECTORS, learned_config)}
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """Which topics of each log to use."""
+
+    lidar: str | None = None  # the PointCloud2 topic; None: the one with the most messages
+    cameras: tuple[str, ...] | None = None  # image topics; None: every image topic with a CameraInfo
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The detector, by name (`fusion.detect.DETECTORS`), and its own options."""
+
+    name: str = "geometric"  # key of fusion.detect.DETECTORS
+    options: Mapping[str, Any] = field(default_factory=dict)  # nested tables for the detector's config
+
+    def build_config(self) -> Any:
+        """The detector's own config object (None: its defaults). Raises ConfigError."""
+        from fusion.detect import DETECTORS, LEARNED_DETECTORS
+
+        if self.name not in DETECTORS:
+            raise ConfigError(f"unknown detector {self.name!r}; choose one of {', '.join(sorted(DETECTORS))}")
+        if not self.options and self.name not in LEARNED_DETECTORS:  # a learned one needs a checkpoint
+            return None
+        loader = _detector_configs().get(self.name)
+        if loader is None:
+            raise ConfigError(f"detector {self.name!r} takes no [detector.options]")
+        try:
+            return loader(self.options)
+        except FusionError as err:
+            raise ConfigError(str(err)) from err
+
+    def build(self) -> Any:
+        """The detector (`fusion.detect.Detector`)."""
+        from fusion.detect import build_detector
+
+        return build_detector(self.name, self.build_config())
+
+    def to_mapping(self) -> dict[str, Any]:
+        config = self.build_config()
+        options = config.to_mapping() if hasattr(config, "to_mapping") else dict(self.options)
+        return {"name": self.name, "options": options}
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    """Tracking and 4D refinement of each log's detections."""
+
+    enabled: bool = True  # False: each box its own track, no refinement
+    online: Any = None  # trackers.TrackerConfig; None: its defaults
+    refine: Any = None  # trackers.refine.RefineConfig; None: its defaults
+
+    def to_mapping(self) -> dict[str, Any]:
+        from trackers.config import TrackerConfig
+        from trackers.refine import RefineConfig
+
+        return {
+            "enabled": self.enabled,
+            "online": (self.online or TrackerConfig()).to_mapping(),
+            "refine": (self.refine or RefineConfig()).to_mapping(),
+        }
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What is written besides frames and labels, and how the work is cut."""
+
+    points: bool = True  # write points/<sid>.parquet
+    images: bool = True  # write images/<sid>/<camera>.parquet
+    image_format: ImageFormat = "recorded"  # "recorded": compressed bytes as logged (raw -> JPEG)
+    chunk_s: float = 10.0  # seconds of log per Dask task (decode, sync, deskew, detect)
+
+    def __post_init__(self) -> None:
+        if self.image_format not in IMAGE_FORMATS:
+            raise ConfigError(f"image_format {self.image_format!r}; use one of {', '.join(IMAGE_FORMATS)}")
+        if not (isinstance(self.chunk_s, int | float) and math.isfinite(self.chunk_s) and self.chunk_s > 0):
+            raise ConfigError(f"chunk_s = {self.chunk_s!r}; use a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is configured by."""
+
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)  # its topic fields come from `topics`
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackingSection = field(default_factory=TrackingSection)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def sync_config(self) -> SyncConfig:
+        """`sync` with the topics of `topics`."""
+        return replace(self.sync, lidar_topic=self.topics.lidar, camera_topics=self.topics.cameras)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The effective configuration as plain values (what the output records)."""
+        sync = {f.name: getattr(self.sync, f.name) for f in fields(SyncConfig) if f.name not in _TOPIC_FIELDS}
+        return {
+            "topics": {
+                "lidar": self.topics.lidar,
+                "cameras": list(self.topics.cameras) if self.topics.cameras is not None else None,
+            },
+            "sync": sync,
+            "detector": self.detector.to_mapping(),
+            "tracker": self.tracker.to_mapping(),
+            "output": {f.name: getattr(self.output, f.name) for f in fields(OutputConfig)},
+        }
+
+    def with_overrides(
+        self,
+        *,
+        lidar_topic: str | None = None,
+        camera_topics: tuple[str, ...] | None = None,
+        detector: str | None = None,
+        detector_options: Mapping[str, Any] | None = None,
+        track: bool | None = None,
+        points: bool | None = None,
+        images: bool | None = None,
+        image_format: str | None = None,
+        chunk_s: float | None = None,
+    ) -> RunConfig:
+        """This config with each given (not None) value replaced: command-line flags win over the file.
+        detector_options are merged over the detector's options (a learned detector's checkpoint, ...)."""
+        topics = replace(
+            self.topics,
+            lidar=lidar_topic if lidar_topic is not None else self.topics.lidar,
+            cameras=camera_topics if camera_topics is not None else self.topics.cameras,
+        )
+        det = self.detector
+        if detector is not None and detector != det.name:
+            det = DetectorConfig(name=detector)  # options of another detector do not carry over
+        if detector_options:
+            det = DetectorConfig(name=det.name, options={**det.options, **detector_options})
+        o = self.output
+        output = OutputConfig(
+            points=o.points if points is None else points,
+            images=o.images if images is None else images,
+            image_format=o.image_format if image_format is None else image_format,  # type: ignore[arg-type]
+            chunk_s=o.chunk_s if chunk_s is None else chunk_s,
+        )
+        tracker = replace(self.tracker, enabled=track) if track is not None else self.tracker
+        config = replace(self, topics=topics, detector=det, tracker=tracker, output=output)
+        config.detector.build_config()  # an unknown name fails here
+        return config
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """A `RunConfig` from a TOML file. Raises ConfigError naming the file for anything wrong."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config: {err.strerror or err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return config_from_mapping(data, source=str(path))
+
+
+def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+    """A `RunConfig` from nested mappings (a parsed TOML document). Raises ConfigError naming `source`
+    and the unknown or bad key."""
+    _known(data, {"topics", "sync", "detector", "tracker", "output"}, source, "")
+    try:
+        topics = _section(TopicsConfig, data.get("topics", {}), source, "topics")
+        sync_keys = {f.name for f in fields(SyncConfig)} - set(_TOPIC_FIELDS)
+        sync_data = _table(data.get("sync", {}), source, "sync")
+        _known(sync_data, sync_keys, source, "sync")
+        sync = SyncConfig(**sync_data)
+        det_data = _table(data.get("detector", {}), source, "detector")
+        _known(det_data, {"name", "options"}, source, "detector")
+        detector = DetectorConfig(
+            name=str(det_data.get("name", "geometric")),
+            options=MappingProxyType(dict(_table(det_data.get("options", {}), source, "detector.options"))),
+        )
+        detector.build_config()
+        trk = _table(data.get("tracker", {}), source, "tracker")
+        _known(trk, {"enabled", "online", "refine"}, source, "tracker")
+        tracker = TrackingSection(
+            enabled=_bool(trk.get("enabled", True), source, "tracker.enabled"),
+            online=_tracker_config(trk.get("online"), source),
+            refine=_refine_config(trk.get("refine"), source),
+        )
+        output = _section(OutputConfig, data.get("output", {}), source, "output")
+    except FusionError as err:
+        if str(err).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {err}") from err
+    except TypeError as err:
+        raise ConfigError(f"{source}: {err}") from err
+    return RunConfig(topics=topics, sync=sync, detector=detector, tracker=tracker, output=output)
+
+
+def _tracker_config(data: Any, source: str) -> Any:
+    if data is None:
+        return None
+    from trackers.config import TrackerConfig
+
+    return TrackerConfig.from_mapping(_table(data, source, "tracker.online"))
+
+
+def _refine_config(data: Any, source: str) -> Any:
+    if data is None:
+        return None
+    from trackers.refine import RefineConfig
+
+    return RefineConfig.from_mapping(_table(data, source, "tracker.refine"))
+
+
+def _table(value: Any, source: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{where}] must be a table, got {type(value).__name__}")
+    return value
+
+
+def _known(data: Mapping[str, Any], known: set[str], source: str, where: str) -> None:
+    for key in data:
+        if key not in known:
+            name = f"{where}.{key}" if where else key
+            raise ConfigError(f"{source}: unknown key {name!r}; use one of {', '.join(sorted(known))}")
+
+
+def _bool(value: Any, source: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{source}: {where} must be true or false, got {value!r}")
+    return value
+
+
+def _section(kind: Any, value: Any, source: str, where: str) -> Any:
+    data = dict(_table(value, source, where))
+    _known(data, {f.name for f in fields(kind)}, source, where)
+    for key, item in data.items():
+        if isinstance(item, list):
+            data[key] = tuple(item)
+    return kind(**data)

@@ -1,0 +1,106 @@
+"""One log in time chunks (`fusion.chunks`) gives exactly the dataset of one pass over it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from exporters.dataset import DatasetWriter
+from exporters.validate import validate_dataset
+from fusion.bags import open_bag
+from fusion.chunks import PARTS_DIR, chunk_windows, finish_log, plan_log, remove_parts, run_chunk
+from fusion.config import RunConfig
+from fusion.prelabel import pipeline_info, prelabel_logs
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data_samples" / "sim_drive.mcap"
+
+
+def test_windows_are_half_open_and_cover_every_record_time_once() -> None:
+    windows = chunk_windows(100, 1000, 300)
+    assert windows == ((None, 400), (400, 700), (700, 1000), (1000, None))
+    for t in (0, 100, 399, 400, 999, 1000, 10**12):
+        inside = [w for w in windows if (w[0] is None or t >= w[0]) and (w[1] is None or t < w[1])]
+        assert len(inside) == 1
+    assert chunk_windows(5, 5, 10) == ((None, None),)
+
+
+def _sweep_log_times(log: Path, topic: str) -> list[int]:
+    with open_bag(log) as bag:
+        return [raw.log_time_ns for raw in bag.messages([topic])]
+
+
+def _chunked(out: Path, config: RunConfig, *, border_on_a_sweep: bool) -> int:
+    """Pre-label the sample chunk by chunk in this process (as the Dask tasks do); returns #chunks."""
+    plan = plan_log(SAMPLE, "sim_drive", config)
+    if border_on_a_sweep:  # borders exactly at sweeps' record times: each belongs to the later chunk
+        times = _sweep_log_times(SAMPLE, plan.ctx.lidar_topic)
+        plan = replace(
+            plan, windows=((None, times[7]), (times[7], times[8]), (times[8], times[20]), (times[20], None))
+        )
+    detector = config.detector.build()
+    results = [run_chunk(plan, k, out, config, detector=detector) for k in range(len(plan.windows))]
+    assert sum(len(r.rows) for r in results) == plan.total_sweeps == 30
+    with DatasetWriter(out, pipeline=pipeline_info(config, "geometric")) as ds:
+        summary, info = finish_log(plan, results, out, config)
+        assert summary.sweeps == 30 and summary.boxes > 0
+        ds.add_sequence(info)
+    remove_parts(out, ["sim_drive"])
+    return len(plan.windows)
+
+
+@pytest.mark.parametrize(
+    ("border_on_a_sweep", "narrow_pose_pad"), [(False, False), (True, False), (False, True)]
+)
+def test_chunks_give_the_same_dataset_as_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, border_on_a_sweep: bool, narrow_pose_pad: bool
+) -> None:
+    config = RunConfig().with_overrides(chunk_s=0.45)
+    if narrow_pose_pad:  # each chunk reads only 0.3 s of poses either side of its window
+        monkeypatch.setattr("fusion.chunks.POSE_PAD_NS", 200_000_000)
+    one = tmp_path / "one"
+    prelabel_logs([SAMPLE], one, detector=config.detector.build(), config=config)
+    chunked = tmp_path / "chunked"
+    n = _chunked(chunked, config, border_on_a_sweep=border_on_a_sweep)
+    assert n == (4 if border_on_a_sweep else 7)
+    assert validate_dataset(chunked) == []
+    assert not (chunked / PARTS_DIR).exists()
+    for kind in ("frames", "labels"):
+        a = pq.read_table(one / kind / "sim_drive.parquet")
+        b = pq.read_table(chunked / kind / "sim_drive.parquet")
+        assert a.equals(b), kind
+    pa_, pb = (pq.ParquetFile(d / "points" / "sim_drive.parquet") for d in (one, chunked))
+    assert pa_.num_row_groups == pb.num_row_groups == 30
+    for g in range(30):
+        assert pa_.read_row_group(g).equals(pb.read_row_group(g))
+    cams = sorted(p.name for p in (one / "images" / "sim_drive").iterdir())
+    assert cams == sorted(p.name for p in (chunked / "images" / "sim_drive").iterdir()) and len(cams) == 3
+    for cam in cams:
+        a = pq.read_table(one / "images" / "sim_drive" / cam)
+        b = pq.read_table(chunked / "images" / "sim_drive" / cam)
+        assert a.equals(b) and a.num_rows > 20
+    frames = pq.read_table(chunked / "frames" / "sim_drive.parquet")
+    assert frames.column("frame_index").to_pylist() == list(range(30))
+    assert np.all(np.diff(frames.column("timestamp_ns").to_numpy()) > 0)
+
+
+def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp_path: Path) -> None:
+    from exporters.errors import ExportError
+    from fusion.chunks import ChunkResult, LogFinisher
+
+    config = RunConfig().with_overrides(chunk_s=1.0)
+    plan = plan_log(SAMPLE, "sim_drive", config)
+    assert len(plan.windows) == 3
+    out = tmp_path / "out"
+    with (
+        pytest.raises(ExportError, match="got chunk 1, expected chunk 0"),
+        LogFinisher(plan, out, config) as f,
+    ):
+        f.add(ChunkResult(1, [], [], []))
+    with pytest.raises(ExportError, match="0 of 3 chunks added"), LogFinisher(plan, out, config) as f:
+        f.finish()
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final

@@ -1,0 +1,155 @@
+"""The run configuration: TOML of frozen dataclasses, flags on top, written with the output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from exporters.reader import open_dataset
+from fusion.cli import main
+from fusion.config import ConfigError, RunConfig, config_from_mapping, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data_samples" / "sim_drive.mcap"
+
+FULL = """
+[topics]
+lidar = "/lidar/points"
+cameras = ["/camera_front/image/compressed", "/camera_rear/image/compressed"]
+
+[sync]
+deskew = false
+tolerance_ns = 20_000_000
+
+[detector]
+name = "geometric"
+[detector.options.cluster]
+min_points = 6
+
+[tracker]
+enabled = false
+[tracker.online]
+matcher = "greedy"
+[tracker.refine]
+min_track_frames = 4
+
+[output]
+points = false
+images = true
+image_format = "jpeg"
+chunk_s = 2.5
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_file_sets_every_section(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, FULL))
+    assert config.topics.lidar == "/lidar/points"
+    assert config.topics.cameras == ("/camera_front/image/compressed", "/camera_rear/image/compressed")
+    sync = config.sync_config()
+    assert (sync.lidar_topic, sync.deskew, sync.tolerance_ns) == ("/lidar/points", False, 20_000_000)
+    assert config.detector.build_config().cluster.min_points == 6
+    assert config.tracker.enabled is False
+    assert config.tracker.online.matcher == "greedy" and config.tracker.refine.min_track_frames == 4
+    assert (config.output.points, config.output.image_format, config.output.chunk_s) == (False, "jpeg", 2.5)
+    with pytest.raises(FrozenInstanceError):
+        config.output.chunk_s = 1.0  # type: ignore[misc]
+
+
+def test_the_effective_config_reads_back_to_itself(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, FULL))
+    mapping = json.loads(json.dumps(config.to_mapping()))  # as written into the output
+    assert config_from_mapping(mapping).to_mapping() == config.to_mapping()
+    assert RunConfig().to_mapping()["topics"] == {"lidar": None, "cameras": None}  # auto-detected
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[sync]\ntolerence_ns = 1\n", "sync.tolerence_ns"),
+        ("[outptu]\npoints = false\n", "outptu"),
+        ("[output]\nchunks = 3\n", "output.chunks"),
+        ("[topics]\nlidar_topic = '/x'\n", "topics.lidar_topic"),
+        ("[sync]\nlidar_topic = '/x'\n", "sync.lidar_topic"),  # topics live in [topics]
+        ("[tracker]\nenable = true\n", "tracker.enable"),
+        ("[tracker.online]\nmatch = 'greedy'\n", "match"),
+        ("[detector.options.clutser]\nmin_points = 3\n", "clutser"),
+    ],
+)
+def test_an_unknown_key_is_an_error_naming_it_and_the_file(tmp_path: Path, text: str, key: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: .*{key}"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[output]\nimage_format = 'webp'\n", "image_format 'webp'"),
+        ("[output]\nchunk_s = 0\n", "chunk_s = 0"),
+        ("[detector]\nname = 'yolo'\n", "unknown detector 'yolo'"),
+        ("[topics\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_the_file(tmp_path: Path, text: str, match: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: .*{match}"):
+        load_config(path)
+
+
+def test_flags_override_the_file() -> None:
+    base = config_from_mapping(
+        {"output": {"image_format": "jpeg", "chunk_s": 3.0}, "tracker": {"enabled": False}}
+    )
+    config = base.with_overrides(
+        image_format="png", chunk_s=1.5, points=False, camera_topics=("/c",), track=True
+    )
+    assert (config.output.image_format, config.output.chunk_s, config.output.points) == ("png", 1.5, False)
+    assert config.topics.cameras == ("/c",) and config.tracker.enabled is True
+    assert base.with_overrides() == base  # no flag, no change
+
+
+def test_detect_with_a_config_file_and_flags_writes_what_they_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(
+        tmp_path,
+        '[topics]\ncameras = ["/camera_front/image/compressed"]\n[output]\nimage_format = "jpeg"\n'
+        "[tracker]\nenabled = false\n",
+    )
+    out = tmp_path / "out"
+    args = ["detect", str(SAMPLE), "--out", str(out), "--config", str(path), "--quiet"]
+    assert main([*args, "--image-format", "png", "--no-points"]) == 0
+    ds = open_dataset(out)
+    seq = ds.sequence("sim_drive")
+    assert not (out / "points" / "sim_drive.parquet").exists()
+    assert seq.image_cameras() == ["camera_front"]
+    images = pq.read_table(out / "images" / "sim_drive" / "camera_front.parquet")
+    assert set(images.column("encoding").to_pylist()) == {"png"}
+    assert seq.image("camera_front", int(images.column("frame_index")[0].as_py())).ndim == 3
+    recorded = ds.pipeline["config"]
+    assert recorded["output"] == {"points": False, "images": True, "image_format": "png", "chunk_s": 10.0}
+    assert recorded["tracker"]["enabled"] is False and ds.pipeline["tracker"] == "none"
+    assert seq.config["topics"] == {"lidar": "/lidar/points", "cameras": ["/camera_front/image/compressed"]}
+    labels = seq.labels(as_pandas=True)
+    assert labels["track_id"].is_unique  # tracking off: each box its own track
+
+
+def test_an_unknown_key_on_the_command_line_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "[output]\nimage_fromat = 'png'\n")
+    assert main(["run", str(SAMPLE), "--out", str(tmp_path / "out"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    known = "chunk_s, image_format, images, points"
+    assert err == [f"fusion: error: {path}: unknown key 'output.image_fromat'; use one of {known}"]
+    assert not (tmp_path / "out").exists()
