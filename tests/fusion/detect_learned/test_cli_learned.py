@@ -54,7 +54,10 @@ def test_run_on_dask_with_pointpillars_writes_a_valid_dataset(tmp_path: Path) ->
     assert main(["validate", str(out)]) == 0
     ds = open_dataset(out)
     assert ds.pipeline["detector"] == "pointpillars"
-    assert ds.pipeline["config"]["detector"]["batch_size"] == 4
+    detector = ds.pipeline["config"]["detector"]
+    assert detector["name"] == "pointpillars"
+    assert detector["options"]["batch_size"] == 4
+    assert detector["options"]["checkpoint"] == str(CHECKPOINT.resolve())
 
 
 @pytest.mark.parametrize(
