@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fusion.boxes import BOX_FIELDS, Boxes
+from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.prelabel import prelabel_logs
 
@@ -54,7 +55,8 @@ class TruthReplay:
 
 def build_review_dataset(out: Path, *, points: bool = True, images: bool = True) -> Path:
     """Pre-label the sample log into dataset `out` with its ground truth as detections."""
-    prelabel_logs([SAMPLE], out, detector=TruthReplay(), points=points, images=images)
+    config = RunConfig().with_overrides(points=points, images=images)
+    prelabel_logs([SAMPLE], out, detector=TruthReplay(), config=config)
     return out
 
 

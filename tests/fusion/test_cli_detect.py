@@ -77,7 +77,8 @@ def test_detect_refuses_to_overwrite_labels(tmp_path: Path, capsys: pytest.Captu
 
 def test_unknown_detector_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["detect", str(SAMPLE), "--out", str(tmp_path), "--detector", "yolo"]) == 2
-    assert "unknown detector 'yolo'; choose one of geometric" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown detector 'yolo'; choose one of centerpoint, geometric, mmdet3d, pointpillars" in err
 
 
 def test_detect_writes_a_valid_dataset_a_reviewer_can_open(
