@@ -353,7 +353,7 @@ def _detector_options(args: argparse.Namespace) -> dict[str, object] | None:
     learned = args.detector in LEARNED_DETECTORS
     given = [
         f"--{n.replace('_', '-')}"
-        for n in ("checkpoint", "model_config", "device", "batch_size")
+        for n in ("checkpoint", "model_config", "device", "batch_size", "score_calibration")
         if getattr(args, n, None) is not None
     ]
     if not learned:
@@ -374,6 +374,10 @@ def _detector_options(args: argparse.Namespace) -> dict[str, object] | None:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size {args.batch_size}: use 1 or more")
         options["batch_size"] = args.batch_size
+    if args.score_calibration is not None:
+        if args.detector == "mmdet3d":
+            raise UsageError("--score-calibration applies to --detector pointpillars|centerpoint")
+        options["score_calibration"] = args.score_calibration
     return options
 
 
@@ -404,6 +408,13 @@ def _add_detector_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
     p.add_argument(
         "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+    )
+    p.add_argument(
+        "--score-calibration",
+        choices=("checkpoint", "raw"),
+        help="pointpillars/centerpoint: checkpoint (default) = the per-category score calibration the "
+        "checkpoint carries (scores = P(box is right); the shipped checkpoint has one), raw scores when it "
+        "has none (mmdet3d checkpoints); raw = the network's raw scores always",
     )
 
 
