@@ -12,7 +12,8 @@ its category with the highest BEV IoU of at least 0.5 (car, truck, bus) or 0.25 
 cyclist, motorcycle); `unknown` boxes match a box of any category at 0.25. A logistic regression
 of that label on `SCORE_FEATURES` (Newton's method, L2 penalty `--l2` on all weights but the bias)
 is fitted per category; a category with fewer than `--min-samples` boxes or only one label gets
-its positive rate as a constant. The reliability of the fit on `--check-seeds` is printed too.
+its positive rate as a constant (`fusion.detect.calibration`, shared with bench/calibrate_learned.py).
+The reliability of the fit on `--check-seeds` is printed too.
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.detect_data import Frame, sim_frames
 from fusion.boxes import BOX_FIELDS, CATEGORIES
 from fusion.detect import GeometricConfig, GeometricDetector
+from fusion.detect.calibration import fit_per_category, match_labels, reliability
 from fusion.detect.classify import SCORE_FEATURES
 from fusion.detect.geometric import points_of
 from fusion.evaluation import bev_iou
 
 F64 = npt.NDArray[np.float64]
-LOOSE_IOU = {"car": 0.5, "truck": 0.5, "bus": 0.5, "pedestrian": 0.25, "cyclist": 0.25, "motorcycle": 0.25}
-UNKNOWN_IOU = 0.25
 
 
 def labelled(frames: Sequence[Frame], config: GeometricConfig) -> tuple[F64, npt.NDArray[np.str_], F64]:
@@ -49,77 +49,12 @@ def labelled(frames: Sequence[Frame], config: GeometricConfig) -> tuple[F64, npt
         gt_boxes = truth[list(BOX_FIELDS)].to_numpy(dtype=np.float64)
         gt_cat = truth["category"].to_numpy(dtype=str)
         iou = bev_iou(result.boxes, gt_boxes) if len(gt_boxes) and len(result.boxes) else None
-        taken = np.zeros(len(gt_boxes), dtype=np.bool_)
-        label = np.zeros(len(result.boxes))
-        for k in np.argsort(-result.features[:, 1], kind="stable"):
-            if iou is None:
-                break
-            cat = str(result.category[k])
-            if cat == "unknown":
-                ok = ~taken & (iou[k] >= UNKNOWN_IOU)
-            else:
-                ok = ~taken & (gt_cat == cat) & (iou[k] >= LOOSE_IOU[cat])
-            if ok.any():
-                j = int(np.flatnonzero(ok)[np.argmax(iou[k][ok])])
-                taken[j] = True
-                label[k] = 1.0
+        # boxes taken by descending point count: the suppression's order
+        label = match_labels(iou, result.category, result.features[:, 1], gt_cat)
         feats.append(result.features)
         cats.append(result.category)
         labels.append(label)
     return np.concatenate(feats), np.concatenate(cats), np.concatenate(labels)
-
-
-def fit_logistic(x: F64, y: F64, l2: float, iterations: int = 50) -> F64:
-    """Weights w (F,) of P(y=1) = sigmoid(x w); x's first column is the bias (not penalised)."""
-    w = np.zeros(x.shape[1])
-    penalty = np.full(x.shape[1], l2)
-    penalty[0] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + penalty * w
-        hess = (x * (p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
-
-
-def fit_all(x: F64, cat: npt.NDArray[np.str_], y: F64, l2: float, min_samples: int) -> dict[str, F64]:
-    weights = {}
-    for name in CATEGORIES:
-        sel = cat == name
-        w = np.zeros(x.shape[1])
-        if sel.sum() >= min_samples and 0.0 < y[sel].mean() < 1.0:
-            w = fit_logistic(x[sel], y[sel], l2)
-        elif sel.any():
-            rate = float(np.clip(y[sel].mean(), 0.01, 0.99))
-            w[0] = float(np.log(rate / (1.0 - rate)))
-        weights[name] = w
-    return weights
-
-
-def reliability(x: F64, cat: npt.NDArray[np.str_], y: F64, weights: dict[str, F64]) -> str:
-    lines = [
-        "| category | boxes | true positives | mean score | Brier | score bins (mean score / TP rate / n) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, w in weights.items():
-        sel = cat == name
-        if not sel.any():
-            continue
-        p = 1.0 / (1.0 + np.exp(-(x[sel] @ w)))
-        bins = []
-        for lo in (0.0, 0.25, 0.5, 0.75):
-            b = (p >= lo) & (p < lo + 0.25 + (1e-9 if lo == 0.75 else 0.0))
-            if b.any():
-                bins.append(f"{p[b].mean():.2f}/{y[sel][b].mean():.2f}/{int(b.sum())}")
-        brier = float(np.mean((p - y[sel]) ** 2))
-        lines.append(
-            f"| {name} | {int(sel.sum())} | {int(y[sel].sum())} | {p.mean():.3f} | {brier:.3f} | "
-            f"{'; '.join(bins)} |"
-        )
-    return "\n".join(lines)
 
 
 def frames_of(seeds: Sequence[int], seconds: float) -> list[Frame]:
@@ -140,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("seed 0 is the committed sample; calibrate on other seeds")
     config = GeometricConfig()
     x, cat, y = labelled(frames_of(args.seeds, args.seconds), config)
-    weights = fit_all(x, cat, y, args.l2, args.min_samples)
+    weights = fit_per_category(x, cat, y, args.l2, args.min_samples, CATEGORIES)
     print(f"# features: {', '.join(SCORE_FEATURES)}")
     print("# fitted by bench/calibrate_detect.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print("SCORE_WEIGHTS = {")

@@ -374,7 +374,7 @@ class UsageError(FusionError):
     """A command-line option that cannot work (an unknown name, a bad combination)."""
 
 
-LEARNED_FLAGS = ("checkpoint", "model_config", "device", "batch_size")
+LEARNED_FLAGS = ("checkpoint", "model_config", "device", "batch_size", "score_calibration")
 
 
 def _detector_options(args: argparse.Namespace, detector: str) -> dict[str, object]:
@@ -400,6 +400,10 @@ def _detector_options(args: argparse.Namespace, detector: str) -> dict[str, obje
         if args.batch_size < 1:
             raise UsageError(f"--batch-size {args.batch_size}: use 1 or more")
         options["batch_size"] = args.batch_size
+    if args.score_calibration is not None:
+        if detector == "mmdet3d":
+            raise UsageError("--score-calibration applies to --detector pointpillars|centerpoint")
+        options["score_calibration"] = args.score_calibration
     return options
 
 
@@ -425,6 +429,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
     p.add_argument(
         "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+    )
+    p.add_argument(
+        "--score-calibration",
+        choices=("checkpoint", "raw"),
+        help="pointpillars/centerpoint: checkpoint (default) = the per-category score calibration the "
+        "checkpoint carries (scores = P(box is right); the shipped checkpoint has one), raw scores when it "
+        "has none (mmdet3d checkpoints); raw = the network's raw scores always",
     )
     p.add_argument(
         "--lidar-topic", metavar="TOPIC", help="PointCloud2 topic (default: the one with most messages)"

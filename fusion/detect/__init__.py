@@ -61,14 +61,24 @@ def mmdet3d(config: object | None = None) -> Detector:
 
 def learned_config(options: Mapping[str, object]) -> object:
     """A LearnedConfig (fusion.detect.learned) from plain options: checkpoint, model_config, device,
-    batch_size, threads, intensity_scale, min_score. Raises DetectError when torch is missing."""
+    batch_size, threads, intensity_scale, min_score, score_calibration. Raises DetectError when torch
+    is missing."""
     from pathlib import Path
 
     try:
         from fusion.detect.learned.config import LearnedConfig
     except ImportError as err:
         raise _torch_missing("learned") from err
-    known = {"checkpoint", "model_config", "device", "batch_size", "threads", "intensity_scale", "min_score"}
+    known = {
+        "checkpoint",
+        "model_config",
+        "device",
+        "batch_size",
+        "threads",
+        "intensity_scale",
+        "min_score",
+        "score_calibration",
+    }
     if unknown := sorted(set(options) - known):
         raise DetectError(f"unknown learned-detector option(s) {unknown}; use {sorted(known)}")
     values = dict(options)

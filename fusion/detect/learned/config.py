@@ -198,6 +198,9 @@ class ModelConfig:
     extra: Mapping[str, Any] = field(default_factory=dict)  # fusion-only settings (intensity_scale)
 
 
+SCORE_CALIBRATIONS: Final = ("checkpoint", "raw")
+
+
 @dataclass(frozen=True)
 class LearnedConfig:
     """How to run a learned detector (the model itself comes from the checkpoint and its config)."""
@@ -208,10 +211,18 @@ class LearnedConfig:
     batch_size: int = 8  # sweeps per forward pass
     threads: int | None = None  # torch CPU threads; None: leave torch's setting
     intensity_scale: float | None = None  # None: the checkpoint's fusion setting, else 1.0
-    min_score: float = 0.0  # boxes below this score are dropped (after mmdet3d's own thresholds)
+    min_score: float = 0.0  # boxes whose reported (calibrated, if so) score is below this are dropped
     categories: Mapping[str, str | None] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_MAP))
+    # "checkpoint": the calibration the checkpoint carries (meta["fusion_score_calibration"], written by
+    # bench/calibrate_learned.py: scores become P(the box is right)); a checkpoint without one (any
+    # mmdet3d checkpoint) keeps its raw scores. "raw": the network's raw scores, always.
+    score_calibration: str = "checkpoint"
 
     def __post_init__(self) -> None:
+        if self.score_calibration not in SCORE_CALIBRATIONS:
+            raise DetectError(
+                f"detector score_calibration = {self.score_calibration!r}; use one of {SCORE_CALIBRATIONS}"
+            )
         if self.batch_size < 1:
             raise DetectError(f"detector batch_size = {self.batch_size}; use 1 or more")
         if self.threads is not None and self.threads < 1:

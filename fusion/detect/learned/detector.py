@@ -8,7 +8,9 @@ Per sweep: point features (x, y, z, intensity * scale, zeros for any further cha
 nuScenes' time lag) -> hard voxelisation (numba) -> the network on `device` (CPU or CUDA, the same
 code), `batch_size` sweeps at a time -> mmdet3d's decoding and NMS -> boxes moved from mmdet3d's
 LiDAR convention (bottom-centre z) to ours (geometric centre, yaw wrapped), class names mapped to
-the contract's categories (`DEFAULT_CATEGORY_MAP`; barriers and cones dropped).
+the contract's categories (`DEFAULT_CATEGORY_MAP`; barriers and cones dropped) -> scores
+calibrated per category when the checkpoint carries a calibration (`fusion.detect.calibration`,
+meta["fusion_score_calibration"]; `LearnedConfig.score_calibration`), else the network's raw scores.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 from fusion.boxes import Boxes
 from fusion.decode.types import PointCloud
+from fusion.detect.calibration import META_KEY, ScoreCalibration
 from fusion.detect.errors import DetectError
 from fusion.detect.learned.checkpoint import load_mmdet3d_state, read_checkpoint
 from fusion.detect.learned.config import (
@@ -97,7 +100,7 @@ class PillarDetector:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
-        model, cfg, _ = load_model(config.checkpoint, config.model_config)
+        model, cfg, meta = load_model(config.checkpoint, config.model_config)
         if arch is not None and cfg.arch != arch:
             raise DetectError(
                 f"{config.checkpoint}: the model config describes a {cfg.arch} model, not {arch}; "
@@ -113,6 +116,32 @@ class PillarDetector:
         self.batch_size = config.batch_size
         self._categories = [config.categories.get(n.lower(), "unknown") for n in cfg.class_names]
         self._anchors: torch.Tensor | None = None
+        self.score_calibration = self._calibration(meta)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The contract categories this model reports (sorted)."""
+        return tuple(sorted({c for c in self._categories if c}))
+
+    def _calibration(self, meta: Mapping[str, Any]) -> ScoreCalibration | None:
+        """The checkpoint's score calibration, or None (raw scores): see LearnedConfig.score_calibration."""
+        source = str(self.config.checkpoint)
+        if self.config.score_calibration == "raw" or META_KEY not in meta:
+            log.info(
+                "%s: raw scores (%s)",
+                source,
+                "as asked" if META_KEY in meta else "the checkpoint carries no score calibration",
+            )
+            return None
+        calibration = ScoreCalibration.from_meta(meta[META_KEY], source)
+        missing = sorted({c for c in self._categories if c and c not in calibration.weights})
+        if missing:
+            raise DetectError(
+                f"{source}: its score calibration has no weights for {missing}; refit it "
+                "(bench/calibrate_learned.py) or use raw scores (score_calibration='raw')"
+            )
+        log.info("%s: scores calibrated per category (%s)", source, calibration.fitted_on)
+        return calibration
 
     # ---- the Detector protocol ----
 
@@ -151,8 +180,8 @@ class PillarDetector:
         voxels, coors, counts = [], [], []
         for b, p in enumerate(points):
             vx, cz, n = hard_voxelize(
-            p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
-        )
+                p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
+            )
             voxels.append(vx)
             coors.append(np.concatenate([np.full((cz.shape[0], 1), b, np.int32), cz], axis=1))
             counts.append(n)
@@ -187,7 +216,12 @@ class PillarDetector:
         from fusion.evaluation.converters import count_points_in_boxes
 
         cats = np.array([self._categories[int(k)] or "" for k in raw.labels], dtype="<U10")
-        keep = (cats != "") & (raw.scores >= self.config.min_score)
+        scores = raw.scores
+        if self.score_calibration is not None and len(scores):
+            known = cats != ""
+            scores = raw.scores.astype(np.float32, copy=True)
+            scores[known] = self.score_calibration.apply(raw.scores[known], cats[known])
+        keep = (cats != "") & (scores >= self.config.min_score)
         boxes = to_contract_boxes(raw.boxes[keep])
         if not keep.any():
             return Boxes.empty(cloud.frame_id, cloud.stamp_ns)
@@ -195,7 +229,7 @@ class PillarDetector:
         return Boxes.build(
             boxes,
             cats[keep],
-            raw.scores[keep],
+            scores[keep],
             counts,
             frame_id=cloud.frame_id,
             stamp_ns=cloud.stamp_ns,

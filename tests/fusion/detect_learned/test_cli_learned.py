@@ -73,6 +73,14 @@ def test_run_on_dask_with_pointpillars_writes_a_valid_dataset(tmp_path: Path) ->
             ["--detector", "centerpoint", "--checkpoint", str(CHECKPOINT)],
             "describes a pointpillars model, not centerpoint; use --detector pointpillars",
         ),
+        (
+            ["--score-calibration", "raw"],
+            "--score-calibration only apply to --detector pointpillars|centerpoint|mmdet3d",
+        ),
+        (
+            ["--detector", "mmdet3d", "--checkpoint", str(CHECKPOINT), "--score-calibration", "raw"],
+            "--score-calibration applies to --detector pointpillars|centerpoint",
+        ),
     ],
 )
 def test_learned_detector_options_that_cannot_work_are_one_line_errors(
