@@ -25,11 +25,19 @@ if TYPE_CHECKING:
     from calib.calibration import Calibration
     from fusion.config import RunConfig
     from fusion.evaluation import EvalConfig
-    from fusion.prelabel import DetectSummary
+    from fusion.prelabel import DetectSummary, LogFailure
 
 log = logging.getLogger("fusion")
 
-EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option
+EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option; or a fatal error
+EXIT_LOGS_FAILED = 1  # detect/run: some logs failed (listed in the summary); the others are written
+
+EXIT_EPILOG = (
+    "exit status: 0 every log was pre-labelled; 1 some logs failed (the summary lists each with its "
+    "error; the others are in the dataset, re-run to retry the failed ones); 2 bad usage or a fatal "
+    "error (nothing written: a missing log, output in the way, the cluster lost); 130 interrupted "
+    "(Ctrl-C: no sequence of this run is left)"
+)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -113,6 +121,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             bar = bars[sid] = tqdm(desc=sid, total=total, unit="sweep", disable=args.quiet, leave=False)
         bar.update(done - bar.n)
 
+    failures: list[LogFailure] = []
     t0 = time.perf_counter()
     try:
         summaries = prelabel_logs(
@@ -123,15 +132,22 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             config=config,
             overwrite=args.overwrite,
             progress=progress,
+            on_failure=failures.append,
         )
     finally:
         for bar in bars.values():
             bar.close()
-    _print_summary(summaries, out, time.perf_counter() - t0)
-    return 0
+    _print_summary(summaries, out, time.perf_counter() - t0, failures)
+    return EXIT_LOGS_FAILED if failures else 0
 
 
-def _print_summary(summaries: Sequence[DetectSummary], out: Path, wall_s: float) -> None:
+def _print_summary(
+    summaries: Sequence[DetectSummary],
+    out: Path,
+    wall_s: float,
+    failures: Sequence[LogFailure] = (),
+    skipped: Sequence[str] = (),
+) -> None:
     for s in summaries:
         cats = ", ".join(f"{n} {c}" for c, n in sorted(s.by_category.items(), key=lambda x: -x[1]))
         print(
@@ -144,12 +160,26 @@ def _print_summary(summaries: Sequence[DetectSummary], out: Path, wall_s: float)
     total_boxes = sum(s.boxes for s in summaries)
     total_tracks = sum(s.tracks for s in summaries)
     warnings = sum(len(s.warnings) for s in summaries)
+    if skipped:
+        print(f"{len(skipped)} sequence(s) already complete in {out}, skipped: {', '.join(skipped)}")
+    for f in failures:
+        print(f"FAILED {f.log_path}: {f.error}")
+    failed = f", {len(failures)} FAILED" if failures else ""
     print(
-        f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes in {total_tracks} tracks, "
-        f"{warnings} warning(s), {wall_s:.1f} s ({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) "
-        f"-> dataset {out}"
+        f"{len(summaries)} log(s) done{failed}, {total_sweeps} sweeps, {total_boxes} boxes in "
+        f"{total_tracks} tracks, {warnings} warning(s), {wall_s:.1f} s "
+        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> dataset {out}"
     )
-    print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+    if summaries or skipped:
+        print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+    else:
+        print(f"no log finished: no dataset was written at {out}")
+    if failures:
+        print(
+            f"fusion: {len(failures)} of {len(failures) + len(summaries)} log(s) failed; "
+            "fix them and re-run the same command to add them",
+            file=sys.stderr,
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -161,6 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
+    failures: list[LogFailure] = []
     t0 = time.perf_counter()
     with tqdm(total=0, unit="sweep", disable=args.quiet, leave=False, desc="pre-labelling") as bar:
 
@@ -182,9 +213,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
             on_done=on_done,
+            on_failure=failures.append,
         )
-    _print_summary(summaries, out, time.perf_counter() - t0)
-    return 0
+    _print_summary(summaries, out, time.perf_counter() - t0, failures)
+    return EXIT_LOGS_FAILED if failures else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -467,7 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(
-        "detect", help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset"
+        "detect",
+        help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset",
+        epilog=EXIT_EPILOG,
     )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument(
@@ -479,7 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("run", help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)")
+    p = sub.add_parser(
+        "run",
+        help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)",
+        epilog=EXIT_EPILOG,
+    )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument("--out", required=True, help="output dataset directory (shared/CONTRACT.md layout)")
     p.add_argument(

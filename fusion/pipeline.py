@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -44,13 +43,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from exporters.dataset import DatasetWriter, SequenceInfo, dataset_paths
-from exporters.errors import ExportError
+from exporters.dataset import DatasetWriter, SequenceInfo
 from exporters.schema import sequence_id_for
 from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
 from fusion.config import RunConfig
 from fusion.errors import FusionError
-from fusion.prelabel import DetectSummary, pipeline_info
+from fusion.prelabel import (
+    DetectSummary,
+    LogFailure,
+    NothingFinishedError,
+    failure_message,
+    pipeline_info,
+    refuse_existing_sequences,
+    remove_sequence_files,
+)
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -147,24 +153,8 @@ def _with_worker_threads(config: RunConfig) -> RunConfig:
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
     """Every file of `sids`, their temporaries and part files included."""
     for sid in sids:
-        for path in dataset_paths(out, sid).values():
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-                for stale in path.parent.glob(f".{path.name}.tmp-*"):
-                    stale.unlink(missing_ok=True)
+        remove_sequence_files(out, sid)
     remove_parts(out, sids)
-
-
-def _refuse_existing(out: Path, sids: Sequence[str]) -> None:
-    for sid in sids:
-        for path in dataset_paths(out, sid).values():
-            if path.exists():
-                raise ExportError(
-                    f"cannot write {path}: it already exists and fusion never overwrites output; "
-                    "remove it, choose another --out, or pass --overwrite"
-                )
 
 
 DASK_MALLOC_TRIM: Final = "65536"
@@ -203,6 +193,7 @@ def run(
     workers: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
+    on_failure: Callable[[LogFailure], None] | None = None,
 ) -> list[DetectSummary]:
     """Pre-label `logs` into the dataset `out` on Dask; summaries in the order of `logs`.
 
@@ -213,6 +204,11 @@ def run(
 
     progress(Progress) after each sweep on any worker (called from the client's event-loop thread);
     on_done(summary, logs done, logs) when a log is finished (from the calling thread).
+
+    A log whose task raises (it cannot be read, decoded, written): with `on_failure`, the log's
+    files are removed, on_failure(LogFailure) is called and the other logs go on (the dataset lists
+    only the finished ones; none at all: no dataset.json is written); without it the run fails.
+    A lost cluster, a task that killed its workers (`KilledWorker`) or Ctrl-C fail the whole run.
     Raises FusionError subclasses; a failed run leaves no file of any of its sequences.
     """
     from dask.distributed import Client, as_completed
@@ -225,111 +221,155 @@ def run(
     sids = [sequence_id_for(Path(p), others=logs) for p in logs]
     gpu = _wants_gpu(config.detector.options)
     summaries: list[DetectSummary] = []
-    with DatasetWriter(
-        out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
-    ) as dataset:
-        if not overwrite:
-            _refuse_existing(out, sids)
-        cluster = None
-        try:
-            if scheduler:
-                client = Client(scheduler, timeout="20s")
-            else:
-                n = workers or max(1, os.cpu_count() or 1)
-                if gpu and not workers:
-                    n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
-                cluster = local_cluster(n, gpu=gpu)
-                client = Client(cluster)
-        except OSError as err:
-            raise PipelineError(
-                f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
-            ) from err
-        tracker = _ProgressTracker(len(logs), progress)
-        futures: list[Any] = []
-        infos: dict[str, SequenceInfo] = {}
-        published: list[str] = []
-        failed = False
-        try:
-            client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
-            out_s = str(out.resolve())
-            calib = str(calibration.resolve()) if calibration else None
-            run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
-            plans = {}
-            for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
-                fut = client.submit(
-                    _plan_task,
-                    str(Path(path).resolve()),
-                    sid,
-                    config,
-                    calib,
-                    key=f"plan-{sid}-{run_id}",
-                    priority=-i,
-                )
-                plans[fut.key] = i
-                futures.append(fut)
-            pending = as_completed(list(futures))
-            for fut in pending:
-                result = fut.result()  # a worker's FusionError is re-raised here
-                if fut.key in plans:
-                    i = plans[fut.key]
-                    tracker.planned(result)
-                    chunks = [
-                        client.submit(
-                            _chunk_task,
+    try:
+        with DatasetWriter(
+            out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
+        ) as dataset:
+            if not overwrite:
+                refuse_existing_sequences(out, sids)
+            cluster = None
+            try:
+                if scheduler:
+                    client = Client(scheduler, timeout="20s")
+                else:
+                    n = workers or max(1, os.cpu_count() or 1)
+                    if gpu and not workers:
+                        n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
+                    cluster = local_cluster(n, gpu=gpu)
+                    client = Client(cluster)
+            except OSError as err:
+                raise PipelineError(
+                    f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
+                ) from err
+            tracker = _ProgressTracker(len(logs), progress)
+            futures: list[Any] = []
+            per_log: dict[int, list[Any]] = {}  # the futures of each log, to cancel when it fails
+            infos: dict[str, SequenceInfo] = {}
+            failures: dict[str, LogFailure] = {}
+            published: list[str] = []
+            failed = False
+            try:
+                client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
+                out_s = str(out.resolve())
+                calib = str(calibration.resolve()) if calibration else None
+                run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
+                plans: dict[Any, int] = {}
+                finishes: dict[Any, int] = {}
+                for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+                    fut = client.submit(
+                        _plan_task,
+                        str(Path(path).resolve()),
+                        sid,
+                        config,
+                        calib,
+                        key=f"plan-{sid}-{run_id}",
+                        priority=-i,
+                    )
+                    plans[fut.key] = i
+                    per_log[i] = [fut]
+                    futures.append(fut)
+                pending = as_completed(list(futures))
+                for fut in pending:
+                    i = plans.get(fut.key, finishes.get(fut.key, -1))
+                    error = _task_error(fut)
+                    if error is not None:
+                        if on_failure is None:
+                            raise error
+                        for f in per_log[i]:
+                            f.cancel()
+                        _remove_sequences(out, [sids[i]])  # again once the workers stop (running chunks)
+                        failure = LogFailure(Path(logs[i]), sids[i], failure_message(error))
+                        failures[sids[i]] = failure
+                        log.warning("%s failed: %s", logs[i], failure.error)
+                        on_failure(failure)
+                        continue
+                    result = fut.result()
+                    if fut.key in plans:
+                        tracker.planned(result)
+                        chunks = [
+                            client.submit(
+                                _chunk_task,
+                                fut,
+                                k,
+                                out_s,
+                                config,
+                                calib,
+                                key=f"chunk-{sids[i]}-{k}-{run_id}",
+                                priority=-i,
+                                resources={"GPU": 1} if gpu else None,
+                            )
+                            for k in range(len(result.windows))
+                        ]
+                        name = f"fusion-chunks-{sids[i]}-{run_id}"
+                        client.publish_dataset(chunks, name=name)
+                        published.append(name)
+                        finish = client.submit(
+                            _finish_task,
                             fut,
-                            k,
+                            name,
                             out_s,
                             config,
                             calib,
-                            key=f"chunk-{sids[i]}-{k}-{run_id}",
+                            key=f"finish-{sids[i]}-{run_id}",
                             priority=-i,
-                            resources={"GPU": 1} if gpu else None,
                         )
-                        for k in range(len(result.windows))
-                    ]
-                    name = f"fusion-chunks-{sids[i]}-{run_id}"
-                    client.publish_dataset(chunks, name=name)
-                    published.append(name)
-                    finish = client.submit(
-                        _finish_task,
-                        fut,
-                        name,
-                        out_s,
-                        config,
-                        calib,
-                        key=f"finish-{sids[i]}-{run_id}",
-                        priority=-i,
-                    )
-                    futures += [*chunks, finish]
-                    pending.add(finish)
-                    continue
-                summary, info = result
-                infos[info.sequence_id] = info
-                remove_parts(out, [info.sequence_id])
-                summaries.append(summary)
-                if on_done is not None:
-                    on_done(summary, len(summaries), len(logs))
-            for sid in sids:  # sequences.parquet and dataset.json list them in the order given
-                dataset.add_sequence(infos[sid])
-        except BaseException:
-            failed = True
-            for f in futures:
-                f.cancel()
-            raise
-        finally:
-            try:
-                with contextlib.suppress(Exception):  # the scheduler may be gone already
-                    client.unsubscribe_topic(PROGRESS_TOPIC)
-                    for name in published:
-                        client.unpublish_dataset(name)
+                        finishes[finish.key] = i
+                        per_log[i] += [*chunks, finish]
+                        futures += [*chunks, finish]
+                        pending.add(finish)
+                        continue
+                    summary, info = result
+                    infos[info.sequence_id] = info
+                    remove_parts(out, [info.sequence_id])
+                    summaries.append(summary)
+                    if on_done is not None:
+                        on_done(summary, len(summaries) + len(failures), len(logs))
+                if not infos:
+                    raise NothingFinishedError
+                for sid in sids:  # sequences.parquet and dataset.json list them in the order given
+                    if sid in infos:
+                        dataset.add_sequence(infos[sid])
+            except NothingFinishedError:
+                raise
+            except BaseException:
+                failed = True
+                for f in futures:
+                    f.cancel()
+                raise
             finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()  # its workers stop before their files are removed
-                if failed:  # a failed run leaves no sequence behind, finished or not
-                    _remove_sequences(out, sids)
+                try:
+                    with contextlib.suppress(Exception):  # the scheduler may be gone already
+                        client.unsubscribe_topic(PROGRESS_TOPIC)
+                        for name in published:
+                            client.unpublish_dataset(name)
+                finally:
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()  # its workers stop before their files are removed
+                    if failed:  # a failed run leaves no sequence behind, finished or not
+                        _remove_sequences(out, sids)
+                    elif failures:  # a chunk still running when its log failed may have written parts
+                        _remove_sequences(out, list(failures))
+    except NothingFinishedError:  # every log failed: no dataset.json (each failure was reported)
+        return []
     order = {sid: i for i, sid in enumerate(sids)}
     return sorted(summaries, key=lambda s: order[s.sequence_id])
+
+
+def _task_error(fut: Any) -> BaseException | None:
+    """The error a finished task raised, when it is the log's fault (None: it succeeded). A task
+    that killed its workers, or a future cancelled under us (the cluster went away), fails the run."""
+    from distributed.scheduler import KilledWorker
+
+    if fut.status != "error":
+        return None
+    error = fut.exception()
+    if isinstance(error, KilledWorker):
+        raise PipelineError(
+            f"task {fut.key} killed {error.args[0] if error.args else 'its'} workers again and again "
+            f"(out of memory?); re-run with fewer --workers or a shorter --chunk-s: {error}"
+        ) from error
+    return error  # type: ignore[no-any-return]
 
 
 class _ProgressTracker:
