@@ -173,7 +173,8 @@ def _print_summary(
     if summaries or skipped:
         print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
     else:
-        print(f"no log finished: no dataset was written at {out}")
+        written = (out / "dataset.json").exists()
+        print(f"no log finished{'' if written else f': no dataset was written at {out}'}")
     if failures:
         print(
             f"fusion: {len(failures)} of {len(failures) + len(summaries)} log(s) failed; "
@@ -192,6 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
     failures: list[LogFailure] = []
+    skipped: list[str] = []
     t0 = time.perf_counter()
     with tqdm(total=0, unit="sweep", disable=args.quiet, leave=False, desc="pre-labelling") as bar:
 
@@ -214,8 +216,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=progress,
             on_done=on_done,
             on_failure=failures.append,
+            on_skip=skipped.append,
         )
-    _print_summary(summaries, out, time.perf_counter() - t0, failures)
+    _print_summary(summaries, out, time.perf_counter() - t0, failures, skipped)
     return EXIT_LOGS_FAILED if failures else 0
 
 
@@ -525,7 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo every log, replacing the dataset at --out (default: add to it, skipping the "
+        "sequences it already holds complete; its configuration must be the same)",
+    )
     _add_config_flags(p)
     p.add_argument("--chunk-s", type=float, metavar="S", help="seconds of log per parallel task (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -33,6 +33,7 @@ leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -43,7 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from exporters.dataset import DatasetWriter, SequenceInfo
+from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, camera_file_stem, dataset_paths
+from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
 from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
 from fusion.config import RunConfig
@@ -194,8 +196,17 @@ def run(
     progress: Callable[[Progress], None] | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
     on_failure: Callable[[LogFailure], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[DetectSummary]:
-    """Pre-label `logs` into the dataset `out` on Dask; summaries in the order of `logs`.
+    """Pre-label `logs` into the dataset `out` on Dask; summaries (of the logs this run did) in the
+    order of `logs`.
+
+    Into an existing dataset (no `overwrite`) it adds: a log whose sequence the dataset already
+    lists complete (its files there and of the right sizes, `sequence_problem`) is skipped
+    (on_skip(sequence_id)), the others are done, and `dataset.json` is written again listing the
+    old sequences and the new ones. The dataset must have been made with the same configuration
+    (`output.chunk_s` aside) and fusion version, and a listed sequence id must come from the same
+    log, or `ExportError` says to pass `overwrite` (which redoes everything).
 
     detector_options (learned detectors: checkpoint, model_config, device, batch_size; see
     fusion.detect.learned_config) are rebuilt on each worker with torch threads set to the worker's
@@ -221,12 +232,17 @@ def run(
     sids = [sequence_id_for(Path(p), others=logs) for p in logs]
     gpu = _wants_gpu(config.detector.options)
     summaries: list[DetectSummary] = []
+    pipeline = pipeline_info(config, config.detector.name)
     try:
-        with DatasetWriter(
-            out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
-        ) as dataset:
+        with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite, extend=True) as dataset:
+            todo = list(range(len(logs)))
+            if dataset.existing_pipeline is not None:  # a dataset is there: add to it
+                _check_same_pipeline(out, dataset.existing_pipeline, pipeline)
+                todo = _to_redo(dataset, logs, sids, config, on_skip)
             if not overwrite:
-                refuse_existing_sequences(out, sids)
+                refuse_existing_sequences(out, [sids[i] for i in todo])
+            if not todo:
+                return []  # every sequence is complete: dataset.json is written again as it was
             cluster = None
             try:
                 if scheduler:
@@ -241,7 +257,7 @@ def run(
                 raise PipelineError(
                     f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
                 ) from err
-            tracker = _ProgressTracker(len(logs), progress)
+            tracker = _ProgressTracker(len(todo), progress)
             futures: list[Any] = []
             per_log: dict[int, list[Any]] = {}  # the futures of each log, to cancel when it fails
             infos: dict[str, SequenceInfo] = {}
@@ -255,14 +271,14 @@ def run(
                 run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
                 plans: dict[Any, int] = {}
                 finishes: dict[Any, int] = {}
-                for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+                for i in todo:
                     fut = client.submit(
                         _plan_task,
-                        str(Path(path).resolve()),
-                        sid,
+                        str(Path(logs[i]).resolve()),
+                        sids[i],
                         config,
                         calib,
-                        key=f"plan-{sid}-{run_id}",
+                        key=f"plan-{sids[i]}-{run_id}",
                         priority=-i,
                     )
                     plans[fut.key] = i
@@ -280,7 +296,7 @@ def run(
                         _remove_sequences(out, [sids[i]])  # again once the workers stop (running chunks)
                         failure = LogFailure(Path(logs[i]), sids[i], failure_message(error))
                         failures[sids[i]] = failure
-                        log.warning("%s failed: %s", logs[i], failure.error)
+                        log.info("%s failed: %s", logs[i], failure.error)
                         on_failure(failure)
                         continue
                     result = fut.result()
@@ -323,7 +339,7 @@ def run(
                     remove_parts(out, [info.sequence_id])
                     summaries.append(summary)
                     if on_done is not None:
-                        on_done(summary, len(summaries) + len(failures), len(logs))
+                        on_done(summary, len(summaries) + len(failures), len(todo))
                 if not infos:
                     raise NothingFinishedError
                 for sid in sids:  # sequences.parquet and dataset.json list them in the order given
@@ -346,8 +362,8 @@ def run(
                     client.close()
                     if cluster is not None:
                         cluster.close()  # its workers stop before their files are removed
-                    if failed:  # a failed run leaves no sequence behind, finished or not
-                        _remove_sequences(out, sids)
+                    if failed:  # a failed run leaves none of its sequences behind, finished or not
+                        _remove_sequences(out, [sids[i] for i in todo])
                     elif failures:  # a chunk still running when its log failed may have written parts
                         _remove_sequences(out, list(failures))
     except NothingFinishedError:  # every log failed: no dataset.json (each failure was reported)
@@ -370,6 +386,94 @@ def _task_error(fut: Any) -> BaseException | None:
             f"(out of memory?); re-run with fewer --workers or a shorter --chunk-s: {error}"
         ) from error
     return error  # type: ignore[no-any-return]
+
+
+def _comparable(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """A `dataset.json` pipeline entry without what does not change the output (`chunk_s`)."""
+    doc = json.loads(json.dumps(pipeline))
+    with contextlib.suppress(KeyError, TypeError):
+        del doc["config"]["output"]["chunk_s"]
+    return doc  # type: ignore[no-any-return]
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    """`key.path: NEW here, OLD in the dataset` for the first value that differs, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+        return None
+    return None if old == new else f"{where}: {new!r} now, {old!r} in the dataset"
+
+
+def _check_same_pipeline(out: Path, recorded: Mapping[str, Any], pipeline: PipelineInfo) -> None:
+    difference = _first_difference(_comparable(recorded), _comparable(pipeline.to_json()))
+    if difference is not None:
+        raise ExportError(
+            f"cannot add to the dataset {out}: it was made with another configuration ({difference}); "
+            "pass --overwrite to redo it all with this one, or choose another --out"
+        )
+
+
+def sequence_problem(out: Path, row: Mapping[str, Any], config: RunConfig) -> str | None:
+    """Why the listed sequence `row` (of sequences.parquet) is not complete under `out`, or None:
+    a cheap check of its files (they exist, frames has num_frames rows, points one row group per
+    frame, one images file per camera), reading only Parquet footers."""
+    import pyarrow.parquet as pq
+
+    sid = str(row["sequence_id"])
+    paths = dataset_paths(out, sid)
+    frames = int(row["num_frames"])
+    cameras = [str(c["name"]) for c in json.loads(str(row["cameras_json"]))]
+    files = [paths["frames"], paths["labels"], paths["flags"]]
+    if config.output.points:
+        files.append(paths["points"])
+    if config.output.images:
+        files += [paths["images"] / f"{camera_file_stem(c)}.parquet" for c in cameras]
+    for path in files:
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, ValueError) as err:
+            return f"{path}: {' '.join(str(err).split())}"
+        if path == paths["frames"] and meta.num_rows != frames:
+            return f"{path}: {meta.num_rows} rows, the sequence has {frames} frames"
+        if path == paths["points"] and meta.num_row_groups != frames:
+            return f"{path}: {meta.num_row_groups} sweeps, the sequence has {frames} frames"
+    return None
+
+
+def _to_redo(
+    dataset: DatasetWriter,
+    logs: Sequence[Path],
+    sids: Sequence[str],
+    config: RunConfig,
+    on_skip: Callable[[str], None] | None,
+) -> list[int]:
+    """The indices of `logs` still to do in the existing dataset: not listed, or listed incomplete
+    (then taken out of the listing and its files removed). Raises `ExportError` when a listed id
+    comes from another log."""
+    todo = []
+    for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+        row = dataset.existing.get(sid)
+        if row is None:
+            todo.append(i)
+            continue
+        if Path(str(row["source_path"])).resolve() != Path(path).resolve():
+            raise ExportError(
+                f"cannot add {path} to the dataset {dataset.out}: its sequence id {sid!r} is taken by "
+                f"{row['source_path']}; pass --overwrite to redo it all, or choose another --out"
+            )
+        problem = sequence_problem(dataset.out, row, config)
+        if problem is None:
+            if on_skip is not None:
+                on_skip(sid)
+            continue
+        log.warning("%s is listed in %s but incomplete (%s): doing it again", sid, dataset.out, problem)
+        dataset.drop_existing(sid)
+        remove_sequence_files(dataset.out, sid)
+        todo.append(i)
+    return todo
 
 
 class _ProgressTracker:

@@ -66,10 +66,12 @@ def test_a_corrupt_log_is_reported_and_skipped_while_the_others_complete(
     assert main(["validate", str(out)]) == 0
     assert json.loads((out / "dataset.json").read_text())["sequences"] == ["sim_drive"]
     assert open_dataset(out).sequence_ids == ["sim_drive"]
-    assert [p for p in out.rglob("*broken*")] == [] and not (out / ".parts").exists()
+    assert list(out.rglob("*broken*")) == [] and not (out / ".parts").exists()
 
 
-def test_run_writes_no_dataset_when_every_log_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_writes_no_dataset_when_every_log_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "broken.bag"
     bad.write_bytes(b"not a bag at all")
     out = tmp_path / "out"
@@ -88,7 +90,54 @@ def test_detect_skips_a_corrupt_log_and_exits_one(tmp_path: Path, capsys: pytest
     assert f"FAILED {bad}: " in printed and "1 log(s) done, 1 FAILED" in printed
     assert main(["validate", str(out)]) == 0
     assert open_dataset(out).sequence_ids == ["sim_drive"]
-    assert [p for p in out.rglob("*broken*")] == []
+    assert list(out.rglob("*broken*")) == []
+
+
+def test_a_rerun_does_only_the_missing_logs_and_overwrite_redoes_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from exporters.validate import validate_dataset
+
+    second = tmp_path / "second.mcap"
+    second.write_bytes(b"\x89MCAP0\r\n" + bytes(range(256)) * 40)  # corrupt on the first run
+    out = tmp_path / "out"
+    args = ["run", str(SAMPLE), str(second), "--out", str(out), "--workers", "1", "--quiet"]
+    args += ["--no-images", "--no-points"]
+    assert main(args) == 1
+    first = (out / "labels" / "sim_drive.parquet").stat()
+    listed = lambda: json.loads((out / "dataset.json").read_text())["sequences"]  # noqa: E731
+    assert listed() == ["sim_drive"]
+
+    shutil.copy(SAMPLE, second)  # the log is fixed: the same command adds it, the other is skipped
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 sequence(s) already complete" in printed and "skipped: sim_drive" in printed
+    assert "1 log(s) done, 30 sweeps" in printed
+    assert (out / "labels" / "sim_drive.parquet").stat().st_mtime_ns == first.st_mtime_ns  # untouched
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    assert main([*args, "--no-track"]) == 2  # another configuration: refused, nothing touched
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "another configuration (config.tracker.enabled" in err[0]
+        and "--overwrite" in err[0]
+    )
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    (out / "frames" / "second.parquet").unlink()  # listed but incomplete: done again
+    assert main(args) == 0
+    assert "skipped: sim_drive" in capsys.readouterr().out
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    assert main([*args, "--no-track", "--overwrite"]) == 0  # everything redone with the new config
+    assert "skipped" not in capsys.readouterr().out
+    assert (out / "labels" / "sim_drive.parquet").stat().st_mtime_ns != first.st_mtime_ns
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+    assert open_dataset(out).pipeline["tracker"] == "none"
 
 
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
