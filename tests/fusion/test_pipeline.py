@@ -140,6 +140,33 @@ def test_a_rerun_does_only_the_missing_logs_and_overwrite_redoes_all(
     assert open_dataset(out).pipeline["tracker"] == "none"
 
 
+def test_an_interrupted_rerun_keeps_the_dataset_it_was_adding_to(tmp_path: Path) -> None:
+    import json
+
+    from exporters.validate import validate_dataset
+    from fusion.config import RunConfig
+    from fusion.pipeline import run
+
+    out = tmp_path / "out"
+    config = RunConfig().with_overrides(points=False, images=False)
+    assert main(["detect", str(SAMPLE), "--out", str(out), "--quiet", "--no-points", "--no-images"]) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    second = tmp_path / "second.mcap"
+    shutil.copy(SAMPLE, second)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C once the new log is finished, before dataset.json
+
+    skipped: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run([SAMPLE, second], out, config=config, workers=1, on_done=interrupt, on_skip=skipped.append)
+    assert skipped == ["sim_drive"]
+    assert list(out.rglob("*second*")) == []  # the interrupted run's own sequence is gone
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before  # the old ones untouched
+    assert json.loads((out / "dataset.json").read_text())["sequences"] == ["sim_drive"]
+    assert validate_dataset(out) == []
+
+
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     for verb in ("run", "detect"):
         with pytest.raises(SystemExit):
