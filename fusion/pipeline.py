@@ -23,6 +23,11 @@ job). Workers and the client must see the logs and `--out` at the same paths (a 
 Give those workers a Dask config with `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
 null` (see `local_cluster` for why).
 
+A log whose task raises (it cannot be read) is reported (`on_failure`) and its files removed while
+the other logs go on; the dataset lists the finished ones. Into an existing dataset a run adds:
+sequences it lists complete are skipped, the others done, and `dataset.json` rewritten listing all
+(same configuration required; `overwrite` redoes everything).
+
 A worker lost mid-task (killed, out of memory) is replaced by Dask and its task re-run: part files
 are rewritten, a finishing step replaces its own sequence's files, and nothing appears under a
 final name before it is complete. When a run fails, the local cluster is closed before the run's
