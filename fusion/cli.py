@@ -32,12 +32,15 @@ log = logging.getLogger("fusion")
 EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option; or a fatal error
 EXIT_LOGS_FAILED = 1  # detect/run: some logs failed (listed in the summary); the others are written
 
-EXIT_EPILOG = (
-    "exit status: 0 every log was pre-labelled; 1 some logs failed (the summary lists each with its "
-    "error; the others are in the dataset, re-run to retry the failed ones); 2 bad usage or a fatal "
-    "error (nothing written: a missing log, output in the way, the cluster lost); 130 interrupted "
-    "(Ctrl-C: no sequence of this run is left)"
-)
+
+def _exit_epilog(retry: str) -> str:
+    """The exit statuses of detect and run (their --help epilog)."""
+    return (
+        "exit status: 0 every log was pre-labelled; 1 some logs failed (the summary lists each with its "
+        f"error; the others are in the dataset; {retry}); 2 bad usage or a fatal error (nothing "
+        "written: a missing log, output in the way, the cluster lost); 130 interrupted (Ctrl-C: no "
+        "sequence of this run is left)"
+    )
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -177,8 +180,8 @@ def _print_summary(
         print(f"no log finished{'' if written else f': no dataset was written at {out}'}")
     if failures:
         print(
-            f"fusion: {len(failures)} of {len(failures) + len(summaries)} log(s) failed; "
-            "fix them and re-run the same command to add them",
+            f"fusion: {len(failures)} of {len(failures) + len(summaries)} log(s) failed (listed above; "
+            "see --help for how to retry them)",
             file=sys.stderr,
         )
 
@@ -504,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "detect",
         help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset",
-        epilog=EXIT_EPILOG,
+        epilog=_exit_epilog("fix them and run again with --overwrite"),
     )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument(
@@ -519,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)",
-        epilog=EXIT_EPILOG,
+        epilog=_exit_epilog("fix them and run the same command again: it does only those"),
     )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument("--out", required=True, help="output dataset directory (shared/CONTRACT.md layout)")
