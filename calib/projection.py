@@ -33,6 +33,7 @@ image is not visible (None / NaN).
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import numpy as np
@@ -225,8 +226,13 @@ def project_box_corners(camera: Camera, corners_camera: F64) -> tuple[F64, npt.N
     return ext, visible
 
 
+@functools.lru_cache(maxsize=256)
 def _frustum(camera: Camera) -> F64:
-    """Planes (5, 4) a, b, c, d (inside: a x + b y + c z + d >= 0) around everything the image sees."""
+    """Planes (5, 4) a, b, c, d (inside: a x + b y + c z + d >= 0) around everything the image sees.
+
+    Cached per camera (a `Camera` is immutable and hashed by identity; a sequence keeps one per
+    camera): unprojecting the image border costs about as much as projecting a frame's boxes, and
+    it was done again for every frame and camera. Read-only, as it is shared."""
     w, h = camera.width, camera.height
     u = np.arange(-0.5, w, 1.0)
     v = np.arange(-0.5, h, 1.0)
@@ -254,7 +260,7 @@ def _frustum(camera: Camera) -> F64:
             max(y_lo - my, -cap),
             min(y_hi + my, cap),
         )
-    return np.array(
+    planes = np.array(
         [
             [0.0, 0.0, 1.0, -NEAR_PLANE],
             [1.0, 0.0, -x_lo, 0.0],
@@ -263,6 +269,8 @@ def _frustum(camera: Camera) -> F64:
             [0.0, -1.0, y_hi, 0.0],
         ]
     )
+    planes.flags.writeable = False
+    return planes
 
 
 @njit(cache=True)

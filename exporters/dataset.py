@@ -611,10 +611,20 @@ class DatasetWriter:
     `overwrite=True`. With `overwrite` the old dataset is removed first (`dataset.json`, then the
     files of the sequences it lists), so a run that then fails leaves a directory no reader takes
     for complete, and no file of the old run is left for glob readers to pick up.
+
+    With `extend=True` (and no `overwrite`) a complete dataset already at `out` is kept: its
+    sequences (`existing`, rows of its sequences.parquet; `existing_pipeline`) are listed again by
+    `finish`, before the ones added, unless `drop_existing` takes one out; `sequences.parquet` and
+    `dataset.json` are then replaced (atomically). A failed run leaves the old dataset as it was.
     """
 
     def __init__(
-        self, out: Path | str, *, pipeline: PipelineInfo | None = None, overwrite: bool = False
+        self,
+        out: Path | str,
+        *,
+        pipeline: PipelineInfo | None = None,
+        overwrite: bool = False,
+        extend: bool = False,
     ) -> None:
         self.out = Path(out)
         self.pipeline = pipeline
@@ -622,8 +632,13 @@ class DatasetWriter:
         self._sequences: dict[str, SequenceInfo] = {}
         self._writers: list[SequenceWriter] = []
         self._finished = False
+        self.existing: dict[str, dict[str, Any]] = {}
+        self.existing_pipeline: dict[str, Any] | None = None
+        self._existing_table: pa.Table | None = None
         marker = self.out / DATASET_JSON
-        if not overwrite:
+        if extend and not overwrite and marker.exists():
+            self._load_existing()
+        elif not overwrite:
             for existing in (marker, self.out / SEQUENCES_FILE):
                 if existing.exists():
                     raise ExportError(
@@ -637,6 +652,33 @@ class DatasetWriter:
         except OSError as err:
             raise ExportError(f"cannot create {self.out}: {err.strerror}; choose a writable --out") from err
 
+    def _load_existing(self) -> None:
+        from exporters.reader import LAYOUTS, read_dataset_json, read_versioned
+
+        document = read_dataset_json(self.out)
+        layout = LAYOUTS[document["schema_version"]]
+        if layout.version != SCHEMA_VERSION:
+            raise ExportError(
+                f"cannot add to {self.out}: its schema version is {layout.version}, this fusion writes "
+                f"{SCHEMA_VERSION}; pass --overwrite or choose another --out"
+            )
+        table = read_versioned(self.out / SEQUENCES_FILE, SEQUENCES, SCHEMA_VERSION)
+        rows = {str(r["sequence_id"]): r for r in table.to_pylist()}
+        missing = [sid for sid in document["sequences"] if sid not in rows]
+        if missing:
+            raise ExportError(
+                f"cannot add to {self.out}: {DATASET_JSON} lists {missing[0]!r}, which {SEQUENCES_FILE} "
+                "has no row of; the dataset is damaged, pass --overwrite"
+            )
+        self.existing = {sid: rows[sid] for sid in document["sequences"]}
+        pipeline = document.get("pipeline")
+        self.existing_pipeline = pipeline if isinstance(pipeline, dict) else {}
+        self._existing_table = table.replace_schema_metadata(None)
+
+    def drop_existing(self, sequence_id: str) -> None:
+        """Leave an existing sequence out of the rewritten listing (it is being redone)."""
+        self.existing.pop(sequence_id, None)
+
     def sequence(self, sequence_id: str) -> SequenceWriter:
         """A writer of one sequence's files (register its row with `add_sequence`)."""
         writer = SequenceWriter(self.out, sequence_id, overwrite=self.overwrite)
@@ -646,13 +688,14 @@ class DatasetWriter:
     def add_sequence(self, info: SequenceInfo) -> None:
         """Register a sequence's row; its frames and labels files must be written before `finish`."""
         _check_sequence_id(info.sequence_id)
-        if info.sequence_id in self._sequences:
+        if info.sequence_id in self._sequences or info.sequence_id in self.existing:
             raise ExportError(f"sequence {info.sequence_id!r} was added twice; sequence ids must be unique")
         self._sequences[info.sequence_id] = info
 
     @property
     def sequence_ids(self) -> list[str]:
-        return list(self._sequences)
+        """The sequences `finish` lists: the existing ones kept, then those added."""
+        return [*self.existing, *self._sequences]
 
     def finish(self, pipeline: PipelineInfo | None = None) -> Path:
         """Write `sequences.parquet`, then `dataset.json`; returns the dataset directory.
@@ -675,14 +718,20 @@ class DatasetWriter:
         for info in self._sequences.values():
             self._check_sequence_files(info)
         table = sequences_table(list(self._sequences.values()))
-        _write_sequences(table, self.out / SEQUENCES_FILE, overwrite=self.overwrite)
+        replace_old = self.overwrite or self._existing_table is not None
+        if self._existing_table is not None:
+            ids = self._existing_table.column("sequence_id").to_pylist()
+            where = {sid: r for r, sid in enumerate(ids)}
+            kept = self._existing_table.take([where[sid] for sid in self.existing])  # listing order
+            table = pa.concat_tables([kept.cast(table.schema), table])
+        _write_sequences(table, self.out / SEQUENCES_FILE, overwrite=replace_old)
         document = {
             "schema_version": SCHEMA_VERSION,
-            "sequences": list(self._sequences),
+            "sequences": self.sequence_ids,
             "created_ns": time.time_ns(),
             "pipeline": pipeline.to_json(),
         }
-        _write_json_atomic(self.out / DATASET_JSON, document, overwrite=self.overwrite)
+        _write_json_atomic(self.out / DATASET_JSON, document, overwrite=replace_old)
         self._finished = True
         return self.out
 

@@ -25,11 +25,22 @@ if TYPE_CHECKING:
     from calib.calibration import Calibration
     from fusion.config import RunConfig
     from fusion.evaluation import EvalConfig
-    from fusion.prelabel import DetectSummary
+    from fusion.prelabel import DetectSummary, LogFailure
 
 log = logging.getLogger("fusion")
 
-EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option
+EXIT_USAGE = 2  # bad input: a missing path, a corrupt bag, a wrong option; or a fatal error
+EXIT_LOGS_FAILED = 1  # detect/run: some logs failed (listed in the summary); the others are written
+
+
+def _exit_epilog(retry: str) -> str:
+    """The exit statuses of detect and run (their --help epilog)."""
+    return (
+        "exit status: 0 every log was pre-labelled; 1 some logs failed (the summary lists each with its "
+        f"error; the others are in the dataset; {retry}); 2 bad usage or a fatal error (nothing "
+        "written: a missing log, output in the way, the cluster lost); 130 interrupted (Ctrl-C: no "
+        "sequence of this run is left)"
+    )
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -113,6 +124,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             bar = bars[sid] = tqdm(desc=sid, total=total, unit="sweep", disable=args.quiet, leave=False)
         bar.update(done - bar.n)
 
+    failures: list[LogFailure] = []
     t0 = time.perf_counter()
     try:
         summaries = prelabel_logs(
@@ -123,15 +135,22 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             config=config,
             overwrite=args.overwrite,
             progress=progress,
+            on_failure=failures.append,
         )
     finally:
         for bar in bars.values():
             bar.close()
-    _print_summary(summaries, out, time.perf_counter() - t0)
-    return 0
+    _print_summary(summaries, out, time.perf_counter() - t0, failures)
+    return EXIT_LOGS_FAILED if failures else 0
 
 
-def _print_summary(summaries: Sequence[DetectSummary], out: Path, wall_s: float) -> None:
+def _print_summary(
+    summaries: Sequence[DetectSummary],
+    out: Path,
+    wall_s: float,
+    failures: Sequence[LogFailure] = (),
+    skipped: Sequence[str] = (),
+) -> None:
     for s in summaries:
         cats = ", ".join(f"{n} {c}" for c, n in sorted(s.by_category.items(), key=lambda x: -x[1]))
         print(
@@ -144,12 +163,27 @@ def _print_summary(summaries: Sequence[DetectSummary], out: Path, wall_s: float)
     total_boxes = sum(s.boxes for s in summaries)
     total_tracks = sum(s.tracks for s in summaries)
     warnings = sum(len(s.warnings) for s in summaries)
+    if skipped:
+        print(f"{len(skipped)} sequence(s) already complete in {out}, skipped: {', '.join(skipped)}")
+    for f in failures:
+        print(f"FAILED {f.log_path}: {f.error}")
+    failed = f", {len(failures)} FAILED" if failures else ""
     print(
-        f"{len(summaries)} log(s), {total_sweeps} sweeps, {total_boxes} boxes in {total_tracks} tracks, "
-        f"{warnings} warning(s), {wall_s:.1f} s ({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) "
-        f"-> dataset {out}"
+        f"{len(summaries)} log(s) done{failed}, {total_sweeps} sweeps, {total_boxes} boxes in "
+        f"{total_tracks} tracks, {warnings} warning(s), {wall_s:.1f} s "
+        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> dataset {out}"
     )
-    print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+    if summaries or skipped:
+        print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
+    else:
+        written = (out / "dataset.json").exists()
+        print(f"no log finished{'' if written else f': no dataset was written at {out}'}")
+    if failures:
+        print(
+            f"fusion: {len(failures)} of {len(failures) + len(summaries)} log(s) failed (listed above; "
+            "see --help for how to retry them)",
+            file=sys.stderr,
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -161,6 +195,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
+    failures: list[LogFailure] = []
+    skipped: list[str] = []
     t0 = time.perf_counter()
     with tqdm(total=0, unit="sweep", disable=args.quiet, leave=False, desc="pre-labelling") as bar:
 
@@ -182,9 +218,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
             on_done=on_done,
+            on_failure=failures.append,
+            on_skip=skipped.append,
         )
-    _print_summary(summaries, out, time.perf_counter() - t0)
-    return 0
+    _print_summary(summaries, out, time.perf_counter() - t0, failures, skipped)
+    return EXIT_LOGS_FAILED if failures else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -478,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(
-        "detect", help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset"
+        "detect",
+        help="pre-label logs: boxes in every sweep, tracked and refined, as the contract's dataset",
+        epilog=_exit_epilog("fix them and run again with --overwrite"),
     )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument(
@@ -490,7 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("run", help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)")
+    p = sub.add_parser(
+        "run",
+        help="pre-label many logs on Dask (a local cluster, or --scheduler tcp://...)",
+        epilog=_exit_epilog("fix them and run the same command again: it does only those"),
+    )
     p.add_argument("logs", nargs="+", metavar="LOG", help="bag(s) to run on")
     p.add_argument("--out", required=True, help="output dataset directory (shared/CONTRACT.md layout)")
     p.add_argument(
@@ -498,7 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo every log, replacing the dataset at --out (default: add to it, skipping the "
+        "sequences it already holds complete; its configuration must be the same)",
+    )
     _add_config_flags(p)
     p.add_argument("--chunk-s", type=float, metavar="S", help="seconds of log per parallel task (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -23,6 +23,11 @@ job). Workers and the client must see the logs and `--out` at the same paths (a 
 Give those workers a Dask config with `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
 null` (see `local_cluster` for why).
 
+A log whose task raises (it cannot be read) is reported (`on_failure`) and its files removed while
+the other logs go on; the dataset lists the finished ones. Into an existing dataset a run adds:
+sequences it lists complete are skipped, the others done, and `dataset.json` rewritten listing all
+(same configuration required; `overwrite` redoes everything).
+
 A worker lost mid-task (killed, out of memory) is replaced by Dask and its task re-run: part files
 are rewritten, a finishing step replaces its own sequence's files, and nothing appears under a
 final name before it is complete. When a run fails, the local cluster is closed before the run's
@@ -33,9 +38,9 @@ leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -44,13 +49,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from exporters.dataset import DatasetWriter, SequenceInfo, dataset_paths
+from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, camera_file_stem, dataset_paths
 from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
 from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
 from fusion.config import RunConfig
 from fusion.errors import FusionError
-from fusion.prelabel import DetectSummary, pipeline_info
+from fusion.prelabel import (
+    DetectSummary,
+    LogFailure,
+    NothingFinishedError,
+    failure_message,
+    pipeline_info,
+    refuse_existing_sequences,
+    remove_sequence_files,
+)
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -147,24 +160,8 @@ def _with_worker_threads(config: RunConfig) -> RunConfig:
 def _remove_sequences(out: Path, sids: Sequence[str]) -> None:
     """Every file of `sids`, their temporaries and part files included."""
     for sid in sids:
-        for path in dataset_paths(out, sid).values():
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-                for stale in path.parent.glob(f".{path.name}.tmp-*"):
-                    stale.unlink(missing_ok=True)
+        remove_sequence_files(out, sid)
     remove_parts(out, sids)
-
-
-def _refuse_existing(out: Path, sids: Sequence[str]) -> None:
-    for sid in sids:
-        for path in dataset_paths(out, sid).values():
-            if path.exists():
-                raise ExportError(
-                    f"cannot write {path}: it already exists and fusion never overwrites output; "
-                    "remove it, choose another --out, or pass --overwrite"
-                )
 
 
 DASK_MALLOC_TRIM: Final = "65536"
@@ -203,8 +200,18 @@ def run(
     workers: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_done: Callable[[DetectSummary, int, int], None] | None = None,
+    on_failure: Callable[[LogFailure], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[DetectSummary]:
-    """Pre-label `logs` into the dataset `out` on Dask; summaries in the order of `logs`.
+    """Pre-label `logs` into the dataset `out` on Dask; summaries (of the logs this run did) in the
+    order of `logs`.
+
+    Into an existing dataset (no `overwrite`) it adds: a log whose sequence the dataset already
+    lists complete (its files there and of the right sizes, `sequence_problem`) is skipped
+    (on_skip(sequence_id)), the others are done, and `dataset.json` is written again listing the
+    old sequences and the new ones. The dataset must have been made with the same configuration
+    (`output.chunk_s` aside) and fusion version, and a listed sequence id must come from the same
+    log, or `ExportError` says to pass `overwrite` (which redoes everything).
 
     detector_options (learned detectors: checkpoint, model_config, device, batch_size; see
     fusion.detect.learned_config) are rebuilt on each worker with torch threads set to the worker's
@@ -213,6 +220,11 @@ def run(
 
     progress(Progress) after each sweep on any worker (called from the client's event-loop thread);
     on_done(summary, logs done, logs) when a log is finished (from the calling thread).
+
+    A log whose task raises (it cannot be read, decoded, written): with `on_failure`, the log's
+    files are removed, on_failure(LogFailure) is called and the other logs go on (the dataset lists
+    only the finished ones; none at all: no dataset.json is written); without it the run fails.
+    A lost cluster, a task that killed its workers (`KilledWorker`) or Ctrl-C fail the whole run.
     Raises FusionError subclasses; a failed run leaves no file of any of its sequences.
     """
     from dask.distributed import Client, as_completed
@@ -225,111 +237,248 @@ def run(
     sids = [sequence_id_for(Path(p), others=logs) for p in logs]
     gpu = _wants_gpu(config.detector.options)
     summaries: list[DetectSummary] = []
-    with DatasetWriter(
-        out, pipeline=pipeline_info(config, config.detector.name), overwrite=overwrite
-    ) as dataset:
-        if not overwrite:
-            _refuse_existing(out, sids)
-        cluster = None
-        try:
-            if scheduler:
-                client = Client(scheduler, timeout="20s")
-            else:
-                n = workers or max(1, os.cpu_count() or 1)
-                if gpu and not workers:
-                    n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
-                cluster = local_cluster(n, gpu=gpu)
-                client = Client(cluster)
-        except OSError as err:
-            raise PipelineError(
-                f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
-            ) from err
-        tracker = _ProgressTracker(len(logs), progress)
-        futures: list[Any] = []
-        infos: dict[str, SequenceInfo] = {}
-        published: list[str] = []
-        failed = False
-        try:
-            client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
-            out_s = str(out.resolve())
-            calib = str(calibration.resolve()) if calibration else None
-            run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
-            plans = {}
-            for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
-                fut = client.submit(
-                    _plan_task,
-                    str(Path(path).resolve()),
-                    sid,
-                    config,
-                    calib,
-                    key=f"plan-{sid}-{run_id}",
-                    priority=-i,
-                )
-                plans[fut.key] = i
-                futures.append(fut)
-            pending = as_completed(list(futures))
-            for fut in pending:
-                result = fut.result()  # a worker's FusionError is re-raised here
-                if fut.key in plans:
-                    i = plans[fut.key]
-                    tracker.planned(result)
-                    chunks = [
-                        client.submit(
-                            _chunk_task,
+    pipeline = pipeline_info(config, config.detector.name)
+    try:
+        with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite, extend=True) as dataset:
+            todo = list(range(len(logs)))
+            if dataset.existing_pipeline is not None:  # a dataset is there: add to it
+                _check_same_pipeline(out, dataset.existing_pipeline, pipeline)
+                todo = _to_redo(dataset, logs, sids, config, on_skip)
+            if not overwrite:
+                refuse_existing_sequences(out, [sids[i] for i in todo])
+            if not todo:
+                return []  # every sequence is complete: dataset.json is written again as it was
+            cluster = None
+            try:
+                if scheduler:
+                    client = Client(scheduler, timeout="20s")
+                else:
+                    n = workers or max(1, os.cpu_count() or 1)
+                    if gpu and not workers:
+                        n = 1  # one local GPU: one worker feeds it batches (start more with --workers)
+                    cluster = local_cluster(n, gpu=gpu)
+                    client = Client(cluster)
+            except OSError as err:
+                raise PipelineError(
+                    f"cannot reach the Dask scheduler {scheduler}: {err}; start it with `dask scheduler`"
+                ) from err
+            tracker = _ProgressTracker(len(todo), progress)
+            futures: list[Any] = []
+            per_log: dict[int, list[Any]] = {}  # the futures of each log, to cancel when it fails
+            infos: dict[str, SequenceInfo] = {}
+            failures: dict[str, LogFailure] = {}
+            published: list[str] = []
+            failed = False
+            try:
+                client.subscribe_topic(PROGRESS_TOPIC, tracker.on_event)
+                out_s = str(out.resolve())
+                calib = str(calibration.resolve()) if calibration else None
+                run_id = uuid.uuid4().hex[:12]  # task keys unique to this run: a cluster may serve many
+                plans: dict[Any, int] = {}
+                finishes: dict[Any, int] = {}
+                for i in todo:
+                    fut = client.submit(
+                        _plan_task,
+                        str(Path(logs[i]).resolve()),
+                        sids[i],
+                        config,
+                        calib,
+                        key=f"plan-{sids[i]}-{run_id}",
+                        priority=-i,
+                    )
+                    plans[fut.key] = i
+                    per_log[i] = [fut]
+                    futures.append(fut)
+                pending = as_completed(list(futures))
+                for fut in pending:
+                    i = plans.get(fut.key, finishes.get(fut.key, -1))
+                    error = _task_error(fut)
+                    if error is not None:
+                        if on_failure is None:
+                            raise error
+                        for f in per_log[i]:
+                            f.cancel()
+                        _remove_sequences(out, [sids[i]])  # again once the workers stop (running chunks)
+                        failure = LogFailure(Path(logs[i]), sids[i], failure_message(error))
+                        failures[sids[i]] = failure
+                        log.info("%s failed: %s", logs[i], failure.error)
+                        on_failure(failure)
+                        continue
+                    result = fut.result()
+                    if fut.key in plans:
+                        tracker.planned(result)
+                        chunks = [
+                            client.submit(
+                                _chunk_task,
+                                fut,
+                                k,
+                                out_s,
+                                config,
+                                calib,
+                                key=f"chunk-{sids[i]}-{k}-{run_id}",
+                                priority=-i,
+                                resources={"GPU": 1} if gpu else None,
+                            )
+                            for k in range(len(result.windows))
+                        ]
+                        name = f"fusion-chunks-{sids[i]}-{run_id}"
+                        client.publish_dataset(chunks, name=name)
+                        published.append(name)
+                        finish = client.submit(
+                            _finish_task,
                             fut,
-                            k,
+                            name,
                             out_s,
                             config,
                             calib,
-                            key=f"chunk-{sids[i]}-{k}-{run_id}",
+                            key=f"finish-{sids[i]}-{run_id}",
                             priority=-i,
-                            resources={"GPU": 1} if gpu else None,
                         )
-                        for k in range(len(result.windows))
-                    ]
-                    name = f"fusion-chunks-{sids[i]}-{run_id}"
-                    client.publish_dataset(chunks, name=name)
-                    published.append(name)
-                    finish = client.submit(
-                        _finish_task,
-                        fut,
-                        name,
-                        out_s,
-                        config,
-                        calib,
-                        key=f"finish-{sids[i]}-{run_id}",
-                        priority=-i,
-                    )
-                    futures += [*chunks, finish]
-                    pending.add(finish)
-                    continue
-                summary, info = result
-                infos[info.sequence_id] = info
-                remove_parts(out, [info.sequence_id])
-                summaries.append(summary)
-                if on_done is not None:
-                    on_done(summary, len(summaries), len(logs))
-            for sid in sids:  # sequences.parquet and dataset.json list them in the order given
-                dataset.add_sequence(infos[sid])
-        except BaseException:
-            failed = True
-            for f in futures:
-                f.cancel()
-            raise
-        finally:
-            try:
-                with contextlib.suppress(Exception):  # the scheduler may be gone already
-                    client.unsubscribe_topic(PROGRESS_TOPIC)
-                    for name in published:
-                        client.unpublish_dataset(name)
+                        finishes[finish.key] = i
+                        per_log[i] += [*chunks, finish]
+                        futures += [*chunks, finish]
+                        pending.add(finish)
+                        continue
+                    summary, info = result
+                    infos[info.sequence_id] = info
+                    remove_parts(out, [info.sequence_id])
+                    summaries.append(summary)
+                    if on_done is not None:
+                        on_done(summary, len(summaries) + len(failures), len(todo))
+                if not infos:
+                    raise NothingFinishedError
+                for sid in sids:  # sequences.parquet and dataset.json list them in the order given
+                    if sid in infos:
+                        dataset.add_sequence(infos[sid])
+            except NothingFinishedError:
+                raise
+            except BaseException:
+                failed = True
+                for f in futures:
+                    f.cancel()
+                raise
             finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()  # its workers stop before their files are removed
-                if failed:  # a failed run leaves no sequence behind, finished or not
-                    _remove_sequences(out, sids)
+                try:
+                    with contextlib.suppress(Exception):  # the scheduler may be gone already
+                        client.unsubscribe_topic(PROGRESS_TOPIC)
+                        for name in published:
+                            client.unpublish_dataset(name)
+                finally:
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()  # its workers stop before their files are removed
+                    if failed:  # a failed run leaves none of its sequences behind, finished or not
+                        _remove_sequences(out, [sids[i] for i in todo])
+                    elif failures:  # a chunk still running when its log failed may have written parts
+                        _remove_sequences(out, list(failures))
+    except NothingFinishedError:  # every log failed: no dataset.json (each failure was reported)
+        return []
     order = {sid: i for i, sid in enumerate(sids)}
     return sorted(summaries, key=lambda s: order[s.sequence_id])
+
+
+def _task_error(fut: Any) -> BaseException | None:
+    """The error a finished task raised, when it is the log's fault (None: it succeeded). A task
+    that killed its workers, or a future cancelled under us (the cluster went away), fails the run."""
+    from distributed.scheduler import KilledWorker
+
+    if fut.status != "error":
+        return None
+    error = fut.exception()
+    if isinstance(error, KilledWorker):
+        raise PipelineError(
+            f"task {fut.key} killed {error.args[0] if error.args else 'its'} workers again and again "
+            f"(out of memory?); re-run with fewer --workers or a shorter --chunk-s: {error}"
+        ) from error
+    return error  # type: ignore[no-any-return]
+
+
+def _comparable(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """A `dataset.json` pipeline entry without what does not change the output (`chunk_s`)."""
+    doc = json.loads(json.dumps(pipeline))
+    with contextlib.suppress(KeyError, TypeError):
+        del doc["config"]["output"]["chunk_s"]
+    return doc  # type: ignore[no-any-return]
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    """`key.path: NEW here, OLD in the dataset` for the first value that differs, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+        return None
+    return None if old == new else f"{where}: {new!r} now, {old!r} in the dataset"
+
+
+def _check_same_pipeline(out: Path, recorded: Mapping[str, Any], pipeline: PipelineInfo) -> None:
+    difference = _first_difference(_comparable(recorded), _comparable(pipeline.to_json()))
+    if difference is not None:
+        raise ExportError(
+            f"cannot add to the dataset {out}: it was made with another configuration ({difference}); "
+            "pass --overwrite to redo it all with this one, or choose another --out"
+        )
+
+
+def sequence_problem(out: Path, row: Mapping[str, Any], config: RunConfig) -> str | None:
+    """Why the listed sequence `row` (of sequences.parquet) is not complete under `out`, or None:
+    a cheap check of its files (they exist, frames has num_frames rows, points one row group per
+    frame, one images file per camera), reading only Parquet footers."""
+    import pyarrow.parquet as pq
+
+    sid = str(row["sequence_id"])
+    paths = dataset_paths(out, sid)
+    frames = int(row["num_frames"])
+    cameras = [str(c["name"]) for c in json.loads(str(row["cameras_json"]))]
+    files = [paths["frames"], paths["labels"], paths["flags"]]
+    if config.output.points:
+        files.append(paths["points"])
+    if config.output.images:
+        files += [paths["images"] / f"{camera_file_stem(c)}.parquet" for c in cameras]
+    for path in files:
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, ValueError) as err:
+            return f"{path}: {' '.join(str(err).split())}"
+        if path == paths["frames"] and meta.num_rows != frames:
+            return f"{path}: {meta.num_rows} rows, the sequence has {frames} frames"
+        if path == paths["points"] and meta.num_row_groups != frames:
+            return f"{path}: {meta.num_row_groups} sweeps, the sequence has {frames} frames"
+    return None
+
+
+def _to_redo(
+    dataset: DatasetWriter,
+    logs: Sequence[Path],
+    sids: Sequence[str],
+    config: RunConfig,
+    on_skip: Callable[[str], None] | None,
+) -> list[int]:
+    """The indices of `logs` still to do in the existing dataset: not listed, or listed incomplete
+    (then taken out of the listing and its files removed). Raises `ExportError` when a listed id
+    comes from another log."""
+    todo = []
+    for i, (path, sid) in enumerate(zip(logs, sids, strict=True)):
+        row = dataset.existing.get(sid)
+        if row is None:
+            todo.append(i)
+            continue
+        if Path(str(row["source_path"])).resolve() != Path(path).resolve():
+            raise ExportError(
+                f"cannot add {path} to the dataset {dataset.out}: its sequence id {sid!r} is taken by "
+                f"{row['source_path']}; pass --overwrite to redo it all, or choose another --out"
+            )
+        problem = sequence_problem(dataset.out, row, config)
+        if problem is None:
+            if on_skip is not None:
+                on_skip(sid)
+            continue
+        log.warning("%s is listed in %s but incomplete (%s): doing it again", sid, dataset.out, problem)
+        dataset.drop_existing(sid)
+        remove_sequence_files(dataset.out, sid)
+        todo.append(i)
+    return todo
 
 
 class _ProgressTracker:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,7 +37,9 @@ from exporters.dataset import (
     SequenceInfo,
     SequenceWriter,
     camera_file_stem,
+    dataset_paths,
 )
+from exporters.errors import ExportError
 from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
 from fusion import __version__
@@ -44,6 +47,7 @@ from fusion.bags import open_bag
 from fusion.boxes import Boxes
 from fusion.config import RunConfig
 from fusion.decode import PointCloud
+from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
 from fusion.sync import FusedFrame, PairedImage, SyncContext, prepare, synchronize
 
@@ -68,6 +72,24 @@ class DetectSummary:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LogFailure:
+    """A log that could not be pre-labelled: its sequence is left out of the dataset."""
+
+    log_path: Path
+    sequence_id: str
+    error: str  # one line
+
+
+def failure_message(error: BaseException) -> str:
+    """A log's error as one line: a FusionError's own message (it names the file and the fix),
+    anything else with its type (an unexpected error: `--debug` shows the traceback)."""
+    text = " ".join(str(error).split())
+    if isinstance(error, FusionError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def prelabel_logs(
     logs: Sequence[Path],
     out: Path,
@@ -77,6 +99,7 @@ def prelabel_logs(
     config: RunConfig | None = None,
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    on_failure: Callable[[LogFailure], None] | None = None,
 ) -> list[DetectSummary]:
     """Pre-label every log into one dataset at `out` (shared/CONTRACT.md): sequences, frames,
     labels, points (one row group per sweep) and synchronised images, `dataset.json` last.
@@ -84,19 +107,65 @@ def prelabel_logs(
     progress(sequence_id, done, total) is called after each sweep. Raises FusionError subclasses
     with a message naming the file when a log cannot be read or the output cannot be written; a
     failed run leaves no dataset.json, so no reader takes the directory for complete.
+    With `on_failure`, a log that raises (an Exception, not Ctrl-C) has its files removed and is
+    reported to on_failure(LogFailure) while the others go on; the dataset lists the finished ones
+    (when none finished, no dataset.json is written).
     """
     config = config or RunConfig()
     pipeline = pipeline_info(config, getattr(detector, "name", type(detector).__name__))
     summaries: list[DetectSummary] = []
-    with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
-        for log_path in logs:
-            sid = sequence_id_for(log_path, others=logs)
-            summary, info = prelabel_sequence(
-                log_path, sid, dataset.sequence(sid), detector, calibration, config, progress
-            )
-            dataset.add_sequence(info)
-            summaries.append(summary)
+    try:
+        with DatasetWriter(out, pipeline=pipeline, overwrite=overwrite) as dataset:
+            if not overwrite:
+                refuse_existing_sequences(out, [sequence_id_for(p, others=logs) for p in logs])
+            for log_path in logs:
+                sid = sequence_id_for(log_path, others=logs)
+                seq = dataset.sequence(sid)
+                try:
+                    summary, info = prelabel_sequence(
+                        log_path, sid, seq, detector, calibration, config, progress
+                    )
+                except Exception as err:
+                    if on_failure is None:
+                        raise
+                    seq.abort()
+                    remove_sequence_files(out, sid)
+                    on_failure(LogFailure(Path(log_path), sid, failure_message(err)))
+                    continue
+                dataset.add_sequence(info)
+                summaries.append(summary)
+            if not summaries:
+                raise NothingFinishedError
+    except NothingFinishedError:  # every log failed (each reported): no dataset.json
+        pass
     return summaries
+
+
+class NothingFinishedError(Exception):
+    """Every log failed: raised inside the dataset writer's block so it writes no dataset.json."""
+
+
+def refuse_existing_sequences(out: Path, sids: Sequence[str]) -> None:
+    """Raise `ExportError` when a file of any of `sids` is already under `out` (before any work, so
+    a per-log failure never removes a file this run did not write)."""
+    for sid in sids:
+        for path in dataset_paths(out, sid).values():
+            if path.exists():
+                raise ExportError(
+                    f"cannot write {path}: it already exists and fusion never overwrites output; "
+                    "remove it, choose another --out, or pass --overwrite"
+                )
+
+
+def remove_sequence_files(out: Path, sid: str) -> None:
+    """Every final and temporary file of sequence `sid` under `out`."""
+    for path in dataset_paths(out, sid).values():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+            for stale in path.parent.glob(f".{path.name}.tmp-*"):
+                stale.unlink(missing_ok=True)
 
 
 def pipeline_info(config: RunConfig, detector: str) -> PipelineInfo:

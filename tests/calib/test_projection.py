@@ -297,3 +297,17 @@ def test_boxes_need_the_documented_layout() -> None:
         box_to_image(np.zeros(8), PINHOLE, PINHOLE_FROM_SRC)
     with pytest.raises(CalibrationError, match=r"\(M, 8, 3\)"):
         project_box_corners(PINHOLE, np.zeros((2, 4, 3)))
+
+
+def test_the_frustum_is_built_once_per_camera_and_shared_read_only() -> None:
+    from calib.projection import _frustum
+
+    boxes = np.array([[10.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.3], [20.0, 3.0, 0.0, 4.0, 2.0, 1.5, -0.2]])
+    _frustum.cache_clear()
+    first = boxes_to_image(boxes, BARREL, _optical_from("src", BARREL))
+    for _ in range(3):  # every later frame of the same camera reuses its frustum, same result
+        again = boxes_to_image(boxes, BARREL, _optical_from("src", BARREL))
+        np.testing.assert_array_equal(again[0], first[0])
+    boxes_to_image(boxes, PINHOLE, PINHOLE_FROM_SRC)
+    assert (_frustum.cache_info().misses, _frustum.cache_info().hits) == (2, 3)
+    assert not _frustum(BARREL).flags.writeable

@@ -453,3 +453,34 @@ def test_finish_refuses_points_that_miss_sweeps(tmp_path: Path) -> None:
         ExportError, match="holds 1 sweeps but sequence 'drive_a' has 2 frames; add every sweep"
     ):
         ds.finish()
+
+
+def test_extend_keeps_the_listed_sequences_and_adds_new_ones(tmp_path: Path) -> None:
+    from exporters.reader import open_dataset
+
+    write_sample(tmp_path)
+    old_rows = pq.read_table(tmp_path / "sequences.parquet").to_pylist()
+    with DatasetWriter(tmp_path, pipeline=PIPELINE, extend=True) as ds:
+        assert list(ds.existing) == ["drive_a", "drive_b"]
+        assert ds.existing_pipeline == PIPELINE.to_json()
+        ds.drop_existing("drive_a")  # being redone: listed again only when added again
+        with pytest.raises(ExportError, match="added twice"):
+            ds.add_sequence(SequenceInfo("drive_b", "/logs/b.mcap", 1, 0, 0, 0, "/lidar/points", None))
+        seq = ds.sequence("drive_c")
+        rows = _frame_rows(2, 9_000_000_000, [5, 6], with_sensors=False)
+        seq.write_frames(rows)
+        seq.write_labels(_labels("drive_c", [r.timestamp_ns for r in rows]))
+        ds.add_sequence(
+            SequenceInfo.from_frames(
+                "drive_c",
+                rows,
+                source_path="/logs/c.mcap",
+                source_size_bytes=9,
+                lidar_topic="/l",
+                world_frame=None,
+            )
+        )
+    assert json.loads((tmp_path / "dataset.json").read_text())["sequences"] == ["drive_b", "drive_c"]
+    table = pq.read_table(tmp_path / "sequences.parquet")
+    assert table.to_pylist()[0] == old_rows[1]  # the kept row as it was
+    assert open_dataset(tmp_path).sequence("drive_c").num_frames == 2

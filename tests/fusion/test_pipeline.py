@@ -26,7 +26,7 @@ def test_run_two_logs_on_a_local_cluster_writes_one_valid_dataset(
         == 0
     )
     printed = capsys.readouterr().out
-    assert "2 log(s), 60 sweeps" in printed and f"-> dataset {out}" in printed
+    assert "2 log(s) done, 60 sweeps" in printed and f"-> dataset {out}" in printed
     assert printed.count(": 30 sweeps, ") == 2 and " tracks (" in printed and " warning(s), " in printed
     assert f'pandas.read_parquet("{out / "labels"}")' in printed
     assert main(["validate", str(out)]) == 0
@@ -48,14 +48,131 @@ def test_run_uses_an_existing_scheduler(tmp_path: Path) -> None:
     assert open_dataset(out).sequence_ids == ["sim_drive"]
 
 
-def test_run_leaves_no_dataset_when_a_log_is_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_corrupt_log_is_reported_and_skipped_while_the_others_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    bad = tmp_path / "broken.mcap"
+    bad.write_bytes(b"\x89MCAP0\r\n" + bytes(range(256)) * 40)  # the magic, then garbage
+    out = tmp_path / "out"
+    args = ["run", str(bad), str(SAMPLE), "--out", str(out), "--workers", "2", "--quiet", "--no-images"]
+    assert main(args) == 1  # some logs failed, the others are written
+    captured = capsys.readouterr()
+    failed = [line for line in captured.out.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 1 and failed[0].startswith(f"FAILED {bad}: ") and "broken.mcap" in failed[0]
+    assert "1 log(s) done, 1 FAILED, 30 sweeps" in captured.out
+    assert "1 of 2 log(s) failed" in captured.err
+    assert main(["validate", str(out)]) == 0
+    assert json.loads((out / "dataset.json").read_text())["sequences"] == ["sim_drive"]
+    assert open_dataset(out).sequence_ids == ["sim_drive"]
+    assert list(out.rglob("*broken*")) == [] and not (out / ".parts").exists()
+
+
+def test_run_writes_no_dataset_when_every_log_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "broken.bag"
     bad.write_bytes(b"not a bag at all")
     out = tmp_path / "out"
-    assert main(["run", str(SAMPLE), str(bad), "--out", str(out), "--workers", "1", "--quiet"]) == 2
+    assert main(["run", str(bad), "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert f"FAILED {bad}: " in printed and "no dataset was written" in printed
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_detect_skips_a_corrupt_log_and_exits_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.bag"
+    bad.write_bytes(b"not a bag at all")
+    out = tmp_path / "out"
+    assert main(["detect", str(SAMPLE), str(bad), "--out", str(out), "--quiet", "--no-images"]) == 1
+    printed = capsys.readouterr().out
+    assert f"FAILED {bad}: " in printed and "1 log(s) done, 1 FAILED" in printed
+    assert main(["validate", str(out)]) == 0
+    assert open_dataset(out).sequence_ids == ["sim_drive"]
+    assert list(out.rglob("*broken*")) == []
+
+
+def test_a_rerun_does_only_the_missing_logs_and_overwrite_redoes_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from exporters.validate import validate_dataset
+
+    second = tmp_path / "second.mcap"
+    second.write_bytes(b"\x89MCAP0\r\n" + bytes(range(256)) * 40)  # corrupt on the first run
+    out = tmp_path / "out"
+    args = ["run", str(SAMPLE), str(second), "--out", str(out), "--workers", "1", "--quiet"]
+    args += ["--no-images", "--no-points"]
+    assert main(args) == 1
+    first = (out / "labels" / "sim_drive.parquet").stat()
+    listed = lambda: json.loads((out / "dataset.json").read_text())["sequences"]  # noqa: E731
+    assert listed() == ["sim_drive"]
+
+    shutil.copy(SAMPLE, second)  # the log is fixed: the same command adds it, the other is skipped
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 sequence(s) already complete" in printed and "skipped: sim_drive" in printed
+    assert "1 log(s) done, 30 sweeps" in printed
+    assert (out / "labels" / "sim_drive.parquet").stat().st_mtime_ns == first.st_mtime_ns  # untouched
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    assert main([*args, "--no-track"]) == 2  # another configuration: refused, nothing touched
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("fusion: error: ") and "broken.bag" in err[0]
-    assert [p for p in out.rglob("*") if p.is_file()] == []  # not even the good log's files
+    assert (
+        len(err) == 1
+        and "another configuration (config.tracker.enabled" in err[0]
+        and "--overwrite" in err[0]
+    )
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    (out / "frames" / "second.parquet").unlink()  # listed but incomplete: done again
+    assert main(args) == 0
+    assert "skipped: sim_drive" in capsys.readouterr().out
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+
+    assert main([*args, "--no-track", "--overwrite"]) == 0  # everything redone with the new config
+    assert "skipped" not in capsys.readouterr().out
+    assert (out / "labels" / "sim_drive.parquet").stat().st_mtime_ns != first.st_mtime_ns
+    assert listed() == ["sim_drive", "second"] and validate_dataset(out) == []
+    assert open_dataset(out).pipeline["tracker"] == "none"
+
+
+def test_an_interrupted_rerun_keeps_the_dataset_it_was_adding_to(tmp_path: Path) -> None:
+    import json
+
+    from exporters.validate import validate_dataset
+    from fusion.config import RunConfig
+    from fusion.pipeline import run
+
+    out = tmp_path / "out"
+    config = RunConfig().with_overrides(points=False, images=False)
+    assert main(["detect", str(SAMPLE), "--out", str(out), "--quiet", "--no-points", "--no-images"]) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    second = tmp_path / "second.mcap"
+    shutil.copy(SAMPLE, second)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C once the new log is finished, before dataset.json
+
+    skipped: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run([SAMPLE, second], out, config=config, workers=1, on_done=interrupt, on_skip=skipped.append)
+    assert skipped == ["sim_drive"]
+    assert list(out.rglob("*second*")) == []  # the interrupted run's own sequence is gone
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before  # the old ones untouched
+    assert json.loads((out / "dataset.json").read_text())["sequences"] == ["sim_drive"]
+    assert validate_dataset(out) == []
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for verb in ("run", "detect"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "exit status: 0" in text and "1 some logs failed" in text and "2 bad usage" in text
 
 
 def test_a_worker_killed_mid_chunk_is_replaced_and_the_dataset_is_complete(tmp_path: Path) -> None:
