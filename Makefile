@@ -49,6 +49,7 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/kitti_tracking.py --out out/kitti_tracking --overwrite
+	$(BIN)/python bench/read_points.py
 	DASK_LOGGING__DISTRIBUTED=critical $(BIN)/python bench/pipeline.py
 
 lint: $(STAMP)
