@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from exporters.schema import CATEGORIES
+from fusion.config import RunConfig
 from fusion.detect import DETECTORS
 from fusion.evaluation import EvalConfig, load_labels, match_boxes
 from fusion.flags import FLAG_NAMES, FlagConfig, review_flags
@@ -118,9 +119,8 @@ def main() -> None:
         for log, truth in logs:
             out = work / f"out_{log.stem}"
             if not (out / "dataset.json").exists():
-                prelabel_logs(
-                    [log], out, detector=DETECTORS["geometric"](), points=False, images=False, overwrite=True
-                )
+                config = RunConfig().with_overrides(points=False, images=False)
+                prelabel_logs([log], out, detector=DETECTORS["geometric"](), config=config, overwrite=True)
             pre = load_labels(out)
             gt = load_labels(truth)
             flags = review_flags(pre, FlagConfig())
