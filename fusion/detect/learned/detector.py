@@ -39,7 +39,7 @@ from fusion.detect.learned.config import (
     model_config_from_mmdet3d,
 )
 from fusion.detect.learned.networks import PillarNet
-from fusion.detect.learned.ops import aligned_anchors, hard_voxelize, to_contract_boxes
+from fusion.detect.learned.ops import aligned_anchors, batch_inputs, to_contract_boxes
 from fusion.detect.learned.predict import RawDetections, anchor_predict, center_predict
 
 log = logging.getLogger(__name__)
@@ -176,23 +176,10 @@ class PillarDetector:
 
     def predict_raw(self, points: Sequence[npt.NDArray[np.float32]]) -> list[RawDetections]:
         """Point features per sweep (N, C) -> mmdet3d-convention detections per sweep."""
-        v = self.model_config.voxel
-        voxels, coors, counts = [], [], []
-        for b, p in enumerate(points):
-            vx, cz, n = hard_voxelize(
-                p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
-            )
-            voxels.append(vx)
-            coors.append(np.concatenate([np.full((cz.shape[0], 1), b, np.int32), cz], axis=1))
-            counts.append(n)
+        voxels, counts, coors = batch_inputs(points, self.model_config)
         dev = self.device
         with torch.inference_mode():
-            out = self.model(
-                torch.from_numpy(np.concatenate(voxels)).to(dev),
-                torch.from_numpy(np.concatenate(counts)).to(dev),
-                torch.from_numpy(np.concatenate(coors)).to(dev),
-                len(points),
-            )
+            out = self.model(voxels.to(dev), counts.to(dev), coors.to(dev), len(points))
             head = self.model_config.head
             if isinstance(head, AnchorHeadConfig) and isinstance(out, tuple):
                 cls, reg, direction = out

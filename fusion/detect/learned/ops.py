@@ -16,6 +16,8 @@ from +x (mmdet3d >= 1.0); `to_contract_boxes` turns them into the contract's (ce
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,9 @@ from torch import Tensor
 
 from calib.transform import wrap_angle
 from fusion.boxes import OVERLAP_SCRATCH, bev_corners, quad_intersection_area
+
+if TYPE_CHECKING:
+    from fusion.detect.learned.config import ModelConfig
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -346,3 +351,21 @@ def from_contract_boxes(boxes: npt.ArrayLike) -> F64:
     b = np.array(boxes, dtype=np.float64).reshape(-1, 7)
     b[:, 2] -= 0.5 * b[:, 5]
     return b
+
+
+def batch_inputs(points: Sequence[F32], cfg: ModelConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Voxelised batch: voxels (V, P, C), num_points (V,), coors (V, 4) batch z y x."""
+    v = cfg.voxel
+    voxels, coors, counts = [], [], []
+    for b, p in enumerate(points):
+        vx, cz, n = hard_voxelize(
+            p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
+        )
+        voxels.append(vx)
+        coors.append(np.concatenate([np.full((cz.shape[0], 1), b, np.int32), cz], axis=1))
+        counts.append(n)
+    return (
+        torch.from_numpy(np.concatenate(voxels)),
+        torch.from_numpy(np.concatenate(counts)),
+        torch.from_numpy(np.concatenate(coors)),
+    )

@@ -25,9 +25,9 @@ from numba import njit
 from torch import Tensor
 from torch.nn import functional as nnf
 
-from fusion.detect.learned.config import AnchorHeadConfig, ModelConfig
+from fusion.detect.learned.config import AnchorHeadConfig
 from fusion.detect.learned.networks import PillarNet
-from fusion.detect.learned.ops import aligned_anchors, encode_deltas, hard_voxelize, limit_period
+from fusion.detect.learned.ops import aligned_anchors, batch_inputs, encode_deltas, limit_period
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -292,24 +292,6 @@ def sigmoid_focal_loss(
 def smooth_l1(pred: Tensor, target: Tensor, beta: float = 1.0 / 9.0) -> Tensor:
     diff = (pred - target).abs()
     return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta).sum()
-
-
-def batch_inputs(points: Sequence[F32], cfg: ModelConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """Voxelised batch: voxels (V, P, C), num_points (V,), coors (V, 4) batch z y x."""
-    v = cfg.voxel
-    voxels, coors, counts = [], [], []
-    for b, p in enumerate(points):
-        vx, cz, n = hard_voxelize(
-            p, v.point_cloud_range, v.voxel_size, v.max_num_points, v.max_voxels, v.range_filter
-        )
-        voxels.append(vx)
-        coors.append(np.concatenate([np.full((cz.shape[0], 1), b, np.int32), cz], axis=1))
-        counts.append(n)
-    return (
-        torch.from_numpy(np.concatenate(voxels)),
-        torch.from_numpy(np.concatenate(counts)),
-        torch.from_numpy(np.concatenate(coors)),
-    )
 
 
 def train_loss(
