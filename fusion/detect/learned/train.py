@@ -190,6 +190,46 @@ def anchor_targets(
 
 
 @njit(cache=True)
+def _near_anchors(
+    anchors: F64,
+    box: F64,
+    c: int,
+    grid: tuple[float, float, float, float, float],
+    nx: int,
+    ny: int,
+    per_cell: int,
+    num_rot: int,
+) -> tuple[npt.NDArray[np.int64], F64]:
+    """The anchors of class `c` in the cells a box (x1, y1, x2, y2) can reach that overlap it, and their
+    BEV IoUs. grid: first cell centre x, y, cell steps x, y, and the largest anchor extent."""
+    cx0, cy0, step_x, step_y, reach = grid
+    x1, y1, x2, y2 = box[0], box[1], box[2], box[3]
+    area_g = (x2 - x1) * (y2 - y1)
+    ix0 = max(math.floor((x1 - reach - cx0) / step_x), 0)
+    ix1 = min(math.ceil((x2 + reach - cx0) / step_x), nx - 1)
+    iy0 = max(math.floor((y1 - reach - cy0) / step_y), 0)
+    iy1 = min(math.ceil((y2 + reach - cy0) / step_y), ny - 1)
+    cap = max(ix1 - ix0 + 1, 0) * max(iy1 - iy0 + 1, 0) * num_rot
+    near = np.empty(cap, np.int64)
+    ious = np.empty(cap)
+    n = 0
+    for iy in range(iy0, iy1 + 1):
+        for ix in range(ix0, ix1 + 1):
+            for r in range(num_rot):
+                a = (iy * nx + ix) * per_cell + c * num_rot + r
+                w = min(x2, anchors[a, 2]) - max(x1, anchors[a, 0])
+                h = min(y2, anchors[a, 3]) - max(y1, anchors[a, 1])
+                if w <= 0.0 or h <= 0.0:
+                    continue
+                inter = w * h
+                area_a = (anchors[a, 2] - anchors[a, 0]) * (anchors[a, 3] - anchors[a, 1])
+                near[n] = a
+                ious[n] = inter / (area_a + area_g - inter)
+                n += 1
+    return near[:n], ious[:n]
+
+
+@njit(cache=True)
 def _assign(
     anchors: F64,
     boxes: F64,
@@ -218,29 +258,15 @@ def _assign(
     reach = 0.0
     for a in range(per_cell):
         reach = max(reach, anchors[a, 2] - anchors[a, 0], anchors[a, 3] - anchors[a, 1])
+    grid = (cx0, cy0, step_x, step_y, reach)
     for g in range(boxes.shape[0]):
-        c = box_labels[g]
-        x1, y1, x2, y2 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
-        area_g = (x2 - x1) * (y2 - y1)
-        ix0 = max(math.floor((x1 - reach - cx0) / step_x), 0)
-        ix1 = min(math.ceil((x2 + reach - cx0) / step_x), nx - 1)
-        iy0 = max(math.floor((y1 - reach - cy0) / step_y), 0)
-        iy1 = min(math.ceil((y2 + reach - cy0) / step_y), ny - 1)
-        for iy in range(iy0, iy1 + 1):
-            for ix in range(ix0, ix1 + 1):
-                for r in range(num_rot):
-                    a = (iy * nx + ix) * per_cell + c * num_rot + r
-                    w = min(x2, anchors[a, 2]) - max(x1, anchors[a, 0])
-                    h = min(y2, anchors[a, 3]) - max(y1, anchors[a, 1])
-                    if w <= 0.0 or h <= 0.0:
-                        continue
-                    inter = w * h
-                    area_a = (anchors[a, 2] - anchors[a, 0]) * (anchors[a, 3] - anchors[a, 1])
-                    iou = inter / (area_a + area_g - inter)
-                    if iou > best[a]:
-                        best[a] = iou
-                        arg[a] = g
-                    g_best[g] = max(g_best[g], iou)
+        near, ious = _near_anchors(anchors, boxes[g], box_labels[g], grid, nx, ny, per_cell, num_rot)
+        for k in range(near.shape[0]):
+            a = near[k]
+            if ious[k] > best[a]:
+                best[a] = ious[k]
+                arg[a] = g
+            g_best[g] = max(g_best[g], ious[k])
     labels = np.full(n, -1, np.int64)
     for a in range(n):
         if arg[a] < 0:
@@ -254,26 +280,11 @@ def _assign(
     for g in range(boxes.shape[0]):
         if g_best[g] <= 0.0:
             continue
-        c = box_labels[g]
-        x1, y1, x2, y2 = boxes[g, 0], boxes[g, 1], boxes[g, 2], boxes[g, 3]
-        area_g = (x2 - x1) * (y2 - y1)
-        ix0 = max(math.floor((x1 - reach - cx0) / step_x), 0)
-        ix1 = min(math.ceil((x2 + reach - cx0) / step_x), nx - 1)
-        iy0 = max(math.floor((y1 - reach - cy0) / step_y), 0)
-        iy1 = min(math.ceil((y2 + reach - cy0) / step_y), ny - 1)
-        for iy in range(iy0, iy1 + 1):
-            for ix in range(ix0, ix1 + 1):
-                for r in range(num_rot):
-                    a = (iy * nx + ix) * per_cell + c * num_rot + r
-                    w = min(x2, anchors[a, 2]) - max(x1, anchors[a, 0])
-                    h = min(y2, anchors[a, 3]) - max(y1, anchors[a, 1])
-                    if w <= 0.0 or h <= 0.0:
-                        continue
-                    inter = w * h
-                    area_a = (anchors[a, 2] - anchors[a, 0]) * (anchors[a, 3] - anchors[a, 1])
-                    if inter / (area_a + area_g - inter) >= g_best[g]:
-                        labels[a] = c
-                        arg[a] = g
+        near, ious = _near_anchors(anchors, boxes[g], box_labels[g], grid, nx, ny, per_cell, num_rot)
+        for k in range(near.shape[0]):
+            if ious[k] >= g_best[g]:
+                labels[near[k]] = box_labels[g]
+                arg[near[k]] = g
     return labels, arg
 
 

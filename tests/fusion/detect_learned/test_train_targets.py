@@ -9,7 +9,7 @@ import torch
 
 from fusion.detect.learned import load_config_file, model_config_from_mmdet3d
 from fusion.detect.learned.config import AnchorHeadConfig
-from fusion.detect.learned.ops import aligned_anchors
+from fusion.detect.learned.ops import aligned_anchors, encode_deltas
 from fusion.detect.learned.train import AssignConfig, aligned_iou, anchor_targets, nearest_bev
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -22,8 +22,9 @@ def _brute_force_labels(
     per_cell: int,
     num_rot: int,
     assign: AssignConfig,
-) -> np.ndarray:
-    """mmdet3d's per-class MaxIoUAssigner on nearest-BEV rectangles, over all anchors at once: an anchor of
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and matched box per anchor: mmdet3d's per-class MaxIoUAssigner on nearest-BEV
+    rectangles, over all anchors at once: an anchor of
     size s serves class s; best box (first on ties) >= pos -> class, >= neg -> ignored (-2), else -1;
     then every anchor reaching a box's best IoU is positive for it (gt_max_assign_all)."""
     iou = aligned_iou(nearest_bev(anchors).double(), nearest_bev(gt).double()).numpy()
@@ -38,11 +39,14 @@ def _brute_force_labels(
             out[a] = c
         elif best[a] >= assign.neg_iou[c]:
             out[a] = -2
+    matched = arg.copy()
     for g in range(len(gt)):
         g_best = iou[:, g].max()
         if g_best > 0:
-            out[(iou[:, g] >= g_best) & (iou[:, g] > 0)] = labels[g]
-    return out
+            best_of_g = (iou[:, g] >= g_best) & (iou[:, g] > 0)
+            out[best_of_g] = labels[g]
+            matched[best_of_g] = g  # a later box's best anchors are its own
+    return out, matched
 
 
 def test_windowed_anchor_assignment_equals_the_brute_force_one() -> None:
@@ -61,9 +65,11 @@ def test_windowed_anchor_assignment_equals_the_brute_force_one() -> None:
         centre = np.column_stack([rng.uniform(2, 66, g), rng.uniform(-38, 38, g), rng.uniform(-2, 0, g)])
         yaw = rng.uniform(-np.pi, np.pi, g)
         gt = torch.from_numpy(np.column_stack([centre, sizes, yaw])).float()
-        got, index, _, _ = anchor_targets(head, anchors, gt, torch.from_numpy(labels), assign)
-        want = _brute_force_labels(anchors, gt, labels, per_cell, num_rot, assign)
+        got, index, deltas, _ = anchor_targets(head, anchors, gt, torch.from_numpy(labels), assign)
+        want, matched = _brute_force_labels(anchors, gt, labels, per_cell, num_rot, assign)
         np.testing.assert_array_equal(got.numpy(), want)
         np.testing.assert_array_equal(index.numpy(), np.flatnonzero(want >= 0))
+        expected = encode_deltas(anchors[index], gt[torch.from_numpy(matched[index.numpy()])])
+        torch.testing.assert_close(deltas, expected)
         checked += int((want >= 0).sum())
     assert checked > 20  # positives were exercised, not only negatives
