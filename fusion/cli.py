@@ -88,14 +88,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     from fusion.config import RunConfig, load_config
 
     config = load_config(args.config) if args.config else RunConfig()
-    detector = args.detector or config.detector.name
-    options = _detector_options(args, detector)
-    from fusion.detect import LEARNED_DETECTORS
-
-    if detector in LEARNED_DETECTORS and "checkpoint" not in options:
-        keeps = detector == config.detector.name and "checkpoint" in config.detector.options
-        if not keeps:
-            raise UsageError(f"--detector {detector} needs --checkpoint CKPT (an mmdet3d .pth)")
+    options = _detector_options(args, args.detector or config.detector.name)
     return config.with_overrides(
         lidar_topic=args.lidar_topic,
         camera_topics=tuple(args.camera_topic) if args.camera_topic else None,

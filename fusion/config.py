@@ -85,7 +85,12 @@ class DetectorConfig:
 
         if self.name not in DETECTORS:
             raise ConfigError(f"unknown detector {self.name!r}; choose one of {', '.join(sorted(DETECTORS))}")
-        if not self.options and self.name not in LEARNED_DETECTORS:  # a learned one needs a checkpoint
+        if self.name in LEARNED_DETECTORS and "checkpoint" not in self.options:
+            raise ConfigError(
+                f"--detector {self.name} needs --checkpoint CKPT (an mmdet3d .pth; in a --config file: "
+                "checkpoint under [detector.options])"
+            )
+        if not self.options:
             return None
         loader = _detector_configs().get(self.name)
         if loader is None:
