@@ -52,6 +52,7 @@ from exporters.errors import ExportError
 from exporters.labels import write_labels
 from exporters.parquet_io import (
     DEFAULT_PARQUET_OPTIONS,
+    AtomicParquetConcat,
     AtomicParquetWriter,
     conform_table,
     write_table_atomic,
@@ -80,10 +81,6 @@ POINTS_PARQUET_OPTIONS: Final[dict[str, Any]] = {
     "use_dictionary": ["frame_index"],  # dictionary would win over byte-stream-split on the floats
 }
 """Parquet options of `points/<sid>.parquet`: byte-stream-split + zstd on the float columns."""
-
-POINTS_PART_PARQUET_OPTIONS: Final[dict[str, Any]] = {"compression": "lz4", "use_dictionary": False}
-"""Parquet options of a chunk's temporary points part file (`fusion.chunks`): read back once and
-re-encoded, so written fast (lz4: about half the CPU time of the final encoding, 1.5x its size)."""
 
 IMAGES_PARQUET_OPTIONS: Final[dict[str, Any]] = {
     "compression": {"frame_index": "zstd", "timestamp_ns": "zstd", "encoding": "zstd", "data": "none"},
@@ -388,6 +385,42 @@ class _ClosedOnSuccess:
             self.abort()
 
 
+class PartsWriter(_ClosedOnSuccess):
+    """A points or images file of a sequence joined from part files (`AtomicParquetConcat`): each
+    part's row groups are copied as they are, so the parts must hold the final frame indices.
+    Same commit/abort rules as `PointsWriter`."""
+
+    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+        self.path = path
+        self._closed = False
+        self._concat = AtomicParquetConcat(path, overwrite=overwrite)
+
+    @property
+    def closed(self) -> bool:
+        """Committed or aborted."""
+        return self._closed
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups appended so far (sweeps, for points)."""
+        return self._concat.num_row_groups
+
+    def append(self, part: Path) -> int:
+        """Append every row group of `part`; how many."""
+        return self._concat.append(part)
+
+    def close(self) -> Path:
+        """Finish the file and rename it into place."""
+        self._closed = True
+        self._concat.commit()
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file (safe to call more than once)."""
+        self._closed = True
+        self._concat.abort()
+
+
 class PointsWriter(_ClosedOnSuccess):
     """`points/<sid>.parquet`, one row group per sweep, added in frame_index order 0, 1, 2, ...
 
@@ -403,10 +436,12 @@ class PointsWriter(_ClosedOnSuccess):
         *,
         overwrite: bool = False,
         parquet_options: Mapping[str, Any] = POINTS_PARQUET_OPTIONS,
+        first_frame: int = 0,
     ) -> None:
         self.path = path
         self.sequence_id = sequence_id
-        self._next = 0
+        self._first = first_frame  # a part of a sequence (`fusion.chunks`) starts later
+        self._next = first_frame
         self._closed = False
         self._writer = AtomicParquetWriter(
             path, schema=POINTS, sequence_id=sequence_id, overwrite=overwrite, **parquet_options
@@ -420,6 +455,11 @@ class PointsWriter(_ClosedOnSuccess):
     @property
     def num_frames(self) -> int:
         """Sweeps added so far."""
+        return self._next - self._first
+
+    @property
+    def next_frame(self) -> int:
+        """The frame_index the next `add` must give."""
         return self._next
 
     def add(
@@ -551,7 +591,7 @@ class SequenceWriter:
         self.sequence_id = sequence_id
         self.overwrite = overwrite
         self.paths = dataset_paths(self.out, sequence_id)
-        self._open: list[PointsWriter | ImagesWriter] = []
+        self._open: list[PointsWriter | ImagesWriter | PartsWriter] = []
         self._cameras: dict[str, str] = {}  # file stem -> camera name
 
     def write_frames(self, frames: Sequence[FrameRow]) -> Path:
@@ -575,6 +615,25 @@ class SequenceWriter:
 
     def images(self, camera: str) -> ImagesWriter:
         """An incremental writer of `images/<sid>/<camera>.parquet` (`camera_file_stem(camera)`)."""
+        path = self._images_path(camera)
+        writer = ImagesWriter(path, self.sequence_id, camera, overwrite=self.overwrite)
+        self._open.append(writer)
+        return writer
+
+    def points_from_parts(self) -> PartsWriter:
+        """`points/<sid>.parquet` joined from part files that `PointsWriter`s wrote (`fusion.chunks`),
+        their row groups copied byte for byte; the parts must number their sweeps on from each other."""
+        writer = PartsWriter(self.paths["points"], overwrite=self.overwrite)
+        self._open.append(writer)
+        return writer
+
+    def images_from_parts(self, camera: str) -> PartsWriter:
+        """`images/<sid>/<camera>.parquet` joined from `ImagesWriter` part files, like `points_from_parts`."""
+        writer = PartsWriter(self._images_path(camera), overwrite=self.overwrite)
+        self._open.append(writer)
+        return writer
+
+    def _images_path(self, camera: str) -> Path:
         stem = camera_file_stem(camera)
         if self._cameras.get(stem, camera) != camera:
             raise ExportError(
@@ -582,12 +641,9 @@ class SequenceWriter:
                 f"{stem}.parquet is already used by camera {self._cameras[stem]!r}; rename one camera"
             )
         self._cameras[stem] = camera
-        path = self.paths["images"] / f"{stem}.parquet"
-        writer = ImagesWriter(path, self.sequence_id, camera, overwrite=self.overwrite)
-        self._open.append(writer)
-        return writer
+        return self.paths["images"] / f"{stem}.parquet"
 
-    def open_writers(self) -> list[PointsWriter | ImagesWriter]:
+    def open_writers(self) -> list[PointsWriter | ImagesWriter | PartsWriter]:
         """Incremental writers of this sequence not yet closed or aborted."""
         self._open = [w for w in self._open if not w.closed]
         return list(self._open)

@@ -12,6 +12,8 @@ import contextlib
 import errno
 import os
 import secrets
+import struct
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -425,3 +427,221 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+PARQUET_MAGIC = b"PAR1"
+
+_FOOTER_OFFSETS = ("data_page_offset", "dictionary_page_offset", "index_page_offset", "bloom_filter_offset")
+"""The ColumnMetaData fields that hold a position in the file (parquet.thrift)."""
+
+
+class AtomicParquetConcat:
+    """One Parquet file made of whole Parquet files' row groups, copied byte for byte (nothing is
+    decoded or re-encoded), under a temporary name until `commit` renames it into place.
+
+    The parts must share one schema and key-value metadata (they were written by the same writer
+    with the same sequence id; checked). Each part's bytes between its magic numbers and its
+    footer (column chunks, page indexes, bloom filters) are appended as they are, and its row
+    groups' metadata, every file position shifted by where the bytes landed, goes into the new
+    footer; fastparquet's Thrift classes read and write the footers. This is how `fusion.chunks`
+    joins the chunks' part files of a sequence: a copy at disk speed instead of a decode and an
+    encode of every point.
+
+    Example::
+
+        with AtomicParquetConcat(out / "points" / "seq.parquet") as concat:
+            for part in parts:
+                concat.append(part)
+    """
+
+    def __init__(self, path: Path | str, *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self._overwrite = overwrite
+        self._refuse_overwrite()
+        self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self._footer: Any = None  # the first part's FileMetaData, row groups appended to it
+        self._file: BinaryIO | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._tmp.open("xb")
+            self._file.write(PARQUET_MAGIC)
+        except BaseException as err:
+            self.abort()
+            raise _write_error(self.path, err) or err from err
+
+    @property
+    def num_rows(self) -> int:
+        """Rows appended so far."""
+        return 0 if self._footer is None else int(self._footer.num_rows)
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups appended so far."""
+        return 0 if self._footer is None else len(self._footer.row_groups)
+
+    def append(self, part: Path | str) -> int:
+        """Append every row group of the Parquet file `part`, in order; returns how many."""
+        if self._file is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        part = Path(part)
+        try:
+            with part.open("rb") as src:
+                footer, body_end = _read_footer(src, part)
+                self._check_same_schema(footer, part)
+                shift = self._file.tell() - len(PARQUET_MAGIC)
+                src.seek(len(PARQUET_MAGIC))
+                _copy_bytes(src, self._file, body_end - len(PARQUET_MAGIC))
+        except ExportError:
+            self.abort()
+            raise
+        except BaseException as err:
+            self.abort()
+            raise _write_error(self.path, err) or err from err
+        for group in footer.row_groups:
+            _shift_row_group(group, shift)
+        if self._footer is None:
+            self._footer = footer
+        else:
+            self._footer.row_groups = [*self._footer.row_groups, *footer.row_groups]
+            self._footer.num_rows = int(self._footer.num_rows) + int(footer.num_rows)
+        return len(footer.row_groups)
+
+    def commit(self) -> None:
+        """Write the footer, flush to disk and rename to `path`. At least one part must be appended."""
+        if self._file is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        if self._footer is None:
+            self.abort()
+            raise ExportError(f"cannot write {self.path}: no part was appended, so it has no schema")
+        for ordinal, group in enumerate(self._footer.row_groups):
+            if group.ordinal is not None:
+                group.ordinal = ordinal
+        footer = bytes(self._footer.to_bytes())
+        try:
+            self._file.write(footer)
+            self._file.write(struct.pack("<I", len(footer)) + PARQUET_MAGIC)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            self._refuse_overwrite()
+            self._tmp.replace(self.path)
+        except BaseException as err:
+            self.abort()
+            raise _write_error(self.path, err) or err from err
+        _fsync_directory(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop the temporary file; nothing appears under `path`. Safe to call more than once."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _refuse_overwrite(self) -> None:
+        if not self._overwrite and (self.path.exists() or self.path.is_symlink()):
+            raise ExportError(
+                f"cannot write {self.path}: it already exists and fusion never overwrites output; "
+                "remove it, choose another --out, or pass --overwrite"
+            )
+
+    def _check_same_schema(self, footer: Any, part: Path) -> None:
+        if self._footer is None:
+            return
+        if footer.schema != self._footer.schema:
+            raise ExportError(
+                f"cannot append {part} to {self.path}: its Parquet schema differs from the first part's"
+            )
+        if (footer.key_value_metadata or []) != (self._footer.key_value_metadata or []):
+            raise ExportError(
+                f"cannot append {part} to {self.path}: its key-value metadata (schema version, "
+                "sequence id) differs from the first part's"
+            )
+
+
+def _read_footer(src: BinaryIO, path: Path) -> tuple[Any, int]:
+    """A Parquet file's FileMetaData (fastparquet Thrift object) and where its footer starts."""
+    with warnings.catch_warnings():  # fastparquet's import probes a deprecated pandas option
+        warnings.simplefilter("ignore")
+        from fastparquet import cencoding
+
+    size = src.seek(0, os.SEEK_END)
+    if size < 2 * len(PARQUET_MAGIC) + 4:
+        raise ExportError(f"cannot read {path}: {size} bytes is too short for a Parquet file; re-run")
+    src.seek(size - 8)
+    tail = src.read(8)
+    src.seek(0)
+    head = src.read(4)
+    if head != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        raise ExportError(f"cannot read {path}: not a Parquet file (or an encrypted one); re-run")
+    (length,) = struct.unpack("<I", tail[:4])
+    start = size - 8 - length
+    if start < len(PARQUET_MAGIC):
+        raise ExportError(f"cannot read {path}: its footer length {length} exceeds the file; re-run")
+    src.seek(start)
+    try:
+        footer = cencoding.from_buffer(src.read(length), "FileMetaData")
+    except Exception as err:  # fastparquet raises plain exceptions for a damaged footer
+        raise ExportError(f"cannot read {path}: damaged Parquet footer ({err}); re-run") from err
+    for group in footer.row_groups:
+        for column in group.columns:
+            if column.encrypted_column_metadata is not None or column.file_path is not None:
+                raise ExportError(
+                    f"cannot append {path}: it has encrypted or external column chunks, which cannot "
+                    "be copied byte for byte"
+                )
+    return footer, start
+
+
+def _shift_row_group(group: Any, shift: int) -> None:
+    """Move every file position in a RowGroup's metadata by `shift` bytes (0 means "not set")."""
+    if group.file_offset:
+        group.file_offset = int(group.file_offset) + shift
+    for column in group.columns:
+        for name in ("file_offset", "offset_index_offset", "column_index_offset"):
+            if getattr(column, name):
+                setattr(column, name, int(getattr(column, name)) + shift)
+        meta = column.meta_data
+        for name in _FOOTER_OFFSETS:
+            if getattr(meta, name):
+                setattr(meta, name, int(getattr(meta, name)) + shift)
+
+
+def _copy_bytes(src: BinaryIO, dst: BinaryIO, count: int) -> None:
+    """Copy `count` bytes from src's position to dst's: in the kernel (`os.copy_file_range`, no
+    copy through Python) where the platform has it, else 16 MiB at a time."""
+    dst.flush()
+    fin, fout = src.fileno(), dst.fileno()
+    pos_in, pos_out = src.tell(), dst.tell()
+    done = 0
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or across file systems
+        while done < count:
+            n = os.copy_file_range(fin, fout, count - done, pos_in + done, pos_out + done)
+            if n == 0:
+                break
+            done += n
+    src.seek(pos_in + done)
+    dst.seek(pos_out + done)
+    block = 16 << 20
+    while done < count:
+        data = src.read(min(block, count - done))
+        if not data:
+            raise OSError(errno.EIO, f"{getattr(src, 'name', 'part')} ended {count - done} bytes early")
+        dst.write(data)
+        done += len(data)

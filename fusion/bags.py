@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import numpy as np
+import numpy.typing as npt
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag1 import Reader as Reader1
 from rosbags.rosbag1 import ReaderError as ReaderError1
@@ -295,6 +297,28 @@ class Bag:
             log.debug("no record times for %s: %s", self.path, err)
         return out
 
+    def record_times(self, topic: str) -> npt.NDArray[np.int64] | None:
+        """Every record time (ns, sorted) of `topic`'s messages, from the bag's own index, without
+        reading a message; None where no index tells them all (a damaged bag read sequentially, an
+        MCAP bag of several files or without chunk indexes)."""
+        info = self.topics.get(topic)
+        reader = self._reader
+        if info is None or reader is None or self._recovery is not None:
+            return None
+        conns = [c for c in self._conns if c.topic == topic]
+        stamps: list[int]
+        if isinstance(reader, Reader1):
+            stamps = [entry.time for c in conns for entry in reader.indexes.get(c.id, [])]
+        elif self.format is BagFormat.ROS2_SQLITE3:
+            stamps = _sqlite_stamps(self.path, topic)
+        else:
+            found = _mcap_stamps(self.path)
+            if found is None:
+                return None
+            stamps = [t for c in {(c.topic, c.msgtype) for c in conns} for t in found.get(c, [])]
+        times = np.sort(np.asarray(stamps, dtype=np.int64))
+        return times if len(times) == info.count else None
+
     # -- streaming ------------------------------------------------------------------------------
 
     def messages(
@@ -526,42 +550,63 @@ def _sqlite_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[in
     return out
 
 
-def _mcap_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int, int, int]]:
-    """First/last log time per channel from the MCAP message indexes (reads no message data)."""
+def _sqlite_stamps(path: Path, topic: str) -> list[int]:
+    """Every record time of `topic` in a ROS 2 sqlite3 bag (its database files), unsorted."""
+    files = [path] if path.is_file() else sorted(path.glob("*.db3"))
+    stamps: list[int] = []
+    for f in files:
+        db = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT timestamp FROM messages JOIN topics ON messages.topic_id = topics.id "
+                "WHERE topics.name = ?",
+                (topic,),
+            ).fetchall()
+        finally:
+            db.close()
+        stamps += [t for (t,) in rows]
+    return stamps
+
+
+def _mcap_stamps(path: Path) -> dict[tuple[str, str], list[int]] | None:
+    """Per (topic, message type): every log time, from the MCAP message indexes (reads no message
+    data); None for a bag of several files, or one whose summary lists no chunks."""
     files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
-    out: dict[int, tuple[int, int, int]] = {}
     if len(files) != 1:
-        return out
+        return None
     reader = Reader2(files[0])
     reader.open()
     try:
         storage: Any = reader.storage
-        chunks = getattr(storage, "chunks", None) or []
-        topic_by_cid = {c.id: c for c in storage.connections}
-        acc: dict[int, list[int]] = {}
+        chunks = list(getattr(storage, "chunks", None) or [])  # closing the reader empties its list
+        channels = {c.id: (c.topic, c.msgtype) for c in storage.connections}
+        out: dict[tuple[str, str], list[int]] = {}
         with files[0].open("rb") as f:
             for chunk in chunks:
                 for cid, offset in chunk.message_index_offsets.items():
                     f.seek(offset)
                     op, length = struct.unpack("<BQ", f.read(9))
-                    if op != 0x07:
+                    if op != 0x07 or cid not in channels:
                         continue
                     body = f.read(length)
                     (n,) = struct.unpack_from("<I", body, 2)
-                    if n == 0:
-                        continue
-                    stamps = struct.unpack_from(f"<{n // 16 * 2}Q", body, 6)[0::2]
-                    cur = acc.setdefault(cid, [0, 2**63 - 1, -1])
-                    cur[0] += len(stamps)
-                    cur[1] = min(cur[1], *stamps)
-                    cur[2] = max(cur[2], *stamps)
+                    if n:
+                        out.setdefault(channels[cid], []).extend(
+                            struct.unpack_from(f"<{n // 16 * 2}Q", body, 6)[0::2]
+                        )
     finally:
         reader.close()
+    return out if chunks else None
+
+
+def _mcap_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int, int, int]]:
+    """Count and first/last log time per connection from the MCAP message indexes."""
+    stamps = _mcap_stamps(path) or {}
+    out: dict[int, tuple[int, int, int]] = {}
     for conn in conns:
-        for cid, (n, lo, hi) in acc.items():
-            sc = topic_by_cid.get(cid)
-            if sc is not None and sc.topic == conn.topic and sc.msgtype == conn.msgtype:
-                out[conn.id] = (n, lo, hi)
+        found = stamps.get((conn.topic, conn.msgtype))
+        if found:
+            out[conn.id] = (len(found), min(found), max(found))
     return out
 
 

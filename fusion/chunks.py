@@ -6,16 +6,21 @@
 
 `plan_log` cuts the LiDAR topic's record-time span into windows of `config.output.chunk_s`:
 half-open `[start_ns, end_ns)`, the first open below and the last open above, so every sweep falls
-in exactly one window; it finds the topics and cameras from the first window. `run_chunk` reads
+in exactly one window; it finds the topics and cameras from the first window, and from the bag's
+index how many sweeps come before each window (`LogPlan.first_frames`). `run_chunk` reads
 the poses of its own window and a pad either side (`fusion.sync.prepare` on a windowed view of the
 bag: no task reads the whole log's poses, which in a bag are interleaved with the point clouds
 and cost a decompression of the whole file), then decodes, synchronises, deskews and detects the
 sweeps of the window and writes their points and images as it goes into its own part files under
-`<out>/.parts/<sid>/` (hidden: no glob reader sees them); it returns only the small per-sweep
-records (frame rows, detections). `LogFinisher` takes the chunks in order as they come, numbers
-their sweeps on from the previous chunk's and appends their part files row group by row group to
-`points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`; at the end
-it tracks and refines the detections and writes labels and frames
+`<out>/.parts/<sid>/` (hidden: no glob reader sees them), encoded as the final files are and
+numbered from the window's first frame; it returns only the small per-sweep records (frame rows,
+detections). `LogFinisher` takes the chunks in order as they come, numbers their records on from
+the previous chunk's and appends their part files' row groups, byte for byte, to
+`points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`
+(`exporters.parquet_io.AtomicParquetConcat`: nothing is decoded, so joining costs a file copy, not
+a second encoding of every point on one core). Where the index's count was wrong (a bag damaged
+midway yields fewer sweeps than it lists), the later parts are rewritten renumbered first. At the
+end it tracks and refines the detections and writes labels and frames
 (`fusion.prelabel.finish_sequence`). Every final file appears by atomic rename.
 
 Each step may be re-run after a crash (a retried task): part files are replaced, and the finishing
@@ -25,10 +30,12 @@ step replaces this sequence's own files (the caller checks beforehand that none 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +66,8 @@ if TYPE_CHECKING:
     from exporters.dataset import SequenceInfo
     from fusion.detect import Detector
 
+log = logging.getLogger(__name__)
+
 PARTS_DIR: Final = ".parts"
 """Hidden directory under the output holding chunks' part files until their log is finished."""
 
@@ -79,6 +88,7 @@ class LogPlan:
     ctx: SyncContext  # topics, poses (TransformBuffer), cameras
     windows: tuple[Window, ...]  # per chunk [start_ns, end_ns) of record time; None = open
     total_sweeps: int  # messages on the LiDAR topic
+    first_frames: tuple[int, ...] | None  # per window, the sweeps before it (None: no index tells)
     duration_ns: int  # record time from the first to the last sweep
     source_size_bytes: int
     warnings: tuple[str, ...]
@@ -90,6 +100,7 @@ class ChunkResult:
     """What one chunk returns: per sweep, in order, its frame row and detections (local indices 0..)."""
 
     index: int  # the chunk's number
+    first_frame: int  # the frame_index its part files start at
     frames: list[tuple[FusedFrame, Boxes]]  # the frame without points or images, and its boxes
     rows: list[FrameRow]
     warnings: list[str]
@@ -119,12 +130,16 @@ def plan_log(
         windows = chunk_windows(first, last, max(1, round(config.output.chunk_s * 1e9)))
         ctx = _prepare_window(bag, config, calibration, windows[0])  # raises for a missing topic
         info = bag.topics[ctx.lidar_topic]
+        stamps = bag.record_times(ctx.lidar_topic)
+        starts = np.array([w[0] for w in windows[1:]], dtype=np.int64)  # all but the first are set
+        firsts = None if stamps is None else (0, *np.searchsorted(stamps, starts, side="left").tolist())
         return LogPlan(
             log_path=Path(log_path),
             sequence_id=sequence_id,
             ctx=ctx,
             windows=windows,
             total_sweeps=info.count,
+            first_frames=firsts,
             duration_ns=last - first,
             source_size_bytes=bag.size_bytes,
             warnings=(*bag.warnings, *ctx.warnings),
@@ -144,8 +159,10 @@ def run_chunk(
     progress: Callable[[int], None] | None = None,
 ) -> ChunkResult:
     """Decode, synchronise, deskew and detect the sweeps of chunk `index` (or of `window`), writing
-    their points and images to the chunk's part files. progress(sweeps done in this chunk)."""
+    their points and images to the chunk's part files, numbered from the window's first frame
+    (`plan.first_frames`; 0 with `window` or without an index). progress(sweeps done in this chunk)."""
     start, end = plan.windows[index] if window is None else window
+    first = plan.first_frames[index] if plan.first_frames is not None and window is None else 0
     detector = detector if detector is not None else config.detector.build()
     seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
     frames: list[tuple[FusedFrame, Boxes]] = []
@@ -155,18 +172,19 @@ def run_chunk(
         ctx = _prepare_window(bag, config, calibration, (start, end))
         cameras = sorted(set(ctx.cameras) & set(plan.ctx.cameras))
         ctx.cameras = {name: ctx.cameras[name] for name in cameras}
+        part = parts_dir(out, plan.sequence_id)
         with sweep_writers(
-            seq, cameras, config, part_dir=parts_dir(out, plan.sequence_id), part=f"{index:05d}"
+            seq, cameras, config, part_dir=part, part=f"{index:05d}", first_frame=first
         ) as writers:
             swept = synchronize(bag, ctx, sync, start_ns=start, end_ns=end)
             for frame, boxes in detect_in_batches(detector, swept):
                 frames.append((_light(frame), boxes))
                 rows.append(_frame_row(frame))
-                writers.add(frame)
+                writers.add(frame, first + frame.index)
                 if progress is not None:
                     progress(len(rows))
         warnings = [w for w in [*bag.warnings, *ctx.warnings] if w not in plan.warnings]
-    return ChunkResult(index, frames, rows, warnings)
+    return ChunkResult(index, first, frames, rows, warnings)
 
 
 POSE_PAD_NS: Final = 1_000_000_000
@@ -230,8 +248,8 @@ class _WindowedBag:
 
 class LogFinisher:
     """Finishes one log from its chunks, taken in order as they come: each `add` renumbers the
-    chunk's sweeps and appends its part files to the sequence's points and images files (so the
-    merging overlaps the chunks still running); `finish` tracks, refines and writes labels and
+    chunk's records and appends its part files to the sequence's points and images files (so the
+    joining overlaps the chunks still running); `finish` tracks, refines and writes labels and
     frames. The part files are left for the caller to remove (`remove_parts`) once it holds the
     result, so a retried finish finds them. Use as a context manager: an error aborts every
     file still being written."""
@@ -246,41 +264,83 @@ class LogFinisher:
         self.rows: list[FrameRow] = []
         self.warnings = list(plan.warnings)
         self._added = 0
+        self._counts: list[int] = []  # sweeps per chunk appended
+        self._sweeps = 0
+        self._taken: list[int] = []  # chunks whose records are in frames/rows
         self._stack = ExitStack()
-        self.points = self._stack.enter_context(self.seq.points()) if config.output.points else None
+        self.points = (
+            self._stack.enter_context(self.seq.points_from_parts()) if config.output.points else None
+        )
         cameras = sorted(plan.ctx.cameras) if config.output.images else []
-        self.images = {name: self._stack.enter_context(self.seq.images(name)) for name in cameras}
+        self.images = {name: self._stack.enter_context(self.seq.images_from_parts(name)) for name in cameras}
 
-    def add(self, chunk: ChunkResult) -> None:
-        """Append the next chunk (chunk numbers must come 0, 1, 2, ...)."""
+    def add(self, chunk: ChunkResult, *, keep_records: bool = True) -> None:
+        """Append the next chunk's part files (chunk numbers must come 0, 1, 2, ...) and keep its
+        frame rows and detections for `finish`. With `keep_records=False` only its sweep count is
+        kept and `finish` must be given the chunks again: a Dask worker fetches them once its
+        chunks are done, so the thousands of small objects they hold are not scattered through a
+        heap that the chunks running beside this are still filling and emptying."""
         sid = self.plan.sequence_id
         expected = self.chunks_added
         if chunk.index != expected:
             raise ExportError(f"cannot finish {sid}: got chunk {chunk.index}, expected chunk {expected}")
+        offset = self._sweeps
+        part = parts_dir(self.out, sid)
+        shift = offset - chunk.first_frame  # 0 unless the bag's index miscounted an earlier chunk
+        if self.points is not None:
+            path = part / f"{chunk.index:05d}.points.parquet"
+            with _renumbered(path, shift, functools.partial(_renumber_points, sequence_id=sid)) as numbered:
+                added = self.points.append(numbered)
+            if added != len(chunk.rows):
+                raise ExportError(
+                    f"cannot merge {path}: {added} sweeps, its chunk reported {len(chunk.rows)}; re-run"
+                )
+        for name, writer in self.images.items():
+            path = part / f"{chunk.index:05d}.{camera_file_stem(name)}.images.parquet"
+            rewrite = functools.partial(_renumber_images, sequence_id=sid, camera=name)
+            with _renumbered(path, shift, rewrite) as numbered:
+                writer.append(numbered)
+        self._counts.append(len(chunk.rows))
+        self._sweeps += len(chunk.rows)
+        if keep_records:
+            self._take_records(chunk)
+        self._added = expected + 1
+
+    def _take_records(self, chunk: ChunkResult) -> None:
         offset = len(self.rows)
+        k = len(self._taken)
+        if chunk.index != k or len(chunk.rows) != self._counts[k]:
+            raise ExportError(
+                f"cannot finish {self.plan.sequence_id}: chunk {chunk.index} given again as chunk {k} "
+                f"with {len(chunk.rows)} sweeps, appended with {self._counts[k]}"
+            )
         self.frames += [(replace(f, index=offset + f.index), b) for f, b in chunk.frames]
         self.rows += [replace(r, frame_index=offset + r.frame_index) for r in chunk.rows]
         self.warnings += [w for w in chunk.warnings if w not in self.warnings]
-        part = parts_dir(self.out, sid)
-        if self.points is not None:
-            _merge_points(self.points, part / f"{chunk.index:05d}.points.parquet", len(chunk.rows))
-        for name, writer in self.images.items():
-            path = part / f"{chunk.index:05d}.{camera_file_stem(name)}.images.parquet"
-            _merge_images(writer, path, offset)
-        self._added = expected + 1
+        self._taken.append(chunk.index)
 
     @property
     def chunks_added(self) -> int:
         """Chunks appended so far."""
         return self._added
 
-    def finish(self, calibration: Calibration | None = None) -> tuple[DetectSummary, SequenceInfo]:
+    def finish(
+        self, calibration: Calibration | None = None, chunks: Iterable[ChunkResult] = ()
+    ) -> tuple[DetectSummary, SequenceInfo]:
         """Close the points and images files (renamed into place), track, refine, write labels and
-        frames; the summary and the sequence's row."""
+        frames; the summary and the sequence's row. `chunks`: in order, those added with
+        `keep_records=False`."""
         if self.chunks_added != len(self.plan.windows):
             raise ExportError(
                 f"cannot finish {self.plan.sequence_id}: {self.chunks_added} of "
                 f"{len(self.plan.windows)} chunks added"
+            )
+        for chunk in chunks:
+            self._take_records(chunk)
+        if len(self._taken) != self.chunks_added:
+            raise ExportError(
+                f"cannot finish {self.plan.sequence_id}: the records of {len(self._taken)} of "
+                f"{self.chunks_added} chunks given"
             )
         self._stack.close()
         detected = Detected(
@@ -329,37 +389,61 @@ def remove_parts(out: Path, sequence_ids: Sequence[str]) -> None:
         (out / PARTS_DIR).rmdir()
 
 
-def _merge_points(writer: PointsWriter, path: Path, count: int) -> None:
-    """Append a part file's row groups (one per sweep) in order, numbered on from the writer's."""
-    file = _part(path)
-    if file.num_row_groups != count:
-        raise ExportError(
-            f"cannot merge {path}: {file.num_row_groups} sweeps, its chunk reported {count}; re-run"
-        )
-    for g in range(count):
-        table = file.read_row_group(g)
-        xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
-        writer.add(
-            writer.num_frames,
-            xyz,
-            table.column("intensity").to_numpy(),
-            table.column("time_offset_ns").to_numpy(),
-        )
+@contextlib.contextmanager
+def _renumbered(path: Path, shift: int, rewrite: Callable[[Path, Path, int], None]) -> Iterator[Path]:
+    """`path` itself when `shift` is 0, else a copy of it with every frame_index moved by `shift`
+    (`rewrite(src, dst, shift)`), removed afterwards."""
+    if shift == 0:
+        yield path
+        return
+    log.warning("%s: frame numbers moved by %d (the bag's index miscounted an earlier chunk)", path, shift)
+    renumbered = path.with_name(f"{path.stem}.renumbered.parquet")
+    try:
+        rewrite(path, renumbered, shift)
+        yield renumbered
+    finally:
+        renumbered.unlink(missing_ok=True)
 
 
-def _merge_images(writer: ImagesWriter, path: Path, offset: int) -> None:
-    """Append a part file's images, their frame_index shifted by their chunk's offset."""
-    file = _part(path)
+def _renumber_points(src: Path, dst: Path, shift: int, *, sequence_id: str) -> None:
+    """Rewrite a points part file with its frame indices moved by `shift` (one row group per sweep)."""
+    file = _part(src)
+    first = _first_frame_index(file) + shift
+    with PointsWriter(dst, sequence_id, overwrite=True, first_frame=first) as writer:
+        for g in range(file.num_row_groups):
+            table = file.read_row_group(g)
+            xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
+            writer.add(
+                writer.next_frame,
+                xyz,
+                table.column("intensity").to_numpy(),
+                table.column("time_offset_ns").to_numpy(),
+            )
+
+
+def _renumber_images(src: Path, dst: Path, shift: int, *, sequence_id: str, camera: str) -> None:
+    """Rewrite an images part file with its frame indices moved by `shift`."""
+    file = _part(src)
+    with ImagesWriter(dst, sequence_id, camera, overwrite=True) as writer:
+        for g in range(file.num_row_groups):
+            table = file.read_row_group(g)
+            for frame, stamp, encoding, data in zip(
+                table.column("frame_index").to_pylist(),
+                table.column("timestamp_ns").to_pylist(),
+                table.column("encoding").to_pylist(),
+                table.column("data").to_pylist(),
+                strict=True,
+            ):
+                writer.add(frame + shift, stamp, data, encoding)
+
+
+def _first_frame_index(file: pq.ParquetFile) -> int:
+    """The frame_index of a points part file's first sweep (0 for a file of none)."""
     for g in range(file.num_row_groups):
-        table = file.read_row_group(g)
-        for frame, stamp, encoding, data in zip(
-            table.column("frame_index").to_pylist(),
-            table.column("timestamp_ns").to_pylist(),
-            table.column("encoding").to_pylist(),
-            table.column("data").to_pylist(),
-            strict=True,
-        ):
-            writer.add(offset + frame, stamp, data, encoding)
+        column = file.read_row_group(g, columns=["frame_index"]).column(0)
+        if len(column):
+            return int(column[0].as_py()) - g
+    return 0
 
 
 def _part(path: Path) -> pq.ParquetFile:

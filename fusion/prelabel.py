@@ -26,7 +26,6 @@ import pyarrow as pa
 
 from calib.projection import boxes_to_image
 from exporters.dataset import (
-    POINTS_PART_PARQUET_OPTIONS,
     DatasetWriter,
     FrameCamera,
     FrameRow,
@@ -334,10 +333,13 @@ def sweep_writers(
     *,
     part_dir: Path | None = None,
     part: str = "",
+    first_frame: int = 0,
 ) -> Iterator[SweepWriters]:
     """`SweepWriters` for `seq` per `config.output`; every file is renamed into place when the block
     succeeds and dropped when it raises. With `part_dir`, a chunk's part files are written there
-    instead (`<part>.points.parquet`, `<part>.<camera>.images.parquet`; replaced when retried)."""
+    instead (`<part>.points.parquet`, `<part>.<camera>.images.parquet`; replaced when retried),
+    encoded as the final files are and numbering sweeps from `first_frame`, so that the finishing
+    step joins them by copying bytes (`SequenceWriter.points_from_parts`)."""
     out = config.output
     sid = seq.sequence_id
     with ExitStack() as stack:
@@ -347,8 +349,7 @@ def sweep_writers(
                 pw = stack.enter_context(seq.points())
             else:
                 path = part_dir / f"{part}.points.parquet"
-                options = POINTS_PART_PARQUET_OPTIONS
-                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True, parquet_options=options))
+                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True, first_frame=first_frame))
         iws = {}
         if out.images:
             for name in cameras:
@@ -415,17 +416,19 @@ def _add_tracked(
         refine_config = replace(refine_config, heading_from_velocity=False)
     table = refine(track_both_ways(frames, config.tracker.online), refine_config)
     order = np.lexsort((table.track_id, table.frame_index))
-    for fi in np.unique(table.frame_index[order]):
-        rows = order[table.frame_index[order] == fi]
-        frame, _ = per_frame[int(fi)]
-        world = table.boxes_world[rows]
+    frame_of = table.frame_index[order]
+    starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order
+    groups: list[npt.NDArray[np.intp]] = np.split(order, starts[1:]) if order.size else []
+    for rows in groups:  # one frame's rows each
+        frame, _ = per_frame[int(table.frame_index[rows[0]])]
+        in_world = table.boxes_world[rows]
         if frame.world_from_lidar is not None:
             lidar_from_world = frame.world_from_lidar.inverse()
-            sensor = world.copy()
-            sensor[:, :3] = lidar_from_world.apply(world[:, :3])
-            sensor[:, 6] = world[:, 6] + _yaw_of(lidar_from_world.rotation)
+            sensor = in_world.copy()
+            sensor[:, :3] = lidar_from_world.apply(in_world[:, :3])
+            sensor[:, 6] = in_world[:, 6] + _yaw_of(lidar_from_world.rotation)
         else:
-            sensor = world
+            sensor = in_world
         boxes = Boxes.build(
             sensor,
             table.category[rows],

@@ -313,23 +313,31 @@ def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None
     backward = _run(frames, range(len(frames) - 1, -1, -1), cfg, sign=-1)
     group = _merge(forward, backward)
 
-    rows = [(i, d, g) for i, per in enumerate(group) for d, g in enumerate(per.tolist()) if g >= 0]
-    if not rows:
+    gi = np.concatenate(group) if group else np.zeros(0, np.int64)
+    kept = np.flatnonzero(gi >= 0)  # flat detection indices (all frames' detections in order)
+    if not kept.size:
         return TrackTable.empty()
-    fi, di, gi = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
-    boxes = np.concatenate([world[i][d][None] for i, d in zip(fi.tolist(), di.tolist(), strict=True)])
-    det = [(frames[i][0], d) for i, d in zip(fi.tolist(), di.tolist(), strict=True)]
+    counts = [len(boxes) for boxes, _, _ in frames]
+    fi = np.repeat(np.arange(len(frames), dtype=np.int64), counts)[kept]
+    gi = gi[kept]
+
+    def flat(values: Sequence[npt.NDArray[Any]], shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+        joined = np.concatenate(values) if values else np.zeros((0, *shape), dtype)
+        return joined.reshape(-1, *shape)[kept]
+
     # merged groups numbered in order of first appearance
     _, first = np.unique(gi, return_index=True)
-    renumber = {int(g): k for k, g in enumerate(gi[np.sort(first)].tolist())}
+    order = np.sort(first)
+    renumber = np.empty(int(gi.max()) + 1, np.int64)
+    renumber[gi[order]] = np.arange(order.size)
     return TrackTable.build(
         frame_index=fi,
         t_ns=np.array(stamps, dtype=np.int64)[fi],
-        track_id=[renumber[int(g)] for g in gi.tolist()],
-        category=[str(b.category[d]) for b, d in det],
-        score=[float(b.score[d]) for b, d in det],
-        boxes_world=boxes,
-        num_points=[int(b.num_points[d]) for b, d in det],
+        track_id=renumber[gi],
+        category=flat([b.category for b, _, _ in frames], (), np.str_),
+        score=flat([b.score for b, _, _ in frames], (), np.float32),
+        boxes_world=flat(world, (7,), np.float64),
+        num_points=flat([b.num_points for b, _, _ in frames], (), np.int32),
         sensor_origin=np.array([_origin(pose) for _, _, pose in frames]).reshape(-1, 3)[fi],
     )
 

@@ -90,6 +90,25 @@ def test_messages_stream_in_time_order_within_window(tmp_path: Path, fmt: Fmt) -
         assert [m.log_time_ns for m in bag.messages()] == sorted(m[2] for m in msgs)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_record_times_come_from_the_index_and_match_the_stream(tmp_path: Path, fmt: Fmt) -> None:
+    msgs = _odom_and_tf(fmt)
+    path = write_bag(bag_path(tmp_path, fmt), fmt, msgs)
+    with open_bag(path) as bag:
+        for topic in ("/odom", "/tf"):
+            times = bag.record_times(topic)
+            assert times is not None and times.dtype == np.int64
+            assert times.tolist() == [m.log_time_ns for m in bag.messages([topic])]
+        assert bag.record_times("/no_such_topic") is None
+
+
+def test_record_times_of_a_damaged_bag_read_sequentially_are_unknown(tmp_path: Path) -> None:
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", _odom_and_tf("mcap", 400))
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+    with open_bag(path) as bag:
+        assert bag.recovered and bag.record_times("/odom") is None
+
+
 def test_ros1_tf_message_is_registered_and_decodes(tmp_path: Path) -> None:
     path = write_bag(bag_path(tmp_path, "ros1"), "ros1", _odom_and_tf("ros1", 4))
     with open_bag(path) as bag:

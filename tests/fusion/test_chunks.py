@@ -34,9 +34,16 @@ def _sweep_log_times(log: Path, topic: str) -> list[int]:
         return [raw.log_time_ns for raw in bag.messages([topic])]
 
 
-def _chunked(out: Path, config: RunConfig, *, border_on_a_sweep: bool) -> int:
-    """Pre-label the sample chunk by chunk in this process (as the Dask tasks do); returns #chunks."""
+def _chunked(out: Path, config: RunConfig, *, border_on_a_sweep: bool, first_frames: str = "index") -> int:
+    """Pre-label the sample chunk by chunk in this process (as the Dask tasks do); returns #chunks.
+    first_frames: "index" (from the bag's index), "none" (no index: every part numbered from 0),
+    "miscounted" (the index said one sweep more before the third chunk than there is)."""
     plan = plan_log(SAMPLE, "sim_drive", config)
+    assert plan.first_frames is not None and plan.first_frames[0] == 0
+    if first_frames == "none":
+        plan = replace(plan, first_frames=None)
+    elif first_frames == "miscounted":
+        plan = replace(plan, first_frames=tuple(n + (k >= 2) for k, n in enumerate(plan.first_frames)))
     if border_on_a_sweep:  # borders exactly at sweeps' record times: each belongs to the later chunk
         times = _sweep_log_times(SAMPLE, plan.ctx.lidar_topic)
         plan = replace(
@@ -54,10 +61,21 @@ def _chunked(out: Path, config: RunConfig, *, border_on_a_sweep: bool) -> int:
 
 
 @pytest.mark.parametrize(
-    ("border_on_a_sweep", "narrow_pose_pad"), [(False, False), (True, False), (False, True)]
+    ("border_on_a_sweep", "narrow_pose_pad", "first_frames"),
+    [
+        (False, False, "index"),
+        (True, False, "index"),
+        (False, True, "index"),
+        (False, False, "none"),
+        (False, False, "miscounted"),
+    ],
 )
 def test_chunks_give_the_same_dataset_as_one_pass(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, border_on_a_sweep: bool, narrow_pose_pad: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    border_on_a_sweep: bool,
+    narrow_pose_pad: bool,
+    first_frames: str,
 ) -> None:
     config = RunConfig().with_overrides(chunk_s=0.45)
     if narrow_pose_pad:  # each chunk reads only 0.3 s of poses either side of its window
@@ -65,7 +83,7 @@ def test_chunks_give_the_same_dataset_as_one_pass(
     one = tmp_path / "one"
     prelabel_logs([SAMPLE], one, detector=config.detector.build(), config=config)
     chunked = tmp_path / "chunked"
-    n = _chunked(chunked, config, border_on_a_sweep=border_on_a_sweep)
+    n = _chunked(chunked, config, border_on_a_sweep=border_on_a_sweep, first_frames=first_frames)
     assert n == (4 if border_on_a_sweep else 7)
     assert validate_dataset(chunked) == []
     assert not (chunked / PARTS_DIR).exists()
@@ -100,7 +118,7 @@ def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp
         pytest.raises(ExportError, match="got chunk 1, expected chunk 0"),
         LogFinisher(plan, out, config) as f,
     ):
-        f.add(ChunkResult(1, [], [], []))
+        f.add(ChunkResult(1, 0, [], [], []))
     with pytest.raises(ExportError, match="0 of 3 chunks added"), LogFinisher(plan, out, config) as f:
         f.finish()
     assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final
