@@ -56,7 +56,15 @@ from typing import TYPE_CHECKING, Any, Final
 from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, camera_file_stem, dataset_paths
 from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
-from fusion.chunks import ChunkResult, LogFinisher, LogPlan, plan_log, remove_parts, run_chunk
+from fusion.chunks import (
+    ChunkResult,
+    LogFinisher,
+    LogPlan,
+    plan_log,
+    remove_parts,
+    run_chunk,
+    warm_finishing,
+)
 from fusion.config import RunConfig
 from fusion.errors import FusionError
 from fusion.prelabel import (
@@ -133,6 +141,7 @@ def _finish_task(
     secede()
     client = get_client()
     chunks = client.get_dataset(chunks_dataset)
+    warm_finishing(plan)  # while the first chunk runs
     with LogFinisher(plan, Path(out), config) as finisher:
         for chunk in chunks:
             finisher.add(chunk.result(), keep_records=False)

@@ -122,3 +122,13 @@ def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp
     with pytest.raises(ExportError, match="0 of 3 chunks added"), LogFinisher(plan, out, config) as f:
         f.finish()
     assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final
+
+
+def test_warming_the_finishing_step_writes_nothing_and_leaves_the_plan_alone(tmp_path: Path) -> None:
+    from fusion.chunks import warm_finishing
+
+    plan = plan_log(SAMPLE, "sim_drive", RunConfig())
+    cameras = dict(plan.ctx.cameras)
+    warm_finishing(plan)
+    assert plan.ctx.cameras == cameras and len(cameras) == 3
+    assert list(tmp_path.iterdir()) == []
