@@ -11,7 +11,9 @@ both files have the same layout and compression. Each measurement starts its own
 (`fusion.pipeline.local_cluster`) of single-threaded worker processes, warms every worker
 (imports, numba caches), then times `fusion.pipeline.run` (decode, sync, deskew, detect, track,
 refine, points and images written, `dataset.json` last). Worker start-up is reported apart.
-Peak RSS per worker is each worker process's `ru_maxrss` after the run. One table, markdown.
+Peak RSS per worker is each worker process's `ru_maxrss` after the run. The short-log runs are
+repeated (`--repeat`, default 3) and the fastest is shown beside all of them: on a shared 2-core
+machine a slow run measures its neighbours. One table, markdown.
 
 Targets (issue 6, 2 cores, geometric detector): >= 2x real time for a 10 Hz log with 2 workers;
 2 workers >= 1.7x one; peak worker RSS on the long log within 1.3x of the short one.
@@ -42,8 +44,12 @@ class Row:
     duration_s: float
     workers: int
     startup_s: float
-    wall_s: float
+    walls_s: list[float]  # one per repetition; the table shows the fastest
     peak_rss_mib: list[float]
+
+    @property
+    def wall_s(self) -> float:
+        return min(self.walls_s)
 
 
 def loop_log(src: Path, dst: Path, loops: int) -> None:
@@ -130,7 +136,24 @@ def measure(log: Path, label: str, workers: int, out: Path, config: RunConfig) -
     stamps = frames.column("timestamp_ns").to_numpy()
     duration = (int(stamps[-1]) - int(stamps[0])) * 1e-9 + 0.1
     return Row(
-        label, summaries[0].sweeps, duration, workers, startup, wall, [v / 1024 for v in peaks.values()]
+        label, summaries[0].sweeps, duration, workers, startup, [wall], [v / 1024 for v in peaks.values()]
+    )
+
+
+def measure_best(log: Path, label: str, workers: int, out: Path, config: RunConfig, repeat: int) -> Row:
+    """`measure` `repeat` times (a fresh cluster and output each time): every wall time kept, the
+    fastest shown (on a shared 2-core machine the slower runs measure the neighbours), peak RSS
+    the largest seen."""
+    rows = [measure(log, label, workers, out / f"run{k}", config) for k in range(repeat)]
+    peaks = [max(r.peak_rss_mib[i] for r in rows) for i in range(workers)]
+    return Row(
+        label,
+        rows[0].sweeps,
+        rows[0].duration_s,
+        workers,
+        rows[0].startup_s,
+        [w for r in rows for w in r.walls_s],
+        peaks,
     )
 
 
@@ -143,6 +166,12 @@ def main() -> int:
     ap.add_argument("--columns", type=int, default=2048, help="firings per turn (default 2048, ~129k points)")
     ap.add_argument("--chunk-s", type=float, default=5.0, help="seconds of log per task (default 5)")
     ap.add_argument("--keep", type=Path, help="simulate into / reuse logs from this folder")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each short-log measurement; the fastest shown (default 3)",
+    )
     args = ap.parse_args()
 
     from fusion.simulate import simulate_log
@@ -163,23 +192,24 @@ def main() -> int:
             loop_log(short, same, 1)
         print(f"logs ready in {time.perf_counter() - t:.0f} s: {same.name}, {long.name}", file=sys.stderr)
         rows = [
-            measure(same, "short", 1, Path(tmp) / "out1", config),
-            measure(same, "short", 2, Path(tmp) / "out2", config),
+            measure_best(same, "short", 1, Path(tmp) / "out1", config, args.repeat),
+            measure_best(same, "short", 2, Path(tmp) / "out2", config, args.repeat),
             measure(long, "long", 2, Path(tmp) / "out3", config),
         ]
     print(
         f"\n64-beam simulated logs ({args.columns} columns), chunks of {args.chunk_s:g} s, all tables written"
     )
     print(
-        "| log | sweeps | log s | workers | start-up s | wall s | sweeps/s | real-time factor "
-        "| peak RSS per worker MiB |"
+        "| log | sweeps | log s | workers | start-up s | wall s (fastest) | all runs s | sweeps/s "
+        "| real-time factor | peak RSS per worker MiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---|")
     for r in rows:
         rss = ", ".join(f"{v:.0f}" for v in r.peak_rss_mib)
+        runs = ", ".join(f"{w:.1f}" for w in r.walls_s)
         print(
             f"| {r.log} | {r.sweeps} | {r.duration_s:.1f} | {r.workers} | {r.startup_s:.1f} | {r.wall_s:.1f} "
-            f"| {r.sweeps / r.wall_s:.2f} | {r.duration_s / r.wall_s:.2f}x | {rss} |"
+            f"| {runs} | {r.sweeps / r.wall_s:.2f} | {r.duration_s / r.wall_s:.2f}x | {rss} |"
         )
     one, two, long_row = rows
     speedup = one.wall_s / two.wall_s

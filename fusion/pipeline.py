@@ -45,6 +45,7 @@ import ctypes
 import json
 import logging
 import os
+import pickle
 import threading
 import time
 import uuid
@@ -110,9 +111,10 @@ def _plan_task(log_path: str, sid: str, config: RunConfig, calibration: str | No
     return plan_log(Path(log_path), sid, config, _calibration(calibration))
 
 
-def _chunk_task(
-    plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None
-) -> ChunkResult:
+def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None) -> bytes:
+    """`run_chunk`; its result pickled into one bytes object. The worker holds each chunk's result
+    until its log is finished, and as thousands of small objects made among the chunk's own
+    short-lived ones they would pin the heap's pages, so its RSS would grow with every chunk."""
     from distributed import get_worker
 
     worker = get_worker()
@@ -122,11 +124,18 @@ def _chunk_task(
 
     config = _with_worker_threads(config)
     try:
-        return run_chunk(
+        result = run_chunk(
             plan, index, Path(out), config, calibration=_calibration(calibration), progress=progress
         )
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
+        del progress
         release_free_memory()
+
+
+def _chunk_result(future: Any) -> ChunkResult:
+    result: ChunkResult = pickle.loads(future.result())
+    return result
 
 
 def _finish_task(
@@ -144,10 +153,10 @@ def _finish_task(
     warm_finishing(plan)  # while the first chunk runs
     with LogFinisher(plan, Path(out), config) as finisher:
         for chunk in chunks:
-            finisher.add(chunk.result(), keep_records=False)
+            finisher.add(_chunk_result(chunk), keep_records=False)
         release_free_memory()  # what the chunks on this worker left in the heap, before tracking
         try:
-            return finisher.finish(_calibration(calibration), (chunk.result() for chunk in chunks))
+            return finisher.finish(_calibration(calibration), (_chunk_result(c) for c in chunks))
         finally:
             release_free_memory()
 
