@@ -95,6 +95,15 @@ class LogPlan:
     started_s: float  # time.time() when planning began
 
 
+@dataclass(frozen=True)
+class ChunkParts:
+    """What joining a chunk's part files needs to know of it."""
+
+    index: int  # the chunk's number
+    first_frame: int  # the frame_index its part files start at
+    sweeps: int  # sweeps in its part files
+
+
 @dataclass(frozen=True, eq=False)
 class ChunkResult:
     """What one chunk returns: per sweep, in order, its frame row and detections (local indices 0..)."""
@@ -104,6 +113,11 @@ class ChunkResult:
     frames: list[tuple[FusedFrame, Boxes]]  # the frame without points or images, and its boxes
     rows: list[FrameRow]
     warnings: list[str]
+
+    @property
+    def parts(self) -> ChunkParts:
+        """Its part files' description."""
+        return ChunkParts(self.index, self.first_frame, len(self.rows))
 
 
 def chunk_windows(first_ns: int, last_ns: int, chunk_ns: int) -> tuple[Window, ...]:
@@ -274,12 +288,17 @@ class LogFinisher:
         cameras = sorted(plan.ctx.cameras) if config.output.images else []
         self.images = {name: self._stack.enter_context(self.seq.images_from_parts(name)) for name in cameras}
 
-    def add(self, chunk: ChunkResult, *, keep_records: bool = True) -> None:
+    def add(self, chunk: ChunkResult) -> None:
         """Append the next chunk's part files (chunk numbers must come 0, 1, 2, ...) and keep its
-        frame rows and detections for `finish`. With `keep_records=False` only its sweep count is
-        kept and `finish` must be given the chunks again: a Dask worker fetches them once its
-        chunks are done, so the thousands of small objects they hold are not scattered through a
-        heap that the chunks running beside this are still filling and emptying."""
+        frame rows and detections for `finish`."""
+        self.add_parts(chunk.parts)
+        self._take_records(chunk)
+
+    def add_parts(self, chunk: ChunkParts) -> None:
+        """Append the next chunk's part files only; `finish` must then be given the chunk. A Dask
+        worker does this while chunks still run beside it and fetches the chunks' records only
+        once they are all done, so their thousands of small objects are not scattered through a
+        heap that the running chunks keep filling and emptying."""
         sid = self.plan.sequence_id
         expected = self.chunks_added
         if chunk.index != expected:
@@ -291,19 +310,17 @@ class LogFinisher:
             path = part / f"{chunk.index:05d}.points.parquet"
             with _renumbered(path, shift, functools.partial(_renumber_points, sequence_id=sid)) as numbered:
                 added = self.points.append(numbered)
-            if added != len(chunk.rows):
+            if added != chunk.sweeps:
                 raise ExportError(
-                    f"cannot merge {path}: {added} sweeps, its chunk reported {len(chunk.rows)}; re-run"
+                    f"cannot merge {path}: {added} sweeps, its chunk reported {chunk.sweeps}; re-run"
                 )
         for name, writer in self.images.items():
             path = part / f"{chunk.index:05d}.{camera_file_stem(name)}.images.parquet"
             rewrite = functools.partial(_renumber_images, sequence_id=sid, camera=name)
             with _renumbered(path, shift, rewrite) as numbered:
                 writer.append(numbered)
-        self._counts.append(len(chunk.rows))
-        self._sweeps += len(chunk.rows)
-        if keep_records:
-            self._take_records(chunk)
+        self._counts.append(chunk.sweeps)
+        self._sweeps += chunk.sweeps
         self._added = expected + 1
 
     def _take_records(self, chunk: ChunkResult) -> None:
@@ -329,7 +346,7 @@ class LogFinisher:
     ) -> tuple[DetectSummary, SequenceInfo]:
         """Close the points and images files (renamed into place), track, refine, write labels and
         frames; the summary and the sequence's row. `chunks`: in order, those added with
-        `keep_records=False`."""
+        `add_parts`."""
         if self.chunks_added != len(self.plan.windows):
             raise ExportError(
                 f"cannot finish {self.plan.sequence_id}: {self.chunks_added} of "

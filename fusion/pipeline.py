@@ -58,6 +58,7 @@ from exporters.dataset import DatasetWriter, PipelineInfo, SequenceInfo, camera_
 from exporters.errors import ExportError
 from exporters.schema import sequence_id_for
 from fusion.chunks import (
+    ChunkParts,
     ChunkResult,
     LogFinisher,
     LogPlan,
@@ -111,10 +112,13 @@ def _plan_task(log_path: str, sid: str, config: RunConfig, calibration: str | No
     return plan_log(Path(log_path), sid, config, _calibration(calibration))
 
 
-def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None) -> bytes:
-    """`run_chunk`; its result pickled into one bytes object. The worker holds each chunk's result
-    until its log is finished, and as thousands of small objects made among the chunk's own
-    short-lived ones they would pin the heap's pages, so its RSS would grow with every chunk."""
+def _chunk_task(
+    plan: LogPlan, index: int, out: str, config: RunConfig, calibration: str | None
+) -> tuple[ChunkParts, bytes]:
+    """`run_chunk`: its part files' description and its result pickled into one bytes object. The
+    worker holds each chunk's result until its log is finished, and as thousands of small objects
+    made among the chunk's own short-lived ones they would pin the heap's pages, so its RSS would
+    grow with every chunk."""
     from distributed import get_worker
 
     worker = get_worker()
@@ -127,14 +131,14 @@ def _chunk_task(plan: LogPlan, index: int, out: str, config: RunConfig, calibrat
         result = run_chunk(
             plan, index, Path(out), config, calibration=_calibration(calibration), progress=progress
         )
-        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return result.parts, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         del progress
         release_free_memory()
 
 
 def _chunk_result(future: Any) -> ChunkResult:
-    result: ChunkResult = pickle.loads(future.result())
+    result: ChunkResult = pickle.loads(future.result()[1])
     return result
 
 
@@ -153,7 +157,7 @@ def _finish_task(
     warm_finishing(plan)  # while the first chunk runs
     with LogFinisher(plan, Path(out), config) as finisher:
         for chunk in chunks:
-            finisher.add(_chunk_result(chunk), keep_records=False)
+            finisher.add_parts(chunk.result()[0])
         release_free_memory()  # what the chunks on this worker left in the heap, before tracking
         try:
             return finisher.finish(_calibration(calibration), (_chunk_result(c) for c in chunks))

@@ -242,6 +242,7 @@ def finish_sequence(
         for frame, boxes in detected.frames:
             columns.add(frame, boxes, ctx)
     table = columns.table(sid)
+    del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
     labels_path = seq.write_labels(table)
     seq.write_flags(review_flags(table, tracked=config.tracker.enabled))
     seq.write_frames(detected.rows)
