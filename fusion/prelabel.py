@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +48,7 @@ from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
-from fusion.sync import FusedFrame, PairedImage, SyncContext, prepare, synchronize
+from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -452,6 +452,11 @@ def _yaw_of(rotation: npt.NDArray[np.float64]) -> float:
     return math.atan2(float(rotation[1, 0]), float(rotation[0, 0]))
 
 
+PROJECTION_BATCH: Final = 2048
+"""Boxes projected into a camera per call: the projection samples every face's outline, about
+11 kB of scratch per box."""
+
+
 class _Columns:
     """Accumulates label rows frame by frame as numpy chunks; one table at the end."""
 
@@ -463,9 +468,8 @@ class _Columns:
         self.boxes: list[npt.NDArray[np.float64]] = []
         self.world: list[npt.NDArray[np.float64]] = []
         self.num_points: list[npt.NDArray[np.int32]] = []
-        self.cam_rows: list[npt.NDArray[np.int64]] = []
-        self.cam_names: list[npt.NDArray[np.str_]] = []
-        self.cam_extents: list[npt.NDArray[np.float64]] = []
+        self.to_project: dict[str, list[npt.NDArray[np.int64]]] = {}  # camera -> rows paired with it
+        self.cameras: Mapping[str, CameraSetup] = {}
         self.track_id: list[npt.NDArray[np.int64]] = []
         self.origin: list[npt.NDArray[np.str_]] = []
         self.velocity: list[npt.NDArray[np.float64]] = []
@@ -499,30 +503,43 @@ class _Columns:
             world[:, :3] = frame.world_from_lidar.apply(boxes.boxes[:, :3])
             world[:, 3] = boxes.boxes[:, 6] + _yaw_of(frame.world_from_lidar.rotation)
         self.world.append(world)
-        paired = sorted(set(frame.crossings_ns) - set(frame.unpaired))
-        for name in paired:
-            setup = ctx.cameras[name]
-            extents, visible = boxes_to_image(boxes.boxes, setup.camera, setup.lidar_from_camera.inverse())
-            idx = np.flatnonzero(visible)
-            self.cam_rows.append(self.rows + idx)
-            self.cam_names.append(np.full(idx.size, name))
-            self.cam_extents.append(extents[idx])
+        for name in set(frame.crossings_ns) - set(frame.unpaired):  # projected in `table`, per camera
+            self.to_project.setdefault(name, []).append(np.arange(self.rows, self.rows + n))
+        self.cameras = ctx.cameras
         self.rows += n
+
+    def _camera_boxes(self, boxes: npt.NDArray[np.float64]) -> CameraBoxes | None:
+        """Every box projected into each camera its sweep was paired with: one batch of boxes per
+        camera and call rather than one call per sweep and camera (each call's own cost was half of
+        projecting a sweep's boxes). Within a row, cameras come in name order."""
+        if not self.to_project:
+            return None
+        rows, names, extents = [], [], []
+        for name in sorted(self.to_project):
+            setup = self.cameras[name]
+            camera_from_lidar = setup.lidar_from_camera.inverse()
+            wanted = np.concatenate(self.to_project[name])
+            for lo in range(0, wanted.size, PROJECTION_BATCH):
+                batch = wanted[lo : lo + PROJECTION_BATCH]
+                ext, visible = boxes_to_image(boxes[batch], setup.camera, camera_from_lidar)
+                rows.append(batch[visible])
+                names.append(np.full(int(visible.sum()), name))
+                extents.append(ext[visible])
+        ext = np.concatenate(extents)
+        return CameraBoxes(
+            row=np.concatenate(rows),
+            camera=np.concatenate(names),
+            x_min=ext[:, 0],
+            y_min=ext[:, 1],
+            x_max=ext[:, 2],
+            y_max=ext[:, 3],
+        )
 
     def table(self, sid: str) -> pa.Table:
         n = self.rows
         cat = np.concatenate(self.category) if n else np.zeros(0, dtype="<U10")
-        cams = None
-        if self.cam_rows:
-            ext = np.concatenate(self.cam_extents) if self.cam_extents else np.zeros((0, 4))
-            cams = CameraBoxes(
-                row=np.concatenate(self.cam_rows),
-                camera=np.concatenate(self.cam_names),
-                x_min=ext[:, 0],
-                y_min=ext[:, 1],
-                x_max=ext[:, 2],
-                y_max=ext[:, 3],
-            )
+        boxes = np.concatenate(self.boxes) if n else np.zeros((0, 7))
+        cams = self._camera_boxes(boxes)
         return labels_table(
             sequence_id=sid,
             frame_index=np.concatenate(self.frame_index) if n else np.zeros(0, np.int32),
@@ -530,7 +547,7 @@ class _Columns:
             track_id=np.concatenate(self.track_id).astype(np.int64) if n else np.zeros(0, np.int64),
             category=cat,
             score=np.concatenate(self.score) if n else np.zeros(0, np.float32),
-            boxes=np.concatenate(self.boxes) if n else np.zeros((0, 7)),
+            boxes=boxes,
             num_points=np.concatenate(self.num_points) if n else np.zeros(0, np.int32),
             origin=np.concatenate(self.origin) if n else "detected",
             world_boxes=np.concatenate(self.world) if n else np.zeros((0, 4)),
