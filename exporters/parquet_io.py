@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, NoReturn, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -82,79 +82,31 @@ def conform_table(table: pa.Table, schema: pa.Schema, *, path: Path | str) -> pa
     return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
 
 
-class AtomicParquetWriter:
-    """A Parquet file written under a temporary name, renamed into place only on `commit`.
+class _AtomicFile:
+    """What the atomic writers share: a hidden temporary file beside `path`, renamed into place by
+    `_rename_into_place` (after flushing it to disk) or removed by `abort`; a context manager that
+    commits when its block succeeds and aborts when it raises."""
 
-    Use it as a context manager: leaving the block normally commits, an exception aborts (the
-    temporary file is removed and nothing appears under `path`). Each `write` appends the table as
-    one row group when `row_group_size` is None and the table has at most 1 Mi rows.
-
-    Example (one row group per sweep)::
-
-        with AtomicParquetWriter(out / "points" / "seq.parquet", schema=POINTS, sequence_id="seq") as w:
-            for sweep_table in sweep_tables:
-                w.write(sweep_table)
-    """
-
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        schema: pa.Schema,
-        sequence_id: str,
-        overwrite: bool = False,
-        **parquet_kwargs: Any,
-    ) -> None:
+    def __init__(self, path: Path | str, overwrite: bool) -> None:
         self.path = Path(path)
-        self.schema = schema.remove_metadata()
-        self.sequence_id = sequence_id
         self._overwrite = overwrite
-        if not is_valid_sequence_id(sequence_id):
-            raise ExportError(
-                f"cannot write {self.path}: sequence id {sequence_id!r} is not sanitised "
-                "(use only A-Z a-z 0-9 . _ -)"
-            )
         self._refuse_overwrite()
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         self._file: BinaryIO | None = None
-        self._writer: pq.ParquetWriter | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self._tmp.open("xb")
-            self._writer = pq.ParquetWriter(
-                self._file,
-                schema_with_metadata(self.schema, sequence_id),
-                **{**DEFAULT_PARQUET_OPTIONS, **parquet_kwargs},
-            )
-        except BaseException as err:
-            self.abort()
-            error = _write_error(self.path, err)
-            if error is None:
-                raise
-            raise error from err
 
-    def write(self, table: pa.Table, *, row_group_size: int | None = None) -> None:
-        """Append `table` (cast to the schema, see `conform_table`)."""
-        if self._writer is None:
-            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
-        table = conform_table(table, self.schema, path=self.path)
-        self._check_sequence_id_column(table)
-        try:
-            self._writer.write_table(table, row_group_size=row_group_size)
-        except BaseException as err:
-            self.abort()
-            error = _write_error(self.path, err)
-            if error is None:
-                raise
-            raise error from err
+    def _open_temporary(self) -> BinaryIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._tmp.open("xb")
+        return self._file
 
     def commit(self) -> None:
-        """Finish the file, flush it to disk and rename it to `path`."""
-        if self._writer is None or self._file is None:
+        raise NotImplementedError
+
+    def _rename_into_place(self) -> None:
+        """Flush the temporary file to disk, close it and rename it to `path` (atomic)."""
+        if self._file is None:
             raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
         try:
-            self._writer.close()
-            self._writer = None
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -162,20 +114,24 @@ class AtomicParquetWriter:
             self._refuse_overwrite()
             self._tmp.replace(self.path)  # os.replace: atomic within one directory
         except BaseException as err:
-            self.abort()
-            error = _write_error(self.path, err)
-            if error is None:
-                raise
-            raise error from err
+            self._fail(err)
         _fsync_directory(self.path.parent)
+
+    def _fail(self, err: BaseException) -> NoReturn:
+        """Abort, then raise `err` as an `ExportError` naming the path and the fix when it is I/O."""
+        self.abort()
+        error = _write_error(self.path, err)
+        if error is None:
+            raise err
+        raise error from err
+
+    def _close_writer(self) -> None:
+        """Close what writes into the temporary file, if anything does (on abort)."""
 
     def abort(self) -> None:
         """Drop the temporary file; nothing appears under `path`. Safe to call more than once."""
-        writer, self._writer = self._writer, None
+        self._close_writer()
         file, self._file = self._file, None
-        if writer is not None:
-            with contextlib.suppress(OSError, pa.ArrowException):
-                writer.close()
         if file is not None:
             with contextlib.suppress(OSError):
                 file.close()
@@ -202,6 +158,76 @@ class AtomicParquetWriter:
                 f"cannot write {self.path}: it already exists and fusion never overwrites output; "
                 "remove it, choose another --out, or pass --overwrite"
             )
+
+
+class AtomicParquetWriter(_AtomicFile):
+    """A Parquet file written under a temporary name, renamed into place only on `commit`.
+
+    Use it as a context manager: leaving the block normally commits, an exception aborts (the
+    temporary file is removed and nothing appears under `path`). Each `write` appends the table as
+    one row group when `row_group_size` is None and the table has at most 1 Mi rows.
+
+    Example (one row group per sweep)::
+
+        with AtomicParquetWriter(out / "points" / "seq.parquet", schema=POINTS, sequence_id="seq") as w:
+            for sweep_table in sweep_tables:
+                w.write(sweep_table)
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        schema: pa.Schema,
+        sequence_id: str,
+        overwrite: bool = False,
+        **parquet_kwargs: Any,
+    ) -> None:
+        self.schema = schema.remove_metadata()
+        self.sequence_id = sequence_id
+        if not is_valid_sequence_id(sequence_id):
+            raise ExportError(
+                f"cannot write {path}: sequence id {sequence_id!r} is not sanitised "
+                "(use only A-Z a-z 0-9 . _ -)"
+            )
+        super().__init__(path, overwrite)
+        self._writer: pq.ParquetWriter | None = None
+        try:
+            self._writer = pq.ParquetWriter(
+                self._open_temporary(),
+                schema_with_metadata(self.schema, sequence_id),
+                **{**DEFAULT_PARQUET_OPTIONS, **parquet_kwargs},
+            )
+        except BaseException as err:
+            self._fail(err)
+
+    def write(self, table: pa.Table, *, row_group_size: int | None = None) -> None:
+        """Append `table` (cast to the schema, see `conform_table`)."""
+        if self._writer is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        table = conform_table(table, self.schema, path=self.path)
+        self._check_sequence_id_column(table)
+        try:
+            self._writer.write_table(table, row_group_size=row_group_size)
+        except BaseException as err:
+            self._fail(err)
+
+    def commit(self) -> None:
+        """Finish the file, flush it to disk and rename it to `path`."""
+        if self._writer is None or self._file is None:
+            raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
+        try:
+            self._writer.close()
+            self._writer = None
+        except BaseException as err:
+            self._fail(err)
+        self._rename_into_place()
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
 
     def _check_sequence_id_column(self, table: pa.Table) -> None:
         if "sequence_id" not in table.column_names or table.num_rows == 0:
@@ -435,7 +461,7 @@ _FOOTER_OFFSETS = ("data_page_offset", "dictionary_page_offset", "index_page_off
 """The ColumnMetaData fields that hold a position in the file (parquet.thrift)."""
 
 
-class AtomicParquetConcat:
+class AtomicParquetConcat(_AtomicFile):
     """One Parquet file made of whole Parquet files' row groups, copied byte for byte (nothing is
     decoded or re-encoded), under a temporary name until `commit` renames it into place.
 
@@ -455,19 +481,12 @@ class AtomicParquetConcat:
     """
 
     def __init__(self, path: Path | str, *, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self._overwrite = overwrite
-        self._refuse_overwrite()
-        self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        super().__init__(path, overwrite)
         self._footer: Any = None  # the first part's FileMetaData, row groups appended to it
-        self._file: BinaryIO | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self._tmp.open("xb")
-            self._file.write(PARQUET_MAGIC)
+            self._open_temporary().write(PARQUET_MAGIC)
         except BaseException as err:
-            self.abort()
-            raise _write_error(self.path, err) or err from err
+            self._fail(err)
 
     @property
     def num_rows(self) -> int:
@@ -491,12 +510,8 @@ class AtomicParquetConcat:
                 shift = self._file.tell() - len(PARQUET_MAGIC)
                 src.seek(len(PARQUET_MAGIC))
                 _copy_bytes(src, self._file, body_end - len(PARQUET_MAGIC))
-        except ExportError:
-            self.abort()
-            raise
         except BaseException as err:
-            self.abort()
-            raise _write_error(self.path, err) or err from err
+            self._fail(err)
         for group in footer.row_groups:
             _shift_row_group(group, shift)
         if self._footer is None:
@@ -520,46 +535,9 @@ class AtomicParquetConcat:
         try:
             self._file.write(footer)
             self._file.write(struct.pack("<I", len(footer)) + PARQUET_MAGIC)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            self._refuse_overwrite()
-            self._tmp.replace(self.path)
         except BaseException as err:
-            self.abort()
-            raise _write_error(self.path, err) or err from err
-        _fsync_directory(self.path.parent)
-
-    def abort(self) -> None:
-        """Drop the temporary file; nothing appears under `path`. Safe to call more than once."""
-        file, self._file = self._file, None
-        if file is not None:
-            with contextlib.suppress(OSError):
-                file.close()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def _refuse_overwrite(self) -> None:
-        if not self._overwrite and (self.path.exists() or self.path.is_symlink()):
-            raise ExportError(
-                f"cannot write {self.path}: it already exists and fusion never overwrites output; "
-                "remove it, choose another --out, or pass --overwrite"
-            )
+            self._fail(err)
+        self._rename_into_place()
 
     def _check_same_schema(self, footer: Any, part: Path) -> None:
         if self._footer is None:
