@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +207,23 @@ def test_track_score_is_the_top_k_mean_scaled_by_length_on_every_box() -> None:
     assert out.score.dtype == np.float32 and (out.score == expected).all()
 
 
+def test_track_score_of_all_detections_scaled_by_the_category_length() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.95, 0.5]
+    cars = one_track(moving_car(6), score=scores, track_id=1)
+    walkers = replace(
+        one_track(moving_car(6, y=-6.0), score=scores, track_id=2), category=np.full(6, "pedestrian")
+    )
+    config = RefineConfig(score_top_k=0, full_score_frames=10, score_frames={"pedestrian": 4})
+    out = refine(concat(cars, walkers), config)
+    mean = np.mean(np.asarray(scores, dtype=np.float32))
+    assert out.score[out.track_id == 1] == pytest.approx(mean * 0.6, rel=1e-6)  # 6 of full_score_frames 10
+    assert out.score[out.track_id == 2] == pytest.approx(mean, rel=1e-6)  # 6 of the pedestrians' 4: full
+    with pytest.raises(TrackingError, match="score_frames"):
+        RefineConfig(score_frames={"car": 0})
+    with pytest.raises(TrackingError, match="score_frames has unknown categories"):
+        RefineConfig(score_frames={"tram": 5})
+
+
 def test_rts_smoothing_reduces_the_position_error_of_a_noisy_constant_velocity_track() -> None:
     rng = np.random.default_rng(5)
     truth = moving_car(40, speed=8.0)
@@ -239,8 +256,11 @@ def test_config_and_table_reject_bad_values() -> None:
 
 
 def test_refine_config_round_trips_through_a_mapping_and_reads_toml(tmp_path: Path) -> None:
-    config = RefineConfig.from_mapping({"max_gap_frames": 3, "params": {"car": {"r_pos": 0.4}}})
+    config = RefineConfig.from_mapping(
+        {"max_gap_frames": 3, "score_frames": {"cyclist": 30}, "params": {"car": {"r_pos": 0.4}}}
+    )
     assert config.max_gap_frames == 3 and config.params["car"].r_pos == 0.4
+    assert config.score_frames["cyclist"] == 30
     assert config.params["truck"] == RefineConfig().params["truck"]
     assert RefineConfig.from_mapping(config.to_mapping()) == config
     toml = tmp_path / "fusion.toml"
