@@ -531,6 +531,65 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     )
 
 
+def one_category_per_object(
+    tracks: TrackTable, distance_m: float = 1.0, min_shared: float = 0.5
+) -> TrackTable:
+    """The tracks of `tracks` with each object kept in one category only.
+
+    Detectors run per category (or confuse them) find one object twice: a cyclist as a cyclist and as
+    a pedestrian. Two tracks of different categories are one object when their centres are within
+    `distance_m` (ground plane) in at least `min_shared` of the frames of the shorter of the two. Tracks
+    are taken by decreasing track score (the mean of their rows' scores: after `refine`, the track
+    score) and each is kept unless it is one object with a kept track of another category; the rows
+    of the others are removed (rows keep their order). Tracks are told apart by (category, track_id),
+    so the tables of per-category runs may share track ids.
+    """
+    if distance_m <= 0.0 or not 0.0 < min_shared <= 1.0:
+        raise TrackingError(f"need distance_m > 0 and 0 < min_shared <= 1, got {distance_m}, {min_shared}")
+    if not len(tracks):
+        return tracks
+    cat = np.array([_CATEGORY_INDEX[c] for c in tracks.category.tolist()], np.int64)
+    keys = np.stack([cat, tracks.track_id], axis=1)
+    _, track = np.unique(keys, axis=0, return_inverse=True)
+    track = track.reshape(-1)
+    n_tracks = int(track.max()) + 1
+    rows = np.bincount(track, minlength=n_tracks)
+    score = np.bincount(track, tracks.score.astype(np.float64), n_tracks) / rows
+    track_cat = np.zeros(n_tracks, np.int64)
+    track_cat[track] = cat
+    shared = _close_frames(tracks.frame_index, track, cat, tracks.boxes_world[:, :2], distance_m)
+    kept: list[int] = []
+    removed = np.zeros(n_tracks, bool)
+    for t in np.argsort(-score, kind="stable").tolist():
+        for k in kept:
+            close = shared.get((min(t, k), max(t, k)), 0)
+            if track_cat[k] != track_cat[t] and close >= min_shared * min(rows[t], rows[k]):
+                removed[t] = True
+                break
+        if not removed[t]:
+            kept.append(t)
+    return tracks.select(~removed[track])
+
+
+def _close_frames(
+    frame: I64, track: npt.NDArray[np.intp], cat: I64, xy: F64, distance_m: float
+) -> dict[tuple[int, int], int]:
+    """{(track a, track b), a < b: frames in which rows of the two, of different categories, are within
+    `distance_m` of each other (ground plane)}."""
+    order = np.argsort(frame, kind="stable")
+    bounds = np.flatnonzero(np.diff(frame[order])) + 1
+    out: dict[tuple[int, int], int] = {}
+    for rows in np.split(order, bounds):
+        if rows.size < 2 or np.unique(cat[rows]).size < 2:
+            continue
+        d = np.hypot(*(xy[rows, None, :] - xy[None, rows, :]).transpose(2, 0, 1))
+        close = (d < distance_m) & (cat[rows, None] != cat[None, rows])
+        for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
+            a, b = sorted((int(track[rows[i]]), int(track[rows[j]])))
+            out[a, b] = out.get((a, b), 0) + 1
+    return out
+
+
 def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
                 cfg: RefineConfig) -> F64:  # fmt: skip
     """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no

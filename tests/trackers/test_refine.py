@@ -23,7 +23,16 @@ from fusion.evaluation.iou import bev_iou, iou_3d
 from fusion.simulate import simulate_log
 from fusion.sync import SyncConfig, prepare, synchronize
 from tests.trackers.scenarios import FRAME_NS, car, frame
-from trackers import RefineConfig, Tracker, TrackerConfig, TrackingError, TrackTable, refine, track_both_ways
+from trackers import (
+    RefineConfig,
+    Tracker,
+    TrackerConfig,
+    TrackingError,
+    TrackTable,
+    one_category_per_object,
+    refine,
+    track_both_ways,
+)
 
 F64 = npt.NDArray[np.float64]
 
@@ -222,6 +231,35 @@ def test_track_score_of_all_detections_scaled_by_the_category_length() -> None:
         RefineConfig(score_frames={"car": 0})
     with pytest.raises(TrackingError, match="score_frames has unknown categories"):
         RefineConfig(score_frames={"tram": 5})
+
+
+def _as(table: TrackTable, category: str) -> TrackTable:
+    return replace(table, category=np.full(len(table), category))
+
+
+def test_an_object_tracked_in_two_categories_stays_in_the_higher_scored_one() -> None:
+    rng = np.random.default_rng(3)
+    path = moving_car(20, speed=4.0)
+    left = np.array([0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # 3 m to the side
+    noisy = path + np.c_[rng.normal(0.0, 0.2, (20, 2)), np.zeros((20, 5))]
+    cyclist = _as(one_track(path, track_id=0, score=0.9), "cyclist")
+    same_object = _as(one_track(noisy[5:15], list(range(5, 15)), track_id=0, score=0.6), "pedestrian")
+    beside = _as(one_track(path + left, track_id=1, score=0.6), "pedestrian")
+    second_cyclist = _as(one_track(noisy, track_id=2, score=0.5), "cyclist")  # same category: kept
+    table = concat(cyclist, same_object, beside, second_cyclist)
+    out = one_category_per_object(table, distance_m=1.0, min_shared=0.5)
+    kept = set(zip(out.category.tolist(), out.track_id.tolist(), strict=True))
+    assert kept == {("cyclist", 0), ("pedestrian", 1), ("cyclist", 2)}
+    assert len(out) == len(table) - len(same_object)
+    # the lower-scored one goes, whichever category it is
+    flipped = concat(_as(cyclist, "pedestrian"), _as(same_object, "cyclist"))
+    assert set(one_category_per_object(flipped).category.tolist()) == {"pedestrian"}
+    # one object only in a few frames of the shorter track: two objects
+    passing = _as(one_track(noisy[5:15] + left, list(range(5, 15)), score=0.6), "pedestrian")
+    passing.boxes_world[:3, 1] -= 3.0
+    assert len(one_category_per_object(concat(cyclist, passing))) == 30
+    with pytest.raises(TrackingError, match="min_shared"):
+        one_category_per_object(table, min_shared=0.0)
 
 
 def test_rts_smoothing_reduces_the_position_error_of_a_noisy_constant_velocity_track() -> None:
