@@ -49,8 +49,9 @@ truncated, occluded 0; score: the track's mean row score (online: the tracker's 
 refined: the track score), rounded to a multiple of 2^-20 and written exactly, one value per track
 (see `track_scores`: the evaluator ranks tracks by that mean and re-averages it at every threshold).
 Each class folder is written under a temporary name and renamed when complete. Also
-OUT/tracking_eval.json (every recall point of both modes), OUT/tracker_config.json and
-OUT/refine_config.json. Refuses to overwrite an existing class folder without --overwrite.
+OUT/tracking_eval.json (every recall point of both modes, and `ONE_CATEGORY_PER_OBJECT`),
+OUT/tracker_config.json and OUT/refine_config.json. Refuses to overwrite an existing class folder
+without --overwrite.
 """
 
 from __future__ import annotations
@@ -254,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": {m: {c: r.to_json() for c, r in per.items()} for m, per in results.items()},
         "folders": {f"{m}/{c}": str(f) for (m, c), f in folders.items()},
         "primary": primary,
+        "one_category_per_object": ONE_CATEGORY_PER_OBJECT,  # refined tracks, see its comment
     }
     (out / "tracking_eval.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     (out / "tracker_config.json").write_text(json.dumps(tracker_config.to_mapping(), indent=2) + "\n")

@@ -575,7 +575,8 @@ def _close_frames(
     frame: I64, track: npt.NDArray[np.intp], cat: I64, xy: F64, distance_m: float
 ) -> dict[tuple[int, int], int]:
     """{(track a, track b), a < b: frames in which rows of the two, of different categories, are within
-    `distance_m` of each other (ground plane)}."""
+    `distance_m` of each other (ground plane)}, from per-row frame (N,), track (N,), category index (N,)
+    and ground-plane centre xy (N, 2)."""
     order = np.argsort(frame, kind="stable")
     bounds = np.flatnonzero(np.diff(frame[order])) + 1
     out: dict[tuple[int, int], int] = {}
