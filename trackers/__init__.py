@@ -7,14 +7,14 @@
 Modules: `online` (Tracker), `motion` (Kalman filters behind `MotionModel`, `MOTION_MODELS`),
 `association` (costs and matchers), `config` (`Params` per category, `TrackerConfig`), `types`
 (`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`), `refine` (offline 4D refinement of
-whole tracks: `track_both_ways`, `refine`, `TrackTable`, `RefineConfig`). Nothing here knows of bags,
-Dask or Parquet.
+whole tracks: `track_both_ways`, `refine`, `one_category_per_object`, `TrackTable`, `RefineConfig`).
+Nothing here knows of bags, Dask or Parquet.
 """
 
 from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
-from trackers.refine import RefineConfig, TrackTable, refine, track_both_ways
+from trackers.refine import RefineConfig, TrackTable, one_category_per_object, refine, track_both_ways
 from trackers.types import Track, TrackedBoxes, TrackState
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Tracker",
     "TrackerConfig",
     "TrackingError",
+    "one_category_per_object",
     "refine",
     "track_both_ways",
 ]

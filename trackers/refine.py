@@ -19,9 +19,10 @@ themselves (world frame), one row per tracked detection.
 
 `refine` then, per track (rows grouped by `track_id`):
 
-1. score and filter: the track score is the mean of its top-k detection scores, scaled by
-   min(1, detections / `full_score_frames`); tracks with fewer than `min_track_frames` detections or
-   a score below `min_track_score` are removed. The score is written to every box of the track.
+1. score and filter: the track score is the mean of its top-k detection scores (`score_top_k`; 0: of
+   all of them), scaled by min(1, detections / `full_score_frames`, or the category's `score_frames`);
+   tracks with fewer than `min_track_frames` detections or a score below `min_track_score` are
+   removed. The score is written to every box of the track.
 2. smooth: a Rauch-Tung-Striebel smoother of a constant-velocity model per axis (x, y, z, then yaw)
    over every frame from the track's first detection to its last, with the category's noise
    (`trackers.config.Params`: q_accel, q_z, q_yaw_rate, r_pos, r_yaw). Frames without a detection
@@ -225,8 +226,11 @@ class RefineConfig:
     params: Mapping[str, Params] = field(default_factory=lambda: DEFAULT_PARAMS)  # noise per category
     min_track_frames: int = 3  # tracks with fewer detected frames are removed
     min_track_score: float = 0.3  # tracks whose (length-scaled) score is lower are removed
-    score_top_k: int = 5  # the track score is the mean of this many of its best detection scores ...
+    # the track score is the mean of this many of its best detection scores (0: of all of them) ...
+    score_top_k: int = 5
     full_score_frames: int = 10  # ... times min(1, detected frames / this)
+    # ... or, per category, / this instead (how many detections make a track as credible as its scores)
+    score_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     max_gap_frames: int = 5  # gaps of at most this many frames without a detection are interpolated
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
@@ -248,8 +252,14 @@ class RefineConfig:
     def __post_init__(self) -> None:
         if missing := set(CATEGORIES) - set(self.params):
             raise TrackingError(f"refine params lack categories {sorted(missing)}")
-        if self.min_track_frames < 1 or self.score_top_k < 1 or self.full_score_frames < 1:
-            raise TrackingError("min_track_frames, score_top_k and full_score_frames must be >= 1")
+        if self.min_track_frames < 1 or self.score_top_k < 0 or self.full_score_frames < 1:
+            raise TrackingError("need min_track_frames, full_score_frames >= 1 and score_top_k >= 0")
+        if bad := set(self.score_frames) - set(CATEGORIES):
+            raise TrackingError(
+                f"score_frames has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
+        if any(not isinstance(v, int) or v < 1 for v in self.score_frames.values()):
+            raise TrackingError("score_frames values must be whole numbers of detections >= 1")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
         if bad := set(self.size_prior) - set(CATEGORIES):
@@ -275,6 +285,8 @@ class RefineConfig:
         top = {k: v for k, v in mapping.items() if k != "params"}
         if "size_prior" in top:
             top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
+        if "score_frames" in top:
+            top["score_frames"] = MappingProxyType(dict(top["score_frames"]))
         if "params" in mapping:
             top["params"] = TrackerConfig.from_mapping({"params": mapping["params"]}).params
         return cls(**top)
@@ -283,6 +295,7 @@ class RefineConfig:
         """The effective configuration as plain values (`from_mapping` reads it back)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
+        out["score_frames"] = dict(self.score_frames)
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return out
 
@@ -436,7 +449,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
     category = _track_category(det, starts)
-    score = _track_score(det.score, starts, counts, cfg)
+    score = _track_score(det.score, starts, counts, category, cfg)
     keep = (counts >= cfg.min_track_frames) & (score >= cfg.min_track_score)
     row_keep = np.repeat(keep, counts)
     det = det.select(row_keep)
@@ -526,6 +539,66 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     )
 
 
+def one_category_per_object(
+    tracks: TrackTable, distance_m: float = 1.0, min_shared: float = 0.5
+) -> TrackTable:
+    """The tracks of `tracks` with each object kept in one category only.
+
+    Detectors run per category (or confuse them) find one object twice: a cyclist as a cyclist and as
+    a pedestrian. Two tracks of different categories are one object when their centres are within
+    `distance_m` (ground plane) in at least `min_shared` of the frames of the shorter of the two. Tracks
+    are taken by decreasing track score (the mean of their rows' scores: after `refine`, the track
+    score) and each is kept unless it is one object with a kept track of another category; the rows
+    of the others are removed (rows keep their order). Tracks are told apart by (category, track_id),
+    so the tables of per-category runs may share track ids.
+    """
+    if distance_m <= 0.0 or not 0.0 < min_shared <= 1.0:
+        raise TrackingError(f"need distance_m > 0 and 0 < min_shared <= 1, got {distance_m}, {min_shared}")
+    if not len(tracks):
+        return tracks
+    cat = np.array([_CATEGORY_INDEX[c] for c in tracks.category.tolist()], np.int64)
+    keys = np.stack([cat, tracks.track_id], axis=1)
+    _, track = np.unique(keys, axis=0, return_inverse=True)
+    track = track.reshape(-1)
+    n_tracks = int(track.max()) + 1
+    rows = np.bincount(track, minlength=n_tracks)
+    score = np.bincount(track, tracks.score.astype(np.float64), n_tracks) / rows
+    track_cat = np.zeros(n_tracks, np.int64)
+    track_cat[track] = cat
+    shared = _close_frames(tracks.frame_index, track, cat, tracks.boxes_world[:, :2], distance_m)
+    kept: list[int] = []
+    removed = np.zeros(n_tracks, bool)
+    for t in np.argsort(-score, kind="stable").tolist():
+        for k in kept:
+            close = shared.get((min(t, k), max(t, k)), 0)
+            if track_cat[k] != track_cat[t] and close >= min_shared * min(rows[t], rows[k]):
+                removed[t] = True
+                break
+        if not removed[t]:
+            kept.append(t)
+    return tracks.select(~removed[track])
+
+
+def _close_frames(
+    frame: I64, track: npt.NDArray[np.intp], cat: I64, xy: F64, distance_m: float
+) -> dict[tuple[int, int], int]:
+    """{(track a, track b), a < b: frames in which rows of the two, of different categories, are within
+    `distance_m` of each other (ground plane)}, from per-row frame (N,), track (N,), category index (N,)
+    and ground-plane centre xy (N, 2)."""
+    order = np.argsort(frame, kind="stable")
+    bounds = np.flatnonzero(np.diff(frame[order])) + 1
+    out: dict[tuple[int, int], int] = {}
+    for rows in np.split(order, bounds):
+        if rows.size < 2 or np.unique(cat[rows]).size < 2:
+            continue
+        d = np.hypot(*(xy[rows, None, :] - xy[None, rows, :]).transpose(2, 0, 1))
+        close = (d < distance_m) & (cat[rows, None] != cat[None, rows])
+        for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
+            a, b = sorted((int(track[rows[i]]), int(track[rows[j]])))
+            out[a, b] = out.get((a, b), 0) + 1
+    return out
+
+
 def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
                 cfg: RefineConfig) -> F64:  # fmt: skip
     """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
@@ -594,15 +667,21 @@ def _track_category(det: TrackTable, starts: npt.NDArray[np.intp]) -> I64:
     return np.asarray(np.argmax(votes, axis=1), dtype=np.int64)
 
 
-def _track_score(score: F32, starts: npt.NDArray[np.intp], counts: I64, cfg: RefineConfig) -> F32:
-    """Mean of the top-k detection scores times min(1, detections / full_score_frames), per track."""
+def _track_score(
+    score: F32, starts: npt.NDArray[np.intp], counts: I64, category: I64, cfg: RefineConfig
+) -> F32:
+    """Per track: the mean of its top-k detection scores (k = `score_top_k`, 0: all) times
+    min(1, detections / its category's `score_frames`, else `full_score_frames`)."""
     track = np.repeat(np.arange(starts.size), counts)
     order = np.lexsort((-score, track))  # per track, best first
     rank = np.arange(score.size) - np.repeat(starts, counts)
-    top = rank < cfg.score_top_k
+    k = cfg.score_top_k if cfg.score_top_k > 0 else score.size
+    top = rank < k
     sums = np.bincount(track, weights=np.where(top, score[order], 0.0), minlength=starts.size)
-    mean = sums / np.minimum(counts, cfg.score_top_k)
-    scaled = mean * np.minimum(1.0, counts / cfg.full_score_frames)
+    mean = sums / np.minimum(counts, k)
+    per_category = [cfg.score_frames.get(c, cfg.full_score_frames) for c in CATEGORIES]
+    frames: F64 = np.array(per_category, np.float64)[category]
+    scaled = mean * np.minimum(1.0, counts / frames)
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,16 @@ from fusion.evaluation.iou import bev_iou, iou_3d
 from fusion.simulate import simulate_log
 from fusion.sync import SyncConfig, prepare, synchronize
 from tests.trackers.scenarios import FRAME_NS, car, frame
-from trackers import RefineConfig, Tracker, TrackerConfig, TrackingError, TrackTable, refine, track_both_ways
+from trackers import (
+    RefineConfig,
+    Tracker,
+    TrackerConfig,
+    TrackingError,
+    TrackTable,
+    one_category_per_object,
+    refine,
+    track_both_ways,
+)
 
 F64 = npt.NDArray[np.float64]
 
@@ -207,6 +216,52 @@ def test_track_score_is_the_top_k_mean_scaled_by_length_on_every_box() -> None:
     assert out.score.dtype == np.float32 and (out.score == expected).all()
 
 
+def test_track_score_of_all_detections_scaled_by_the_category_length() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.95, 0.5]
+    cars = one_track(moving_car(6), score=scores, track_id=1)
+    walkers = replace(
+        one_track(moving_car(6, y=-6.0), score=scores, track_id=2), category=np.full(6, "pedestrian")
+    )
+    config = RefineConfig(score_top_k=0, full_score_frames=10, score_frames={"pedestrian": 4})
+    out = refine(concat(cars, walkers), config)
+    mean = np.mean(np.asarray(scores, dtype=np.float32))
+    assert out.score[out.track_id == 1] == pytest.approx(mean * 0.6, rel=1e-6)  # 6 of full_score_frames 10
+    assert out.score[out.track_id == 2] == pytest.approx(mean, rel=1e-6)  # 6 of the pedestrians' 4: full
+    with pytest.raises(TrackingError, match="score_frames"):
+        RefineConfig(score_frames={"car": 0})
+    with pytest.raises(TrackingError, match="score_frames has unknown categories"):
+        RefineConfig(score_frames={"tram": 5})
+
+
+def _as(table: TrackTable, category: str) -> TrackTable:
+    return replace(table, category=np.full(len(table), category))
+
+
+def test_an_object_tracked_in_two_categories_stays_in_the_higher_scored_one() -> None:
+    rng = np.random.default_rng(3)
+    path = moving_car(20, speed=4.0)
+    left = np.array([0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # 3 m to the side
+    noisy = path + np.c_[rng.normal(0.0, 0.2, (20, 2)), np.zeros((20, 5))]
+    cyclist = _as(one_track(path, track_id=0, score=0.9), "cyclist")
+    same_object = _as(one_track(noisy[5:15], list(range(5, 15)), track_id=0, score=0.6), "pedestrian")
+    beside = _as(one_track(path + left, track_id=1, score=0.6), "pedestrian")
+    second_cyclist = _as(one_track(noisy, track_id=2, score=0.5), "cyclist")  # same category: kept
+    table = concat(cyclist, same_object, beside, second_cyclist)
+    out = one_category_per_object(table, distance_m=1.0, min_shared=0.5)
+    kept = set(zip(out.category.tolist(), out.track_id.tolist(), strict=True))
+    assert kept == {("cyclist", 0), ("pedestrian", 1), ("cyclist", 2)}
+    assert len(out) == len(table) - len(same_object)
+    # the lower-scored one goes, whichever category it is
+    flipped = concat(_as(cyclist, "pedestrian"), _as(same_object, "cyclist"))
+    assert set(one_category_per_object(flipped).category.tolist()) == {"pedestrian"}
+    # one object only in a few frames of the shorter track: two objects
+    passing = _as(one_track(noisy[5:15] + left, list(range(5, 15)), score=0.6), "pedestrian")
+    passing.boxes_world[:3, 1] -= 3.0
+    assert len(one_category_per_object(concat(cyclist, passing))) == 30
+    with pytest.raises(TrackingError, match="min_shared"):
+        one_category_per_object(table, min_shared=0.0)
+
+
 def test_rts_smoothing_reduces_the_position_error_of_a_noisy_constant_velocity_track() -> None:
     rng = np.random.default_rng(5)
     truth = moving_car(40, speed=8.0)
@@ -239,8 +294,11 @@ def test_config_and_table_reject_bad_values() -> None:
 
 
 def test_refine_config_round_trips_through_a_mapping_and_reads_toml(tmp_path: Path) -> None:
-    config = RefineConfig.from_mapping({"max_gap_frames": 3, "params": {"car": {"r_pos": 0.4}}})
+    config = RefineConfig.from_mapping(
+        {"max_gap_frames": 3, "score_frames": {"cyclist": 30}, "params": {"car": {"r_pos": 0.4}}}
+    )
     assert config.max_gap_frames == 3 and config.params["car"].r_pos == 0.4
+    assert config.score_frames["cyclist"] == 30
     assert config.params["truck"] == RefineConfig().params["truck"]
     assert RefineConfig.from_mapping(config.to_mapping()) == config
     toml = tmp_path / "fusion.toml"
