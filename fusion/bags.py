@@ -179,6 +179,7 @@ class Bag:
         self._typestore: Typestore = get_typestore(Stores.EMPTY)
         self._recovery: _Recovery | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._mcap_index: dict[tuple[str, str], list[int]] | None = None  # (topic, type) -> log times
 
     @property
     def distro(self) -> Literal["ros1", "ros2"]:
@@ -292,7 +293,8 @@ class Bag:
             if self.format is BagFormat.ROS2_SQLITE3:
                 out = _sqlite_times(self.path, self._conns)
             else:
-                out = _mcap_times(self.path, self._conns)
+                self._mcap_index = _mcap_stamps(self.path)
+                out = _mcap_times(self._mcap_index or {}, self._conns)
         except Exception as err:  # an index we cannot read costs only the first/last times
             log.debug("no record times for %s: %s", self.path, err)
         return out
@@ -312,10 +314,9 @@ class Bag:
         elif self.format is BagFormat.ROS2_SQLITE3:
             stamps = _sqlite_stamps(self.path, topic)
         else:
-            found = _mcap_stamps(self.path)
-            if found is None:
+            if self._mcap_index is None:
                 return None
-            stamps = [t for c in {(c.topic, c.msgtype) for c in conns} for t in found.get(c, [])]
+            stamps = [t for c in {(c.topic, c.msgtype) for c in conns} for t in self._mcap_index.get(c, [])]
         times = np.sort(np.asarray(stamps, dtype=np.int64))
         return times if len(times) == info.count else None
 
@@ -599,9 +600,10 @@ def _mcap_stamps(path: Path) -> dict[tuple[str, str], list[int]] | None:
     return out if chunks else None
 
 
-def _mcap_times(path: Path, conns: Sequence[Connection]) -> dict[int, tuple[int, int, int]]:
-    """Count and first/last log time per connection from the MCAP message indexes."""
-    stamps = _mcap_stamps(path) or {}
+def _mcap_times(
+    stamps: dict[tuple[str, str], list[int]], conns: Sequence[Connection]
+) -> dict[int, tuple[int, int, int]]:
+    """Count and first/last log time per connection from the MCAP message indexes' stamps."""
     out: dict[int, tuple[int, int, int]] = {}
     for conn in conns:
         found = stamps.get((conn.topic, conn.msgtype))

@@ -279,7 +279,6 @@ class LogFinisher:
         self.warnings = list(plan.warnings)
         self._added = 0
         self._counts: list[int] = []  # sweeps per chunk appended
-        self._sweeps = 0
         self._taken: list[int] = []  # chunks whose records are in frames/rows
         self._stack = ExitStack()
         self.points = (
@@ -303,7 +302,7 @@ class LogFinisher:
         expected = self.chunks_added
         if chunk.index != expected:
             raise ExportError(f"cannot finish {sid}: got chunk {chunk.index}, expected chunk {expected}")
-        offset = self._sweeps
+        offset = sum(self._counts)
         part = parts_dir(self.out, sid)
         shift = offset - chunk.first_frame  # 0 unless the bag's index miscounted an earlier chunk
         if self.points is not None:
@@ -320,7 +319,6 @@ class LogFinisher:
             with _renumbered(path, shift, rewrite) as numbered:
                 writer.append(numbered)
         self._counts.append(chunk.sweeps)
-        self._sweeps += chunk.sweeps
         self._added = expected + 1
 
     def _take_records(self, chunk: ChunkResult) -> None:
