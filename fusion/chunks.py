@@ -307,7 +307,8 @@ class LogFinisher:
         shift = offset - chunk.first_frame  # 0 unless the bag's index miscounted an earlier chunk
         if self.points is not None:
             path = part / f"{chunk.index:05d}.points.parquet"
-            with _renumbered(path, shift, functools.partial(_renumber_points, sequence_id=sid)) as numbered:
+            rewrite = functools.partial(_renumber_points, sequence_id=sid, first_frame=offset)
+            with _renumbered(path, shift, rewrite) as numbered:
                 added = self.points.append(numbered)
             if added != chunk.sweeps:
                 raise ExportError(
@@ -432,7 +433,7 @@ def _renumbered(path: Path, shift: int, rewrite: Callable[[Path, Path, int], Non
     if shift == 0:
         yield path
         return
-    log.warning("%s: frame numbers moved by %d (the bag's index miscounted an earlier chunk)", path, shift)
+    log.warning("%s: frame numbers moved by %d (the bag's index miscounted earlier sweeps)", path, shift)
     renumbered = path.with_name(f"{path.stem}.renumbered.parquet")
     try:
         rewrite(path, renumbered, shift)
@@ -441,11 +442,11 @@ def _renumbered(path: Path, shift: int, rewrite: Callable[[Path, Path, int], Non
         renumbered.unlink(missing_ok=True)
 
 
-def _renumber_points(src: Path, dst: Path, shift: int, *, sequence_id: str) -> None:
-    """Rewrite a points part file with its frame indices moved by `shift` (one row group per sweep)."""
+def _renumber_points(src: Path, dst: Path, shift: int, *, sequence_id: str, first_frame: int) -> None:
+    """Rewrite a points part file (one row group per sweep) numbering its sweeps from `first_frame`
+    (= their old numbers + `shift`)."""
     file = _part(src)
-    first = _first_frame_index(file) + shift
-    with PointsWriter(dst, sequence_id, overwrite=True, first_frame=first) as writer:
+    with PointsWriter(dst, sequence_id, overwrite=True, first_frame=first_frame) as writer:
         for g in range(file.num_row_groups):
             table = file.read_row_group(g)
             xyz = np.column_stack([table.column(c).to_numpy() for c in ("x", "y", "z")])
@@ -471,15 +472,6 @@ def _renumber_images(src: Path, dst: Path, shift: int, *, sequence_id: str, came
                 strict=True,
             ):
                 writer.add(frame + shift, stamp, data, encoding)
-
-
-def _first_frame_index(file: pq.ParquetFile) -> int:
-    """The frame_index of a points part file's first sweep (0 for a file of none)."""
-    for g in range(file.num_row_groups):
-        column = file.read_row_group(g, columns=["frame_index"]).column(0)
-        if len(column):
-            return int(column[0].as_py()) - g
-    return 0
 
 
 def _part(path: Path) -> pq.ParquetFile:

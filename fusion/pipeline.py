@@ -133,7 +133,6 @@ def _chunk_task(
         )
         return result.parts, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        del progress
         release_free_memory()
 
 
@@ -145,7 +144,8 @@ def _chunk_result(future: Any) -> ChunkResult:
 def _finish_task(
     plan: LogPlan, chunks_dataset: str, out: str, config: RunConfig, calibration: str | None
 ) -> tuple[DetectSummary, SequenceInfo]:
-    """Merge each chunk as soon as it is done, in order, while later chunks still run. The chunk
+    """Append each chunk's part files as soon as it is done, in order, while later chunks still
+    run; then track and write the log from every chunk's detections. The chunk
     futures come from a published dataset (futures given as arguments would be waited for before
     the task starts); the task leaves the worker's thread pool (`secede`) first, so the worker runs
     a chunk while this task connects its client and waits."""
