@@ -98,8 +98,10 @@ def _shift_stamps(msg: Any, shift_ns: int, store: Any) -> None:
 
 
 def _warm() -> int:
-    """In a worker: import the pipeline and run the detector once (numba caches), before timing."""
+    """In a worker: import the pipeline (and pandas, which pyarrow imports on its first list
+    conversion) and run the detector once (numba caches), before timing."""
     import numpy as np
+    import pandas  # noqa: F401
 
     import fusion.chunks  # noqa: F401
     from fusion.decode import PointCloud
