@@ -192,7 +192,7 @@ def test_boxes_of_the_visible_rear_grow_forward_to_the_track_size() -> None:
     boxes[10:, 0] = rear + 1.0
     table = one_track(boxes, sensor_origin=[0.0, 0.0, 1.8])
     out = refine(table)
-    assert np.abs(out.boxes_world[:, 3] - 4.5).max() < 1e-9
+    assert np.abs(out.boxes_world[:, 3] - 4.5).max() < 1e-3  # 2e-5: the sweep stretch of a car end-on
     assert np.abs(out.boxes_world[:, 0] - truth[:, 0]).max() < 0.1
     plain = refine(table, RefineConfig(anchor_seen_faces=False))
     assert np.abs(plain.boxes_world[15:, 0] - truth[15:, 0]).min() > 0.5  # centred on the rear part
