@@ -109,6 +109,9 @@ SENSOR_FRAME_AMODAL_REFINE: dict[str, Any] = {
     "size_quantile": 0.5,
     "anchor_seen_faces": False,
     "size_prior": {},
+    # learned boxes, not fits to the points a sweep caught: no sweep-stretch correction of their sizes
+    "sweep_spin": "",
+    "size_smear_m": 0.0,
 }
 # Refined track scores for a score sweep (sAMOTA ranks whole tracks by their score): the mean of *all*
 # of a track's detection scores, not of its best 5 (those saturate near 1 for false tracks as well as

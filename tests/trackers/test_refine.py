@@ -192,7 +192,7 @@ def test_boxes_of_the_visible_rear_grow_forward_to_the_track_size() -> None:
     boxes[10:, 0] = rear + 1.0
     table = one_track(boxes, sensor_origin=[0.0, 0.0, 1.8])
     out = refine(table)
-    assert np.abs(out.boxes_world[:, 3] - 4.5).max() < 1e-9
+    assert np.abs(out.boxes_world[:, 3] - 4.5).max() < 1e-3  # 2e-5: the sweep stretch of a car end-on
     assert np.abs(out.boxes_world[:, 0] - truth[:, 0]).max() < 0.1
     plain = refine(table, RefineConfig(anchor_seen_faces=False))
     assert np.abs(plain.boxes_world[15:, 0] - truth[15:, 0]).min() > 0.5  # centred on the rear part
@@ -513,11 +513,41 @@ def test_car_sizes_on_simulated_logs_are_within_10_cm_for_well_seen_cars(sim_log
             errors.append(np.abs(size - log.gt_sizes[gid]))
     err = np.array(errors)
     assert len(err) >= 20  # 25 with the split stage of the detector (22 before it)
-    assert (np.median(err, axis=0) < 0.05).all()  # 2.4, 2.2, 3.1 cm (5.7 cm in length without the prior)
-    # With the detector's split stage (rows of parked cars cut into cars) 25 cars qualify and 18 of
-    # them (0.72) are within 10 cm. Before it: 17 of 22 within 10 cm (16 without the size prior:
-    # the car ahead, seen from behind, measured 0.64 and 0.30 m short, gets the car prior); left: a
-    # car measured 0.36-0.39 m
-    # long in both seeds, a 4.84 m car seen from behind (the prior is 4.5 m), a 4.34 m one the prior
-    # lengthens, one 0.21 m too wide and one 10 cm short
-    assert (err.max(axis=1) < 0.10).mean() >= 0.7
+    assert (np.median(err, axis=0) < 0.05).all()  # 2.1, 1.7, 3.4 cm
+    # 20 of 25 cars (0.80) within 10 cm; 18 before the sweep stretch was taken out of moving cars'
+    # lengths (the car overtaking close by, 0.36-0.39 m long in both seeds). Left (what limits them):
+    # three cars only ever seen end-on at 20-60 m (4.84, 4.65 and 4.34 m long) get the 4.5 m prior; a
+    # parked car whose boxes are fitted across it and merged with its neighbours close by (0.20 m
+    # too wide), and one seen with ~8 points at 29-59 m (0.14 m too low: the top beam misses the roof).
+    # Seeds 3 and 4 (not tuned on): 21 of 25, 17 before.
+    assert (err.max(axis=1) < 0.10).mean() >= 0.76
+
+
+def _swept_car(x: float, speed: float, length: float = 4.5, y: float = 4.0) -> list[float]:
+    """The box a clockwise-spinning LiDAR at the origin (beam at azimuth pi at the stamp, 100 ms a turn)
+    fits to a car whose centre is at (x, y) at the stamp, driving at `speed` along +x: each end is
+    caught when the beam passes it, by when the car has moved on."""
+
+    def caught(end: float) -> float:  # where the end is when the beam reaches it (fixed point)
+        t = 0.0
+        for _ in range(10):
+            t = ((math.pi - math.atan2(y, end + speed * t)) % math.tau) / math.tau * 0.1
+        return end + speed * t
+
+    rear, front = caught(x - length / 2), caught(x + length / 2)
+    return [(rear + front) / 2, y, 0.8, front - rear, 1.9, 1.6, 0.0]
+
+
+def test_a_fast_car_passing_close_gets_its_length_with_the_sweep_stretch_taken_out() -> None:
+    rng = np.random.default_rng(11)
+    speed = 15.0  # m/s along +x, 4 m to the side of a parked sensor
+    jitter = np.c_[rng.normal(0, 0.02, (30, 2)), np.zeros((30, 5))]
+    rows = [[list(np.r_[_swept_car(-20.0 + speed * 0.1 * k, speed)] + jitter[k])] for k in range(30)]
+    assert max(r[0][3] for r in rows) > 4.5 + 0.25  # stretched by up to ~0.3 m as it passes
+    pose = np.eye(4)
+    frames = [(b, t, pose) for b, t, _ in _frames(rows)]
+    tracks = track_both_ways(frames)
+    stretched = refine(tracks, RefineConfig(sweep_spin="", size_smear_m=0.0)).boxes_world[0, 3]
+    corrected = refine(tracks).boxes_world[0, 3]  # fusion.sync's default spin, clockwise
+    assert stretched > 4.5 + 0.15
+    assert abs(corrected - 4.5) < 0.05
