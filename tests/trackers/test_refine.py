@@ -209,10 +209,11 @@ def test_lengths_the_detector_completed_to_its_floor_do_not_count_for_the_track_
 
 def test_track_both_ways_carries_the_measured_sizes_of_the_detections() -> None:
     rows = [[[8.0 + k, 1.0, 0.5, 4.2, 1.8, 1.5, 0.0]] for k in range(6)]
-    frames = [
-        (Boxes.build(r, ["car"], [0.9], [50], frame_id="l", stamp_ns=t, measured=[[3.0 + 0.1 * i, 1.8]]), t, p)
-        for i, (r, (_, t, p)) in enumerate(zip(rows, _frames(rows), strict=True))
-    ]
+    frames = []
+    for i, (r, (_, t, p)) in enumerate(zip(rows, _frames(rows), strict=True)):
+        measured = [[3.0 + 0.1 * i, 1.8]]
+        boxes = Boxes.build(r, ["car"], [0.9], [50], frame_id="l", stamp_ns=t, measured=measured)
+        frames.append((boxes, t, p))
     table = track_both_ways(frames).sorted()
     np.testing.assert_allclose(table.measured[:, 0], 3.0 + 0.1 * np.arange(6))
 
