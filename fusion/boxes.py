@@ -9,7 +9,7 @@ in the frame `frame_id` at `stamp_ns`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -104,6 +104,10 @@ class Boxes:
     category: (N,) str (numpy unicode), each one of CATEGORIES.
     score: (N,) float32 in [0, 1].
     num_points: (N,) int32, points inside each box.
+    measured: (N, 2) float64, the length and width the detector measured along the box's axes: shorter
+        than the box's where it completed a partial view (a LiDAR sees the near sides of an object)
+        to a typical size; the box's own length and width when not given. Not part of the output
+        contract: it tells the refinement which sizes are measurements.
     """
 
     boxes: npt.NDArray[np.float64]
@@ -112,6 +116,7 @@ class Boxes:
     num_points: npt.NDArray[np.int32]
     frame_id: str
     stamp_ns: int
+    measured: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2), np.float64))
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
@@ -120,6 +125,10 @@ class Boxes:
         for name in ("category", "score", "num_points"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {getattr(self, name).shape}")
+        if self.measured.shape == (0, 2) and n:  # not given: every size measured
+            object.__setattr__(self, "measured", self.boxes[:, 3:5].copy())
+        if self.measured.shape != (n, 2):
+            raise ValueError(f"measured must have shape ({n}, 2), got {self.measured.shape}")
         if n and (bad := {str(c) for c in np.unique(self.category)} - set(CATEGORIES)):
             raise ValueError(f"unknown categories {sorted(bad)}; use one of {', '.join(CATEGORIES)}")
 
@@ -147,8 +156,10 @@ class Boxes:
         *,
         frame_id: str,
         stamp_ns: int,
+        measured: npt.ArrayLike | None = None,
     ) -> Boxes:
-        """Boxes from array-likes, with dtypes fixed and yaw wrapped."""
+        """Boxes from array-likes, with dtypes fixed and yaw wrapped; `measured` (N, 2) or None (the
+        boxes' own lengths and widths)."""
         arr = np.array(boxes, dtype=np.float64).reshape(-1, 7)
         arr[:, 6] = wrap_angle(arr[:, 6])
         return cls(
@@ -158,6 +169,9 @@ class Boxes:
             num_points=np.asarray(num_points, dtype=np.int32).reshape(-1),
             frame_id=frame_id,
             stamp_ns=stamp_ns,
+            measured=np.zeros((0, 2), np.float64)
+            if measured is None
+            else np.asarray(measured, dtype=np.float64).reshape(-1, 2),
         )
 
     def select(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Boxes:
@@ -168,4 +182,5 @@ class Boxes:
             self.num_points[mask],
             self.frame_id,
             self.stamp_ns,
+            self.measured[mask],
         )

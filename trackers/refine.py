@@ -47,9 +47,14 @@ themselves (world frame), one row per tracked detection.
    A dimension the sensor never saw (length: fewer than `size_seen_min` detections viewed at least
    `size_view_deg` away from end-on, i.e. the car ahead seen from behind; width: from side-on) is
    at least the category's `size_prior` (a partial view only ever measures too short). Tracks
-   without known sensor positions keep their measured size.
+   without known sensor positions keep their measured size. A length the detector completed to a
+   typical size rather than measured (`TrackTable.measured`, from `Boxes.measured`, shorter than the
+   box) does not count for the length of a track of a `size_prior` category, unless its measured
+   lengths carry less than `size_measured_share` of its weight (a few measured lengths among many
+   completed ones are more often a box merged with a neighbour than the car's length).
 5. static objects: a track whose smoothed median speed is below `static_speed_mps` and whose
-   smoothed path moves less than `static_displacement_m` (first to last frame) is held at one pose,
+   smoothed path moves less than `static_displacement_m` (first to last frame), from the detected
+   centres or from the anchored ones, is held at one pose,
    the median of its detections' centres and their mean aligned heading; velocity zero.
 6. output: the detected frames (origin "detected") and the frames of gaps of at most
    `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
@@ -108,6 +113,9 @@ class TrackTable:
     num_points: (N,) int32 LiDAR points in the box (0 when unknown or interpolated).
     velocity: (N, 3) float64 world-frame velocity m/s (NaN when unknown).
     sensor_origin: (N, 3) float64 where the sensor was (world frame) when it saw the box (NaN when unknown).
+    measured: (N, 2) float64 the length and width the detector measured (`Boxes.measured`: shorter than
+        the box's where it completed a partial view to a typical size); the box's own when not given,
+        and in `refine`'s output.
     """
 
     frame_index: I64
@@ -120,13 +128,14 @@ class TrackTable:
     num_points: I32
     velocity: F64
     sensor_origin: F64
+    measured: F64
 
     def __post_init__(self) -> None:
         n = self.frame_index.shape[0]
         shapes = {
             "frame_index": (n,), "t_ns": (n,), "track_id": (n,), "category": (n,), "score": (n,),
             "boxes_world": (n, 7), "origin": (n,), "num_points": (n,), "velocity": (n, 3),
-            "sensor_origin": (n, 3),
+            "sensor_origin": (n, 3), "measured": (n, 2),
         }  # fmt: skip
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -154,6 +163,7 @@ class TrackTable:
         num_points: npt.ArrayLike | None = None,
         velocity: npt.ArrayLike | None = None,
         sensor_origin: npt.ArrayLike | None = None,
+        measured: npt.ArrayLike | None = None,
     ) -> TrackTable:
         """A table from array-likes, dtypes fixed and yaw wrapped; `origin` may be one string for all rows."""
         frames = np.asarray(frame_index, dtype=np.int64).reshape(-1)
@@ -174,6 +184,9 @@ class TrackTable:
             else np.asarray(num_points, np.int32).ravel(),
             velocity=_rows3(velocity, n),
             sensor_origin=_rows3(sensor_origin, n),
+            measured=boxes[:, 3:5].copy()
+            if measured is None
+            else np.asarray(measured, np.float64).reshape(-1, 2),
         )
 
     @classmethod
@@ -260,6 +273,10 @@ class RefineConfig:
     size_prior: Mapping[str, tuple[float, float, float]] = field(default_factory=lambda: SIZE_PRIOR)
     size_view_deg: float = 20.0  # a view this far from end-on (side-on) shows the length (width) ...
     size_seen_min: int = 3  # ... when this many detections had it
+    # a length the detector completed to its category's typical size (`TrackTable.measured` shorter
+    # than the box) is left out of the length quantile of a track of a `size_prior` category when the
+    # track's measured lengths carry at least this share of its size weight (0: always; above 1: never)
+    size_measured_share: float = 0.2
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
     def __post_init__(self) -> None:
@@ -281,6 +298,8 @@ class RefineConfig:
             )
         if any(len(v) != 3 or min(v) <= 0 for v in self.size_prior.values()):
             raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
+        if not self.size_measured_share >= 0.0:
+            raise TrackingError(f"size_measured_share must be >= 0, got {self.size_measured_share}")
         if not 0.0 <= self.size_view_deg <= 90.0 or self.size_seen_min < 1:
             raise TrackingError("need 0 <= size_view_deg <= 90 and size_seen_min >= 1")
         if self.size_smear_m < 0.0 or self.sweep_period_s <= 0.0:
@@ -368,6 +387,7 @@ def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None
         score=flat([b.score for b, _, _ in frames], (), np.float32),
         boxes_world=flat(world, (7,), np.float64),
         num_points=flat([b.num_points for b, _, _ in frames], (), np.int32),
+        measured=flat([b.measured for b, _, _ in frames], (2,), np.float64),
         sensor_origin=np.array([_origin(pose) for _, _, pose in frames]).reshape(-1, 3)[fi],
     )
 
@@ -526,15 +546,22 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     if cfg.sweep_spin:
         omega = (1.0 if cfg.sweep_spin == "ccw" else -1.0) * math.tau / cfg.sweep_period_s
         seen = _unsmeared(det.boxes_world, vel[det_grid], det.sensor_origin, omega)
-    size = _track_size(seen, size_weight, starts, cfg.size_quantile)
+    weight = np.repeat(size_weight[:, None], 3, axis=1)
+    vehicle = np.isin(_CATEGORY_NAMES[category], list(cfg.size_prior))[track_of_det]  # prior: never short
+    counted = _measured_lengths(det, size_weight, track_of_det, starts.size, cfg.size_measured_share)
+    weight[:, 0] *= counted | ~vehicle
+    size = _track_size(seen, weight, starts, cfg.size_quantile)
     size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
+    # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
+    # length that is off by a few cm moves them when the sensor passes it and the near face changes)
+    static = _static(pos, speed, grid_start, ends, cfg)
     centres = det.boxes_world[:, :3]
     if cfg.anchor_seen_faces:
         centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
         z_pos[det_grid] = centres
         pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std)
         speed = np.hypot(vel[:, 0], vel[:, 1])
-    static = _static(pos, speed, grid_start, ends, cfg)
+    static |= _static(pos, speed, grid_start, ends, cfg)
     if static.any():
         held = np.repeat(static, span)
         centre = np.stack([_segment_median(centres[:, a], starts) for a in range(3)], axis=1)
@@ -793,15 +820,29 @@ def _unwrap(yaw: F64, starts: npt.NDArray[np.intp]) -> F64:
     return np.asarray(yaw[starts].repeat(counts) + total - total[starts].repeat(counts), dtype=np.float64)
 
 
+def _measured_lengths(det: TrackTable, weight: F64, track_of_det: I64, n: int, share: float) -> Bool:
+    """(N,) bool: the detections whose length counts for their track's length. A length the detector
+    completed to its category's typical size (`measured` shorter than the box) is not a measurement and
+    does not count, unless the track's measured lengths carry less than `share` of its `weight` (N,):
+    a few measured lengths among many completed ones are more often a box merged with a neighbour
+    than the object's length, and the completed ones then keep it down."""
+    measured = det.measured[:, 0] >= det.boxes_world[:, 3] - 1e-6
+    total = np.bincount(track_of_det, weight, n)
+    part = np.bincount(track_of_det, np.where(measured, weight, 0.0), n)
+    few = part < share * total
+    return np.asarray(measured | few[track_of_det], dtype=np.bool_)
+
+
 def _track_size(sizes: F64, weight: F64, starts: npt.NDArray[np.intp], q: float) -> F64:
-    """(T, 3): per track and dimension, the weighted quantile `q` of the detections' sizes."""
+    """(T, 3): per track and dimension, the weighted quantile `q` of the detections' sizes (N, 3), with
+    weights (N, 3) per dimension (a track whose weights are all 0 in a dimension: unweighted)."""
     counts = np.diff(np.append(starts, sizes.shape[0]))
     track = np.repeat(np.arange(starts.size), counts)
     w = weight.astype(np.float64) + 1e-6
     out = np.empty((starts.size, 3))
     for a in range(3):
         order = np.lexsort((sizes[:, a], track))
-        ws = w[order]
+        ws = w[order, a]
         cum = np.cumsum(ws)
         base = np.r_[0.0, cum][starts]
         total = np.bincount(track, ws, starts.size)

@@ -9,7 +9,8 @@ dropped.
 Completion: a LiDAR sees the near sides of an object, so a rectangle fitted to its points is
 short of the object's size. The category's `prior` length and width are imposed where the
 observed extent is shorter, keeping the edge nearer the sensor and growing the box away from it
-(symmetrically where the sensor looks at the middle of that side). Which observed axis is the
+(symmetrically where the sensor looks at the middle of that side); each box keeps the length and
+width it was observed with (`Boxes.measured`). Which observed axis is the
 length: the longer one when it is longer than the prior width could explain, else the one more
 along the line of sight (a car seen from behind shows its width across the view). The heading
 keeps a 180 degree ambiguity; yaw is that of the length axis.
@@ -140,13 +141,15 @@ SCORE_WEIGHTS: Final[Mapping[str, tuple[float, ...]]] = MappingProxyType(
 @dataclass(frozen=True, eq=False)
 class Classified:
     """The kept clusters: `cluster` (K,) int64 indices into the shapes, `boxes` (K, 7), `category`
-    (K,) str, `features` (K, len(SCORE_FEATURES)) float64 (the score's inputs), `score` (K,) float32."""
+    (K,) str, `features` (K, len(SCORE_FEATURES)) float64 (the score's inputs), `score` (K,) float32,
+    `measured` (K, 2) float64 (the observed extents along the box's length and width)."""
 
     cluster: npt.NDArray[np.int64]
     boxes: F64
     category: npt.NDArray[np.str_]
     features: F64
     score: npt.NDArray[np.float32]
+    measured: F64
 
 
 def categorize(shapes: Shapes, config: ClassifyConfig = ClassifyConfig()) -> npt.NDArray[np.str_]:
@@ -178,6 +181,14 @@ def categorize(shapes: Shapes, config: ClassifyConfig = ClassifyConfig()) -> npt
 
 def complete_boxes(shapes: Shapes, category: npt.NDArray[np.str_], config: ClassifyConfig) -> F64:
     """(C, 7) boxes x y z l w h yaw: each rectangle completed to its category's prior size."""
+    return completed_boxes(shapes, category, config)[0]
+
+
+def completed_boxes(
+    shapes: Shapes, category: npt.NDArray[np.str_], config: ClassifyConfig
+) -> tuple[F64, F64]:
+    """`complete_boxes` and (C, 2) the observed extents along each box's length and width (shorter than
+    the box's where it was completed to the prior)."""
     v = shapes.values
     n = len(shapes)
     prior = np.zeros((n, 2))
@@ -207,9 +218,11 @@ def complete_boxes(shapes: Shapes, category: npt.NDArray[np.str_], config: Class
     yaw = np.arctan2(len_axis[:, 1], len_axis[:, 0]) + np.where(swap, 0.5 * np.pi, 0.0)
     length = np.where(swap, new_wid, new_len)
     width = np.where(swap, new_len, new_wid)
+    measured = np.stack([np.where(swap, wid_ext, len_ext), np.where(swap, len_ext, wid_ext)], axis=1)
     height = np.maximum(v[:, S_TOP], 0.1)
     z = v[:, S_GROUND] + 0.5 * height
-    return np.stack([centre[:, 0], centre[:, 1], z, length, width, height, wrap_angle(yaw)], axis=1)
+    boxes = np.stack([centre[:, 0], centre[:, 1], z, length, width, height, wrap_angle(yaw)], axis=1)
+    return boxes, measured
 
 
 def score_features(shapes: Shapes, boxes: F64) -> F64:
@@ -273,9 +286,9 @@ def classify(shapes: Shapes, config: ClassifyConfig = ClassifyConfig()) -> Class
     keep = np.flatnonzero(category != "")
     sub = Shapes(values=shapes.values[keep], fitted=shapes.fitted[keep])
     cat = category[keep]
-    boxes = complete_boxes(sub, cat, config)
+    boxes, measured = completed_boxes(sub, cat, config)
     kept = suppress_inside(boxes, cat, sub.values[:, S_COUNT], config)
-    keep, boxes, cat = keep[kept], boxes[kept], cat[kept]
+    keep, boxes, cat, measured = keep[kept], boxes[kept], cat[kept], measured[kept]
     sub = Shapes(values=sub.values[kept], fitted=sub.fitted[kept])
     features = score_features(sub, boxes)
     score = score_boxes(features, cat)
@@ -286,6 +299,7 @@ def classify(shapes: Shapes, config: ClassifyConfig = ClassifyConfig()) -> Class
         category=cat[ok],
         features=features[ok],
         score=score[ok],
+        measured=measured[ok],
     )
 
 
@@ -294,5 +308,11 @@ def to_boxes(result: Classified, num_points: npt.NDArray[np.int64], frame_id: st
     if result.boxes.shape[0] == 0:
         return Boxes.empty(frame_id, stamp_ns)
     return Boxes.build(
-        result.boxes, result.category, result.score, num_points, frame_id=frame_id, stamp_ns=stamp_ns
+        result.boxes,
+        result.category,
+        result.score,
+        num_points,
+        frame_id=frame_id,
+        stamp_ns=stamp_ns,
+        measured=result.measured,
     )

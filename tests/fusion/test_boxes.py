@@ -33,3 +33,17 @@ def test_select_and_empty() -> None:
     cars = b.select(b.category == "car")
     assert cars.score.tolist() == pytest.approx([0.1, 0.3])
     assert len(Boxes.empty("lidar", 0)) == 0
+
+
+def test_measured_sizes_default_to_the_boxes_own_and_follow_a_selection() -> None:
+    rows = [[1.0, 2.0, 0.5, 4.2, 1.8, 1.5, 0.0], [5.0, 0.0, 0.5, 0.6, 0.6, 1.7, 0.0]]
+    plain = Boxes.build(rows, ["car", "pedestrian"], [0.9, 0.8], [100, 20], frame_id="l", stamp_ns=0)
+    np.testing.assert_array_equal(plain.measured, np.array(rows)[:, 3:5])
+    seen = Boxes.build(
+        rows, ["car", "pedestrian"], [0.9, 0.8], [100, 20], frame_id="l", stamp_ns=0,
+        measured=[[2.9, 1.8], [0.6, 0.6]],
+    )  # fmt: skip
+    assert seen.select(np.array([True, False])).measured.tolist() == [[2.9, 1.8]]
+    assert Boxes.empty("l", 0).measured.shape == (0, 2)
+    with pytest.raises(ValueError, match="measured"):
+        Boxes.build(rows, ["car", "car"], [0.9, 0.8], [1, 2], frame_id="l", stamp_ns=0, measured=[[1.0, 1.0]])

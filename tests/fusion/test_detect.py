@@ -181,6 +181,17 @@ def test_a_one_sided_view_is_completed_away_from_the_sensor() -> None:
     assert boxes.boxes[0, 3] == pytest.approx(prior_length)
     assert boxes.boxes[0, 0] == pytest.approx(15.0 + prior_length / 2, abs=0.05)
     assert abs(math.sin(boxes.boxes[0, 6])) < 0.02  # heading along the line of sight
+    # the box records what was measured: its length was completed (the rear's depth seen), its width not
+    assert boxes.measured[0, 0] < 0.5
+    assert boxes.measured[0, 1] == pytest.approx(boxes.boxes[0, 4])
+
+
+def test_a_car_seen_whole_records_its_length_and_width_as_measured() -> None:
+    rng = np.random.default_rng(5)
+    ground = sloped_ground(rng, n=20_000)
+    boxes = GeometricDetector().detect(cloud_of(np.concatenate([ground, car_points(0.4, (9.0, 6.0), rng)])))
+    assert boxes.category.tolist() == ["car"]
+    np.testing.assert_allclose(boxes.measured[0], boxes.boxes[0, 3:5])
 
 
 def test_empty_cloud_gives_empty_boxes() -> None:
