@@ -45,6 +45,7 @@ are wrong against the ground truth, where 6 % of all pre-labels are (`bench/flag
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -242,6 +243,12 @@ class FlagConfig:
         }
 
 
+MEDIAN_BLOCK: Final = 8192
+"""Segments whose windowed median velocity is computed at once (~40 bytes of scratch per segment
+and window slot): bounds the flags' memory for long logs."""
+OVERLAP_FRAMES: Final = 256
+"""Sweeps whose box-pair IoUs are computed at once (8 bytes per pair of a sweep's boxes)."""
+
 _NEEDED: Final = ("sequence_id", "frame_index", "timestamp_ns", "track_id", "category", "score", *BOX_COLUMNS)
 
 
@@ -421,14 +428,19 @@ def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
     new[1:] = (key_seq[1:] != key_seq[:-1]) | (key_frame[1:] != key_frame[:-1])
     start = np.append(np.flatnonzero(new), len(by_frame)).astype(np.int64)
     boxes = np.ascontiguousarray(t.boxes[by_frame])
-    ious, pair_start = frame_pair_ious(boxes, boxes, start, start, False)
     best = np.zeros(len(by_frame))
     other = np.full(len(by_frame), -1, dtype=np.int64)
-    for f in range(len(start) - 1):
+    n_frames = len(start) - 1
+    for f in range(n_frames):
+        if f % OVERLAP_FRAMES == 0:  # the IoUs of the next block of frames (all pairs of a frame)
+            f0, f1 = f, min(f + OVERLAP_FRAMES, n_frames)
+            block = start[f0 : f1 + 1] - start[f0]
+            rows_in = boxes[start[f0] : start[f1]]
+            ious, pair_start = frame_pair_ious(rows_in, rows_in, block, block, False)
         n = int(start[f + 1] - start[f])
         if n < 2:
             continue
-        m = ious[pair_start[f] : pair_start[f + 1]].reshape(n, n).copy()
+        m = ious[pair_start[f - f0] : pair_start[f - f0 + 1]].reshape(n, n).copy()
         rows = by_frame[start[f] : start[f + 1]]
         np.fill_diagonal(m, 0.0)
         m[t.track[rows][:, None] == t.track[rows][None, :]] = 0.0
@@ -610,17 +622,18 @@ def _windowed_median(velocity: F64, group: npt.NDArray[np.intp], valid: Bool, wi
     padded[window : window + s] = np.where(valid[:, None], velocity, np.nan)
     gpad = np.full(s + 2 * window, -1, dtype=np.int64)
     gpad[window : window + s] = group
-    idx = np.arange(s)[:, None] + np.arange(2 * window + 1)[None, :]
-    vals = padded[idx]  # (S, 2w+1, 2)
-    same = gpad[idx] == group[:, None]
-    vals = np.where(same[:, :, None], vals, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
+    offsets = np.arange(2 * window + 1)[None, :]
+    for lo in range(0, s, MEDIAN_BLOCK):  # each segment's median is its own: blocks bound the scratch
+        hi = min(lo + MEDIAN_BLOCK, s)
+        idx = np.arange(lo, hi)[:, None] + offsets
+        vals = padded[idx]  # (block, 2w+1, 2)
+        same = gpad[idx] == group[lo:hi, None]
+        vals = np.where(same[:, :, None], vals, np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(vals, axis=1)
-    return np.where(np.isfinite(med), med, 0.0)
+        out[lo:hi] = np.where(np.isfinite(med), med, 0.0)
+    return out
 
 
 def _interpolated_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
