@@ -543,22 +543,27 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
 
-    # output rows: detected frames and short gaps
+    # output rows: detected frames and short gaps; the whole-log intermediates are dropped first
+    # (the grid and the detections are each as large as the output)
     observed = np.zeros(n_grid, bool)
     observed[det_grid] = True
-    emit = observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames)
+    emit = np.flatnonzero(observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames))
     num_points = np.zeros(n_grid, np.int32)
     num_points[det_grid] = det.num_points
-    boxes = np.concatenate([pos, size[track_of_grid], grid_yaw[:, None]], axis=1)
     track_ids = det.track_id[starts]
+    del det, z_pos, z_yaw, yaw_s, t_s, speed, seen, centres, size_weight, moving, ref, usable
+    out_track = track_of_grid[emit]
+    del track_of_grid
+    boxes = np.concatenate([pos[emit], size[out_track], grid_yaw[emit, None]], axis=1)
+    del pos, grid_yaw
     return TrackTable.build(
         frame_index=grid_frame[emit],
         t_ns=grid_t[emit],
-        track_id=track_ids[track_of_grid][emit],
-        category=_CATEGORY_NAMES[category][track_of_grid][emit],
-        score=score[track_of_grid][emit],
-        boxes_world=boxes[emit],
-        origin=np.where(observed, "detected", "interpolated")[emit],
+        track_id=track_ids[out_track],
+        category=_CATEGORY_NAMES[category][out_track],
+        score=score[out_track],
+        boxes_world=boxes,
+        origin=np.where(observed[emit], "detected", "interpolated"),
         num_points=num_points[emit],
         velocity=vel[emit],
     )
