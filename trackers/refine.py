@@ -509,6 +509,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     z_yaw = np.full((n_grid, 1), np.nan)
     z_yaw[det_grid[usable], 0] = _unwrap(yaw, starts)[usable]
     yaw_s, _ = _smooth(t_s, z_yaw, grid_start, ends, noise[:, 3:4], noise[:, 7:8], cfg.init_speed_std)
+    del z_yaw, moving, ref
     grid_yaw = yaw_s[:, 0]
     no_yaw = np.isnan(grid_yaw)  # a track whose every yaw was gated out keeps its reference heading
     if no_yaw.any():
@@ -527,11 +528,13 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
         omega = (1.0 if cfg.sweep_spin == "ccw" else -1.0) * math.tau / cfg.sweep_period_s
         seen = _unsmeared(det.boxes_world, vel[det_grid], det.sensor_origin, omega)
     size = _track_size(seen, size_weight, starts, cfg.size_quantile)
+    del seen, size_weight
     size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
     centres = det.boxes_world[:, :3]
     if cfg.anchor_seen_faces:
         centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
         z_pos[det_grid] = centres
+        del pos, vel, speed  # replaced below: not held twice
         pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std)
         speed = np.hypot(vel[:, 0], vel[:, 1])
     static = _static(pos, speed, grid_start, ends, cfg)
@@ -551,7 +554,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     num_points = np.zeros(n_grid, np.int32)
     num_points[det_grid] = det.num_points
     track_ids = det.track_id[starts]
-    del det, z_pos, z_yaw, yaw_s, t_s, speed, seen, centres, size_weight, moving, ref, usable
+    del det, z_pos, yaw_s, t_s, speed, centres, usable
     out_track = track_of_grid[emit]
     del track_of_grid
     boxes = np.concatenate([pos[emit], size[out_track], grid_yaw[emit, None]], axis=1)
