@@ -45,6 +45,7 @@ are wrong against the ground truth, where 6 % of all pre-labels are (`bench/flag
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -242,6 +243,12 @@ class FlagConfig:
         }
 
 
+MEDIAN_BLOCK: Final = 8192
+"""Segments whose windowed median velocity is computed at once (~40 bytes of scratch per segment
+and window slot): bounds the flags' memory for long logs."""
+OVERLAP_FRAMES: Final = 256
+"""Sweeps whose box-pair IoUs are computed at once (8 bytes per pair of a sweep's boxes)."""
+
 _NEEDED: Final = ("sequence_id", "frame_index", "timestamp_ns", "track_id", "category", "score", *BOX_COLUMNS)
 
 
@@ -272,12 +279,13 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
             raise FlagError(f"labels: column {name!r} is missing or holds nulls; a labels table has it")
     if labels.num_rows == 0:
         return FLAGS.empty_table()
-    sequence = np.asarray(labels.column("sequence_id").to_pylist(), dtype=str)
+    sequence = _strings(labels.column("sequence_id"))
     _, seq_code = np.unique(sequence, return_inverse=True)
     frame = labels.column("frame_index").to_numpy().astype(np.int64)
     track = labels.column("track_id").to_numpy().astype(np.int64)
     order = np.lexsort((frame, track, seq_code.reshape(-1)))
     t = _Labels.of(labels.take(pa.array(order)), sequence[order])
+    del sequence, seq_code, frame, track, order  # the flags below hold ~40 bytes a row each
 
     found = _Found()
     on = set(config.enabled)
@@ -320,6 +328,8 @@ class _Labels:
     world: bool
     num_points: I64 | None
     interpolated: Bool
+    kinds: npt.NDArray[np.str_]  # the categories present
+    kind: npt.NDArray[np.signedinteger[Any]]  # (N,) index of each row's category in `kinds`
     starts: npt.NDArray[np.intp]  # first row of each (sequence, track) group
     group: npt.NDArray[np.intp]  # (N,) group of each row
 
@@ -342,23 +352,26 @@ class _Labels:
         new_group[1:] = (track[1:] != track[:-1]) | (sequence[1:] != sequence[:-1])
         starts = np.flatnonzero(new_group)
         has_points = "num_points" in table.column_names and table.column("num_points").null_count == 0
-        origin = (
-            np.asarray(table.column("origin").to_pylist(), dtype=str)
+        interpolated = (
+            pc.equal(table.column("origin"), "interpolated").to_numpy(zero_copy_only=False).astype(bool)
             if "origin" in table.column_names
-            else np.full(len(track), "detected")
+            else np.zeros(len(track), dtype=bool)
         )
+        kinds, kind = _codes(table.column("category"))
         return cls(
             sequence=sequence,
             frame=table.column("frame_index").to_numpy().astype(np.int64),
             t_s=(stamp - stamp.min()) * 1e-9,
             track=track,
-            category=np.asarray(table.column("category").to_pylist(), dtype=str),
+            category=np.take(kinds, kind),
             score=col("score"),
             boxes=boxes,
             xy_yaw=xy_yaw,
             world=world,
             num_points=table.column("num_points").to_numpy().astype(np.int64) if has_points else None,
-            interpolated=origin == "interpolated",
+            interpolated=interpolated,
+            kinds=kinds,
+            kind=kind,
             starts=starts,
             group=np.cumsum(new_group) - 1,
         )
@@ -366,7 +379,22 @@ class _Labels:
     def limit(self, name: str, config: FlagConfig) -> F64:
         """(N,) the value of Limits field `name` for each row's category."""
         table = {c: float(getattr(config.limits[c], name)) for c in config.limits}
-        return np.array([table.get(c, math.nan) for c in self.category], dtype=np.float64)
+        values: F64 = np.array([table.get(str(c), math.nan) for c in self.kinds], dtype=np.float64)
+        return np.take(values, self.kind)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.signedinteger[Any]]]:
+    """The distinct strings of a string column without nulls and (N,) each row's index into them:
+    no Python string per row."""
+    encoded = column.combine_chunks().dictionary_encode()
+    names = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    return names, encoded.indices.to_numpy(zero_copy_only=False)
+
+
+def _strings(column: pa.ChunkedArray) -> npt.NDArray[np.str_]:
+    """(N,) a string column without nulls as a numpy array, built from its distinct values."""
+    names, codes = _codes(column)
+    return np.take(names, codes)
 
 
 def _size_flags(t: _Labels, config: FlagConfig, found: _Found, tracked: bool) -> None:
@@ -421,14 +449,19 @@ def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
     new[1:] = (key_seq[1:] != key_seq[:-1]) | (key_frame[1:] != key_frame[:-1])
     start = np.append(np.flatnonzero(new), len(by_frame)).astype(np.int64)
     boxes = np.ascontiguousarray(t.boxes[by_frame])
-    ious, pair_start = frame_pair_ious(boxes, boxes, start, start, False)
     best = np.zeros(len(by_frame))
     other = np.full(len(by_frame), -1, dtype=np.int64)
-    for f in range(len(start) - 1):
+    n_frames = len(start) - 1
+    for f in range(n_frames):
+        if f % OVERLAP_FRAMES == 0:  # the IoUs of the next block of frames (all pairs of a frame)
+            f0, f1 = f, min(f + OVERLAP_FRAMES, n_frames)
+            block = start[f0 : f1 + 1] - start[f0]
+            rows_in = boxes[start[f0] : start[f1]]
+            ious, pair_start = frame_pair_ious(rows_in, rows_in, block, block, False)
         n = int(start[f + 1] - start[f])
         if n < 2:
             continue
-        m = ious[pair_start[f] : pair_start[f + 1]].reshape(n, n).copy()
+        m = ious[pair_start[f - f0] : pair_start[f - f0 + 1]].reshape(n, n).copy()
         rows = by_frame[start[f] : start[f + 1]]
         np.fill_diagonal(m, 0.0)
         m[t.track[rows][:, None] == t.track[rows][None, :]] = 0.0
@@ -473,11 +506,13 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
     expected = _windowed_median(
         velocity, t.group[:-1] if n > 1 else np.zeros(0, np.intp), valid, config.window
     )
+    del velocity
     seg_cat = t.category[:-1]
     jump_m = t.limit("jump_m", config)[:-1]
     accel = t.limit("max_accel_mps2", config)[:-1]
     miss = np.linalg.norm(step - expected * dt[:, None], axis=1)
     allowed = jump_m + 0.5 * np.where(np.isfinite(accel), accel, 0.0) * dt**2
+    del jump_m, accel
     jumps = valid & (miss > allowed)
 
     # Heading: a turn faster than the category's limit (plus 0.2 rad of fitting noise).
@@ -485,6 +520,7 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
     signed_dyaw = wrap_angle(np.diff(t.xy_yaw[:, 2])) if n > 1 else np.zeros(0)
     dyaw = np.abs(signed_dyaw)
     turns = valid & t.world & np.isfinite(yaw_rate_max) & (dyaw > yaw_rate_max * dt + 0.2)
+    del yaw_rate_max
 
     # Boxes: into = segment before the box, out = segment after it.
     into_jump = np.zeros(n, dtype=bool)
@@ -610,17 +646,18 @@ def _windowed_median(velocity: F64, group: npt.NDArray[np.intp], valid: Bool, wi
     padded[window : window + s] = np.where(valid[:, None], velocity, np.nan)
     gpad = np.full(s + 2 * window, -1, dtype=np.int64)
     gpad[window : window + s] = group
-    idx = np.arange(s)[:, None] + np.arange(2 * window + 1)[None, :]
-    vals = padded[idx]  # (S, 2w+1, 2)
-    same = gpad[idx] == group[:, None]
-    vals = np.where(same[:, :, None], vals, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
+    offsets = np.arange(2 * window + 1)[None, :]
+    for lo in range(0, s, MEDIAN_BLOCK):  # each segment's median is its own: blocks bound the scratch
+        hi = min(lo + MEDIAN_BLOCK, s)
+        idx = np.arange(lo, hi)[:, None] + offsets
+        vals = padded[idx]  # (block, 2w+1, 2)
+        same = gpad[idx] == group[lo:hi, None]
+        vals = np.where(same[:, :, None], vals, np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(vals, axis=1)
-    return np.where(np.isfinite(med), med, 0.0)
+        out[lo:hi] = np.where(np.isfinite(med), med, 0.0)
+    return out
 
 
 def _interpolated_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:

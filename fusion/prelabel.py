@@ -523,12 +523,12 @@ class _Columns:
                 batch = wanted[lo : lo + PROJECTION_BATCH]
                 ext, visible = boxes_to_image(boxes[batch], setup.camera, camera_from_lidar)
                 rows.append(batch[visible])
-                names.append(np.full(int(visible.sum()), name))
+                names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
                 extents.append(ext[visible])
         ext = np.concatenate(extents)
         return CameraBoxes(
             row=np.concatenate(rows),
-            camera=np.concatenate(names),
+            camera=pa.concat_arrays(names),  # Arrow strings: a few bytes a row, not 4 per character
             x_min=ext[:, 0],
             y_min=ext[:, 1],
             x_max=ext[:, 2],
@@ -536,21 +536,32 @@ class _Columns:
         )
 
     def table(self, sid: str) -> pa.Table:
+        """The labels table; empties the accumulated chunks as each column is joined, so at most
+        one column is held twice (the chunks of a 5-minute 64-beam log are ~50 MB). String columns
+        are passed as Arrow arrays (numpy's take 4 bytes a character)."""
         n = self.rows
-        cat = np.concatenate(self.category) if n else np.zeros(0, dtype="<U10")
-        boxes = np.concatenate(self.boxes) if n else np.zeros((0, 7))
+        boxes = self._joined("boxes", np.zeros((0, 7)))
         cams = self._camera_boxes(boxes)
+        self.to_project = {}
         return labels_table(
             sequence_id=sid,
-            frame_index=np.concatenate(self.frame_index) if n else np.zeros(0, np.int32),
-            timestamp_ns=np.concatenate(self.timestamp) if n else np.zeros(0, np.int64),
-            track_id=np.concatenate(self.track_id).astype(np.int64) if n else np.zeros(0, np.int64),
-            category=cat,
-            score=np.concatenate(self.score) if n else np.zeros(0, np.float32),
+            frame_index=self._joined("frame_index", np.zeros(0, np.int32)),
+            timestamp_ns=self._joined("timestamp", np.zeros(0, np.int64)),
+            track_id=self._joined("track_id", np.zeros(0, np.int64)).astype(np.int64, copy=False),
+            category=pa.array(self._joined("category", np.zeros(0, dtype="<U10")), pa.string()),
+            score=self._joined("score", np.zeros(0, np.float32)),
             boxes=boxes,
-            num_points=np.concatenate(self.num_points) if n else np.zeros(0, np.int32),
-            origin=np.concatenate(self.origin) if n else "detected",
-            world_boxes=np.concatenate(self.world) if n else np.zeros((0, 4)),
-            velocity=np.concatenate(self.velocity) if n else np.zeros((0, 2)),
+            num_points=self._joined("num_points", np.zeros(0, np.int32)),
+            origin=pa.array(self._joined("origin", np.zeros(0, dtype="<U10")), pa.string())
+            if n
+            else "detected",
+            world_boxes=self._joined("world", np.zeros((0, 4))),
+            velocity=self._joined("velocity", np.zeros((0, 2))),
             camera_boxes=cams,
         )
+
+    def _joined(self, name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The chunks of column `name` joined (`empty` when there are no rows); the chunks are dropped."""
+        chunks: list[npt.NDArray[Any]] = getattr(self, name)
+        setattr(self, name, [])
+        return np.concatenate(chunks) if self.rows else empty

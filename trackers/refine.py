@@ -529,6 +529,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     z_yaw = np.full((n_grid, 1), np.nan)
     z_yaw[det_grid[usable], 0] = _unwrap(yaw, starts)[usable]
     yaw_s, _ = _smooth(t_s, z_yaw, grid_start, ends, noise[:, 3:4], noise[:, 7:8], cfg.init_speed_std)
+    del z_yaw, moving, ref
     grid_yaw = yaw_s[:, 0]
     no_yaw = np.isnan(grid_yaw)  # a track whose every yaw was gated out keeps its reference heading
     if no_yaw.any():
@@ -551,6 +552,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     counted = _measured_lengths(det, size_weight, track_of_det, starts.size, cfg.size_measured_share)
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
+    del seen, size_weight, weight, vehicle, counted
     size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
@@ -559,6 +561,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     if cfg.anchor_seen_faces:
         centres = _anchored(det.boxes_world, size[track_of_det], det.sensor_origin, usable)
         z_pos[det_grid] = centres
+        del pos, vel, speed  # replaced below: not held twice
         pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std)
         speed = np.hypot(vel[:, 0], vel[:, 1])
     static |= _static(pos, speed, grid_start, ends, cfg)
@@ -570,22 +573,27 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
 
-    # output rows: detected frames and short gaps
+    # output rows: detected frames and short gaps; the whole-log intermediates are dropped first
+    # (the grid and the detections are each as large as the output)
     observed = np.zeros(n_grid, bool)
     observed[det_grid] = True
-    emit = observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames)
+    emit = np.flatnonzero(observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames))
     num_points = np.zeros(n_grid, np.int32)
     num_points[det_grid] = det.num_points
-    boxes = np.concatenate([pos, size[track_of_grid], grid_yaw[:, None]], axis=1)
     track_ids = det.track_id[starts]
+    del det, z_pos, yaw_s, t_s, speed, centres, usable
+    out_track = track_of_grid[emit]
+    del track_of_grid
+    boxes = np.concatenate([pos[emit], size[out_track], grid_yaw[emit, None]], axis=1)
+    del pos, grid_yaw
     return TrackTable.build(
         frame_index=grid_frame[emit],
         t_ns=grid_t[emit],
-        track_id=track_ids[track_of_grid][emit],
-        category=_CATEGORY_NAMES[category][track_of_grid][emit],
-        score=score[track_of_grid][emit],
-        boxes_world=boxes[emit],
-        origin=np.where(observed, "detected", "interpolated")[emit],
+        track_id=track_ids[out_track],
+        category=_CATEGORY_NAMES[category][out_track],
+        score=score[out_track],
+        boxes_world=boxes,
+        origin=np.where(observed[emit], "detected", "interpolated"),
         num_points=num_points[emit],
         velocity=vel[emit],
     )

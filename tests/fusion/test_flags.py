@@ -203,3 +203,24 @@ def test_bad_config_and_missing_columns_are_one_line_errors(truth: pa.Table) -> 
     assert FlagConfig.from_json(FlagConfig().to_json()) == FlagConfig()
     with pytest.raises(FlagError, match="'score' is missing"):
         review_flags(truth.drop_columns(["score"]))
+
+
+def test_flags_computed_in_small_blocks_equal_the_whole_log_at_once(
+    truth: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fusion.flags
+
+    track = _moving_car(truth)
+    copy = truth.filter(pa.array(_rows(truth, track, 5)))
+    copy = _edit(copy, np.ones(1, bool), track_id=np.array([9999]), score=np.array([0.3], np.float32))
+    jumped = _edit(
+        truth,
+        _rows(truth, track, 12),
+        world_x=truth.column("world_x").to_numpy()[_rows(truth, track, 12)] + 10.0,
+    )
+    labels = pa.concat_tables([jumped, copy])
+    whole = review_flags(labels)
+    assert {"overlap", "impossible_motion"} <= set(whole.column("flag").to_pylist())
+    monkeypatch.setattr(fusion.flags, "MEDIAN_BLOCK", 7)
+    monkeypatch.setattr(fusion.flags, "OVERLAP_FRAMES", 3)
+    assert review_flags(labels).equals(whole)
