@@ -185,13 +185,8 @@ class Camera:
         rotation: npt.NDArray[np.float64] | None,
         translation: npt.NDArray[np.float64] | None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """Run `_project_points` over points (N, 3), with the transform when one is given."""
-        params = np.zeros(_P_SIZE, dtype=np.float64)
-        k = self.K
-        params[_P_K : _P_K + 5] = (k[0, 0], k[0, 1], k[0, 2], k[1, 1], k[1, 2])
-        params[_P_D : _P_D + len(self.D)] = self.D
-        params[_P_LIMIT2] = self.max_tan_angle**2
-        params[_P_END : _P_END + 2] = (self.width - 0.5, self.height - 0.5)
+        """Run `project_points_kernel` over points (N, 3), with the transform when one is given."""
+        params, model = self.kernel_params()
         transformed = False
         if rotation is not None and translation is not None:
             params[_P_R : _P_R + 9] = rotation.ravel()
@@ -201,8 +196,19 @@ class Camera:
         uv = np.empty((n, 2), dtype=np.float64)
         depth = np.empty(n, dtype=np.float64)
         valid = np.empty(n, dtype=np.bool_)
-        _project_points(points, params, _MODEL_CODE[self.model], transformed, uv, depth, valid)
+        project_points_kernel(points, params, model, transformed, uv, depth, valid)
         return uv, depth, valid
+
+    def kernel_params(self) -> tuple[npt.NDArray[np.float64], int]:
+        """The lens as `project_points_kernel` takes it: params (_P_SIZE,) float64 (no transform)
+        and the model's code, for numba kernels that project as they go."""
+        params = np.zeros(_P_SIZE, dtype=np.float64)
+        k = self.K
+        params[_P_K : _P_K + 5] = (k[0, 0], k[0, 1], k[0, 2], k[1, 1], k[1, 2])
+        params[_P_D : _P_D + len(self.D)] = self.D
+        params[_P_LIMIT2] = self.max_tan_angle**2
+        params[_P_END : _P_END + 2] = (self.width - 0.5, self.height - 0.5)
+        return params, _MODEL_CODE[self.model]
 
     def _project_numpy(
         self, points_camera: npt.ArrayLike
@@ -373,7 +379,7 @@ _P_SIZE: Final = 28
 
 
 @njit(cache=True, nogil=True)
-def _project_points(
+def project_points_kernel(
     points: _FloatPoints,
     params: npt.NDArray[np.float64],
     model: int,

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from calib.camera import Camera
+from calib.camera import Camera, project_points_kernel
 from calib.deskew import DEFAULT_GRID_STEP_NS, check_points_and_times, deskew
 from calib.errors import CalibrationError
 from calib.frames import normalize_frame
@@ -215,12 +215,11 @@ def project_box_corners(camera: Camera, corners_camera: F64) -> tuple[F64, npt.N
     m = corners.shape[0]
     if m == 0:
         return np.zeros((0, 4)), np.zeros(0, dtype=bool)
-    samples, polygon, owner = _face_samples(
-        np.ascontiguousarray(corners), _frustum(camera), EDGE_SAMPLES, _FACES
-    )
-    uv = camera.project(samples)[0] if len(samples) else np.zeros((0, 2))
+    params, model = camera.kernel_params()
     rect = np.array([-0.5, -0.5, camera.width - 0.5, camera.height - 0.5])
-    ext = _polygon_extents(np.ascontiguousarray(uv), polygon, owner, m, rect)
+    ext = _box_extents(
+        np.ascontiguousarray(corners), _frustum(camera), EDGE_SAMPLES, _FACES, params, model, rect
+    )
     visible = np.isfinite(ext).all(axis=1) & (ext[:, 2] > ext[:, 0]) & (ext[:, 3] > ext[:, 1])
     ext[~visible] = np.nan
     return ext, visible
@@ -300,97 +299,123 @@ def _clip(poly: F64, n: int, a: float, b: float, c: float, d: float, out: F64) -
 
 
 @njit(cache=True)
-def _face_samples(
-    corners: F64, planes: F64, per_edge: int, faces: npt.NDArray[np.int64]
-) -> tuple[F64, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Clip each box face to the frustum and sample the clipped outline densely.
+def _side(x: float, y: float, z: float, a: float, b: float, c: float, d: float) -> float:
+    """Which side of the plane a x + b y + c z + d = 0 a point is (>= 0: inside), as `_clip` tests it."""
+    return a * x + b * y + c * z + d
 
-    Returns samples (S, 3), the polygon (face) each sample belongs to (S,), its box (S,);
-    samples of one polygon are contiguous and in outline order.
+
+@njit(cache=True, nogil=True)
+def _box_extents(
+    corners: F64,
+    planes: F64,
+    per_edge: int,
+    faces: npt.NDArray[np.int64],
+    params: F64,
+    model: int,
+    rect: F64,
+) -> F64:
+    """Per box: clip each face to the frustum in 3D, sample its outline (`per_edge` points per
+    edge), project the samples through the lens, clip the projected outline to the image rectangle
+    rect (x_min, y_min, x_max, y_max) and take the extent of what is left (NaN: nothing).
+
+    corners: (M, 8, 3) camera frame. params, model: `Camera.kernel_params`. Returns (M, 4).
+    One face at a time, in buffers of one face's size: the samples of a whole batch of boxes are
+    never held (they were ~100 MB per 2,048 boxes). Faces whose corners are all inside every plane
+    skip the 3D clipping, boxes whose corners are all outside one plane are skipped, and outlines
+    that land inside the image skip the 2D clipping: each of these leaves what the clipping would
+    give unchanged (it copies such polygons vertex for vertex).
     """
     m = corners.shape[0]
-    max_vertices = 4 + planes.shape[0]
-    samples = np.empty((m * 6 * max_vertices * per_edge, 3))
-    polygon = np.empty(samples.shape[0], dtype=np.int64)
-    owner = np.empty(samples.shape[0], dtype=np.int64)
+    n_planes = planes.shape[0]
+    max_vertices = 4 + n_planes
+    ext = np.full((m, 4), np.nan)
     a = np.empty((max_vertices, 3))
     b = np.empty((max_vertices, 3))
-    count = 0
+    samples = np.empty((max_vertices * per_edge, 3))
+    uv = np.empty((max_vertices * per_edge, 2))
+    depth = np.empty(max_vertices * per_edge)
+    valid = np.empty(max_vertices * per_edge, dtype=np.bool_)
+    # each 2D clip at most doubles a polygon's vertex count
+    buf_a = np.empty((16 * max_vertices * per_edge + 8, 2))
+    buf_b = np.empty((16 * max_vertices * per_edge + 8, 2))
     for box in range(m):
+        all_inside = True
+        culled = False
+        for p in range(n_planes):
+            outside = 0
+            for k in range(8):
+                s = _side(
+                    corners[box, k, 0], corners[box, k, 1], corners[box, k, 2],
+                    planes[p, 0], planes[p, 1], planes[p, 2], planes[p, 3],
+                )  # fmt: skip
+                if not s >= 0.0:
+                    outside += 1
+                    all_inside = False
+            if outside == 8:
+                culled = True
+                break
+        if culled:
+            continue
         for f in range(6):
             for k in range(4):
                 for dim in range(3):
                     a[k, dim] = corners[box, faces[f, k], dim]
             n = 4
-            for p in range(planes.shape[0]):
-                n = _clip(a, n, planes[p, 0], planes[p, 1], planes[p, 2], planes[p, 3], b)
-                for i in range(n):
-                    for dim in range(3):
-                        a[i, dim] = b[i, dim]
-                if n == 0:
-                    break
+            if not all_inside:
+                for p in range(n_planes):
+                    n = _clip(a, n, planes[p, 0], planes[p, 1], planes[p, 2], planes[p, 3], b)
+                    for i in range(n):
+                        for dim in range(3):
+                            a[i, dim] = b[i, dim]
+                    if n == 0:
+                        break
             if n < 3:
                 continue
-            pid = box * 6 + f
+            count = 0
             for i in range(n):
                 j = (i + 1) % n
-                for s in range(per_edge):
-                    u = s / per_edge
+                for s_ in range(per_edge):
+                    u = s_ / per_edge
                     for dim in range(3):
                         samples[count, dim] = a[i, dim] + u * (a[j, dim] - a[i, dim])
-                    polygon[count] = pid
-                    owner[count] = box
                     count += 1
-    return samples[:count], polygon[:count], owner[:count]
-
-
-@njit(cache=True)
-def _polygon_extents(
-    uv: F64, polygon: npt.NDArray[np.int64], owner: npt.NDArray[np.int64], m: int, rect: F64
-) -> F64:
-    """Clip each projected outline to the image rectangle; per box, the extent of what is left.
-
-    Boxes with nothing left get NaN.
-    """
-    ext = np.full((m, 4), np.nan)
-    n_total = uv.shape[0]
-    longest = 0
-    run = 0
-    for i in range(n_total):
-        run = run + 1 if i > 0 and polygon[i] == polygon[i - 1] else 1
-        longest = max(longest, run)
-    # each clip at most doubles a polygon's vertex count
-    buf_a = np.empty((16 * longest + 8, 2))
-    buf_b = np.empty((16 * longest + 8, 2))
-    start = 0
-    while start < n_total:
-        end = start
-        while end < n_total and polygon[end] == polygon[start]:
-            end += 1
-        n = 0
-        for i in range(start, end):
-            if np.isfinite(uv[i, 0]) and np.isfinite(uv[i, 1]):
-                buf_a[n, 0] = uv[i, 0]
-                buf_a[n, 1] = uv[i, 1]
-                n += 1
-        # x >= x_min, x <= x_max, y >= y_min, y <= y_max
-        n = _clip(buf_a, n, 1.0, 0.0, 0.0, -rect[0], buf_b)
-        n = _clip(buf_b, n, -1.0, 0.0, 0.0, rect[2], buf_a)
-        n = _clip(buf_a, n, 0.0, 1.0, 0.0, -rect[1], buf_b)
-        n = _clip(buf_b, n, 0.0, -1.0, 0.0, rect[3], buf_a)
-        box = owner[start]
-        for i in range(n):
-            x = buf_a[i, 0]
-            y = buf_a[i, 1]
-            if np.isnan(ext[box, 0]):
-                ext[box, 0] = x
-                ext[box, 1] = y
-                ext[box, 2] = x
-                ext[box, 3] = y
-            else:
-                ext[box, 0] = min(ext[box, 0], x)
-                ext[box, 1] = min(ext[box, 1], y)
-                ext[box, 2] = max(ext[box, 2], x)
-                ext[box, 3] = max(ext[box, 3], y)
-        start = end
+            project_points_kernel(
+                samples[:count], params, model, False, uv[:count], depth[:count], valid[:count]
+            )
+            k2 = 0
+            in_rect = True
+            for i in range(count):
+                x = uv[i, 0]
+                y = uv[i, 1]
+                if np.isfinite(x) and np.isfinite(y):
+                    buf_a[k2, 0] = x
+                    buf_a[k2, 1] = y
+                    k2 += 1
+                    if not (
+                        _side(x, y, 0.0, 1.0, 0.0, 0.0, -rect[0]) >= 0.0
+                        and _side(x, y, 0.0, -1.0, 0.0, 0.0, rect[2]) >= 0.0
+                        and _side(x, y, 0.0, 0.0, 1.0, 0.0, -rect[1]) >= 0.0
+                        and _side(x, y, 0.0, 0.0, -1.0, 0.0, rect[3]) >= 0.0
+                    ):
+                        in_rect = False
+            n2 = k2
+            if not in_rect:
+                # x >= x_min, x <= x_max, y >= y_min, y <= y_max
+                n2 = _clip(buf_a, n2, 1.0, 0.0, 0.0, -rect[0], buf_b)
+                n2 = _clip(buf_b, n2, -1.0, 0.0, 0.0, rect[2], buf_a)
+                n2 = _clip(buf_a, n2, 0.0, 1.0, 0.0, -rect[1], buf_b)
+                n2 = _clip(buf_b, n2, 0.0, -1.0, 0.0, rect[3], buf_a)
+            for i in range(n2):
+                x = buf_a[i, 0]
+                y = buf_a[i, 1]
+                if np.isnan(ext[box, 0]):
+                    ext[box, 0] = x
+                    ext[box, 1] = y
+                    ext[box, 2] = x
+                    ext[box, 3] = y
+                else:
+                    ext[box, 0] = min(ext[box, 0], x)
+                    ext[box, 1] = min(ext[box, 1], y)
+                    ext[box, 2] = max(ext[box, 2], x)
+                    ext[box, 3] = max(ext[box, 3], y)
     return ext
