@@ -36,7 +36,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -263,11 +263,12 @@ class _WindowedBag:
 
 class LogFinisher:
     """Finishes one log from its chunks, taken in order as they come: each `add` renumbers the
-    chunk's records and appends its part files to the sequence's points and images files (so the
-    joining overlaps the chunks still running); `finish` tracks, refines and writes labels and
-    frames. The part files are left for the caller to remove (`remove_parts`) once it holds the
-    result, so a retried finish finds them. Use as a context manager: an error aborts every
-    file still being written."""
+    chunk's records and has its part files appended to the sequence's points and images files by
+    a thread of the finisher's own (so the joining overlaps the chunks still running, and the
+    tracking in `finish`: it is disk work, `os.copy_file_range`, with the GIL released); `finish`
+    tracks, refines and writes labels and frames. The part files are left for the caller to
+    remove (`remove_parts`) once it holds the result, so a retried finish finds them. Use as a
+    context manager: an error aborts every file still being written."""
 
     def __init__(self, plan: LogPlan, out: Path, config: RunConfig) -> None:
         self.plan = plan
@@ -282,6 +283,10 @@ class LogFinisher:
         self._counts: list[int] = []  # sweeps per chunk appended
         self._taken: list[int] = []  # chunks whose records are in frames/rows
         self._stack = ExitStack()
+        # one thread: part files are appended in chunk order, then the files are committed
+        self._joiner = ThreadPoolExecutor(1, thread_name_prefix="fusion-join")
+        self._joins: list[Future[None]] = []
+        self._join_failed = False
         self.points = (
             self._stack.enter_context(self.seq.points_from_parts()) if config.output.points else None
         )
@@ -295,15 +300,35 @@ class LogFinisher:
         self._take_records(chunk)
 
     def add_parts(self, chunk: ChunkParts) -> None:
-        """Append the next chunk's part files only; `finish` must then be given the chunk. A Dask
-        worker does this while chunks still run beside it and fetches the chunks' records only
-        once they are all done, so their thousands of small objects are not scattered through a
-        heap that the running chunks keep filling and emptying."""
+        """Have the next chunk's part files appended (in the background; an error surfaces at the
+        next call or in `finish`); `finish` must then be given the chunk. A Dask worker does this
+        while chunks still run beside it and fetches the chunks' records only once they are all
+        done, so their thousands of small objects are not scattered through a heap that the
+        running chunks keep filling and emptying."""
         sid = self.plan.sequence_id
         expected = self.chunks_added
         if chunk.index != expected:
             raise ExportError(f"cannot finish {sid}: got chunk {chunk.index}, expected chunk {expected}")
+        for done in [j for j in self._joins if j.done()]:
+            done.result()  # a failed join raises now rather than at the end
         offset = sum(self._counts)
+        self._joins.append(self._joiner.submit(self._in_order, self._append_parts, chunk, offset))
+        self._counts.append(chunk.sweeps)
+        self._added = expected + 1
+
+    def _in_order(self, step: Callable[..., object], *args: Any) -> None:
+        """Run one step of the joining thread, unless an earlier one failed: nothing more is
+        appended to, or committed from, a file that misses a chunk."""
+        if self._join_failed:
+            raise ExportError(f"cannot finish {self.plan.sequence_id}: an earlier part file failed to join")
+        try:
+            step(*args)
+        except BaseException:
+            self._join_failed = True
+            raise
+
+    def _append_parts(self, chunk: ChunkParts, offset: int) -> None:
+        sid = self.plan.sequence_id
         part = parts_dir(self.out, sid)
         shift = offset - chunk.first_frame  # 0 unless the bag's index miscounted an earlier chunk
         if self.points is not None:
@@ -320,8 +345,6 @@ class LogFinisher:
             rewrite = functools.partial(_renumber_images, sequence_id=sid, camera=name)
             with _renumbered(path, shift, rewrite) as numbered:
                 writer.append(numbered)
-        self._counts.append(chunk.sweeps)
-        self._added = expected + 1
 
     def _take_records(self, chunk: ChunkResult) -> None:
         offset = len(self.rows)
@@ -368,19 +391,29 @@ class LogFinisher:
             source_size_bytes=self.plan.source_size_bytes,
             started_s=self.plan.started_s,
         )
-        # The points and images files are complete: they are flushed to disk and renamed into place
-        # in a thread while tracking runs (fsync waits on the disk with the GIL released: ~0.2 s of
-        # a 200-sweep log's finishing step it used to spend idle).
-        with ThreadPoolExecutor(1, thread_name_prefix="fusion-commit") as pool:
-            committed = pool.submit(self._stack.close)
-            try:
-                result = finish_sequence(self.seq, detected, self.config, calibration)
-            finally:
-                committed.result()  # waited for (and its error raised) whether or not tracking failed
-        return result
+        # The last parts are appended and the points and images files flushed to disk and renamed
+        # into place by the joining thread while tracking runs (disk work with the GIL released:
+        # for a 200-sweep 64-beam log ~0.4 s of joining and ~0.2 s of fsync the finishing step
+        # used to spend after the last chunk with the CPU idle); the tables are written only once
+        # those files are in place, so a failed join leaves nothing under a final name.
+        self._joins.append(self._joiner.submit(self._in_order, self._stack.close))
+        try:
+            return finish_sequence(self.seq, detected, self.config, calibration, self._joined)
+        except BaseException:
+            self._joiner.shutdown(wait=True, cancel_futures=True)  # stopped before any abort
+            raise
+
+    def _joined(self) -> None:
+        """Wait for the joining thread's work; raise the first error it met."""
+        try:
+            for join in self._joins:
+                join.result()
+        finally:
+            self._joiner.shutdown()
 
     def abort(self) -> None:
-        """Drop the points and images files being written."""
+        """Drop the points and images files being written (once the joining thread has stopped)."""
+        self._joiner.shutdown(wait=True, cancel_futures=True)
         self.seq.abort()
         self._stack.pop_all()
 

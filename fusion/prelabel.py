@@ -229,10 +229,16 @@ class Detected:
 
 
 def finish_sequence(
-    seq: SequenceWriter, detected: Detected, config: RunConfig, calibration: Calibration | None
+    seq: SequenceWriter,
+    detected: Detected,
+    config: RunConfig,
+    calibration: Calibration | None,
+    before_writing: Callable[[], object] | None = None,
 ) -> tuple[DetectSummary, SequenceInfo]:
     """Track and refine the detections (`config.tracker`), write the sequence's labels and frames;
-    return the summary and the sequence's row for sequences.parquet."""
+    return the summary and the sequence's row for sequences.parquet. `before_writing` is called
+    once the labels are computed and before any file is written (what it raises stops the
+    sequence with nothing written)."""
     sid = seq.sequence_id
     ctx = detected.ctx
     columns = _Columns()
@@ -243,6 +249,8 @@ def finish_sequence(
             columns.add(frame, boxes, ctx)
     table = columns.table(sid)
     del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
+    if before_writing is not None:
+        before_writing()
     labels_path = seq.write_labels(table)
     seq.write_flags(review_flags(table, tracked=config.tracker.enabled))
     seq.write_frames(detected.rows)

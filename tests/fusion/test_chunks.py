@@ -132,3 +132,21 @@ def test_warming_the_finishing_step_writes_nothing_and_leaves_the_plan_alone(tmp
     warm_finishing(plan)
     assert plan.ctx.cameras == cameras and len(cameras) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_part_file_that_fails_to_join_stops_the_log_and_commits_nothing(tmp_path: Path) -> None:
+    from exporters.errors import ExportError
+    from fusion.chunks import LogFinisher, parts_dir
+
+    config = RunConfig().with_overrides(chunk_s=1.0)
+    plan = plan_log(SAMPLE, "sim_drive", config)
+    out = tmp_path / "out"
+    chunks = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]
+    broken = parts_dir(out, "sim_drive") / "00001.points.parquet"
+    broken.write_bytes(broken.read_bytes()[:-100])  # chunk 1's points part truncated on disk
+    with pytest.raises(ExportError, match=r"00001\.points\.parquet"), LogFinisher(plan, out, config) as f:
+        for chunk in chunks:  # joined in the background: the error may surface here or in finish
+            f.add(chunk)
+        f.finish()
+    final = [p for p in out.rglob("*.parquet") if PARTS_DIR not in p.parts]
+    assert final == []  # neither the points nor any images file was committed, nor any table written
