@@ -135,7 +135,8 @@ def plan_log(
     log_path: Path, sequence_id: str, config: RunConfig, calibration: Calibration | None = None
 ) -> LogPlan:
     """Cut `log_path` into `config.output.chunk_s` windows and find its topics and cameras (from the
-    first window: the poses of the whole log are read by the chunks, each for its own window)."""
+    poses up to `POSE_PAD_NS` after the first sweep: the poses of the whole log are read by the
+    chunks, each for its own window)."""
     started = time.time()
     with open_bag(log_path) as bag:
         lidar = config.topics.lidar or lidar_topic(bag.topics)
@@ -143,7 +144,10 @@ def plan_log(
         first = (info.first_log_ns if info is not None else None) or 0
         last = info.last_log_ns if info is not None and info.last_log_ns is not None else first
         windows = chunk_windows(first, last, max(1, round(config.output.chunk_s * 1e9)))
-        ctx = _prepare_window(bag, config, calibration, windows[0])  # raises for a missing topic
+        # topics, cameras and frames from the poses around the first sweep (raises for a missing
+        # topic); each chunk reads its own window's poses, so the plan does not read the first
+        # window's (in a bag whose chunks mix poses with point clouds, all of that window's data)
+        ctx = _prepare_window(bag, config, calibration, (windows[0][0], first + 1))
         info = bag.topics[ctx.lidar_topic]
         stamps = bag.record_times(ctx.lidar_topic)
         starts = np.array([w[0] for w in windows[1:]], dtype=np.int64)  # all but the first are set
