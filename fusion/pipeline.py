@@ -154,7 +154,7 @@ def _finish_task(
     secede()
     client = get_client()
     chunks = client.get_dataset(chunks_dataset)
-    warm_finishing(plan)  # while the first chunk runs
+    warm_finishing()  # while the first chunk runs (once per worker process)
     with LogFinisher(plan, Path(out), config) as finisher:
         for chunk in chunks:
             finisher.add_parts(chunk.result()[0])

@@ -124,13 +124,15 @@ def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp
     assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final
 
 
-def test_warming_the_finishing_step_writes_nothing_and_leaves_the_plan_alone(tmp_path: Path) -> None:
+def test_warming_the_finishing_step_writes_nothing_and_is_done_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fusion.chunks import warm_finishing
 
-    plan = plan_log(SAMPLE, "sim_drive", RunConfig())
-    cameras = dict(plan.ctx.cameras)
-    warm_finishing(plan)
-    assert plan.ctx.cameras == cameras and len(cameras) == 3
+    monkeypatch.chdir(tmp_path)
+    warm_finishing()
+    warm_finishing()
+    assert warm_finishing.cache_info().misses == 1  # type: ignore[attr-defined]
     assert list(tmp_path.iterdir()) == []
 
 
