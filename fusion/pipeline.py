@@ -279,7 +279,6 @@ def run(
     """
     from dask.distributed import Client, as_completed
 
-    _import_in_background("pandas")
     config = config or RunConfig()
     config.detector.build_config()  # an unknown detector or bad options fail before any worker starts
     missing = [str(p) for p in logs if not Path(p).exists()]
@@ -340,6 +339,7 @@ def run(
                     plans[fut.key] = i
                     per_log[i] = [fut]
                     futures.append(fut)
+                _import_in_background("pandas")  # once the plans are on their way
                 pending = as_completed(list(futures))
                 for fut in pending:
                     i = plans.get(fut.key, finishes.get(fut.key, -1))
