@@ -45,3 +45,24 @@ def test_writes_kitti_results_per_class_for_both_modes_and_scores_them(
     assert "Car, ours online" in printed and "Car, ours refined (OUT/Car)" in printed
     with pytest.raises(SystemExit):  # refuses to overwrite
         main(["--data", str(datasets / "ab3dmot"), "--out", str(out), "--sequences", "0017"])
+
+
+def test_the_val_split_is_read_from_the_seqmap_of_the_folder_given(datasets: Path, tmp_path: Path) -> None:
+    # The held-back val split is scored from a folder laid out as ../shared/datasets/ab3dmot with
+    # scripts/KITTI/evaluate_tracking.seqmap.val beside the labels: here one training sequence
+    # stands in for it (this project's copy has no val sequences).
+    data = tmp_path / "ab3dmot"
+    (data / "scripts" / "KITTI").mkdir(parents=True)
+    (data / "scripts" / "KITTI" / "label").symlink_to(datasets / "ab3dmot" / "scripts" / "KITTI" / "label")
+    (data / "data").symlink_to(datasets / "ab3dmot" / "data")
+    out = tmp_path / "trk"
+    with pytest.raises(SystemExit, match=r"seqmap\.val: missing"):
+        main(["--data", str(data), "--split", "val", "--out", str(out)])
+    (data / "scripts" / "KITTI" / "evaluate_tracking.seqmap.val").write_text("0017 empty 000000 000100\n")
+    assert main(["--data", str(data), "--split", "val", "--out", str(out)]) == 0
+    for kitti_class in ("Car", "Pedestrian", "Cyclist"):
+        assert sorted(p.name for p in (out / kitti_class).iterdir()) == ["0017.txt"]  # written even if empty
+    table = read_kitti_tracking(out / "Pedestrian" / "0017.txt", with_score=True)
+    assert len(table.frame) and table.frame.max() <= 100  # the seqmap's frame range, not the sequence's 145
+    report = json.loads((out / "tracking_eval.json").read_text())
+    assert report["split"] == "val" and report["results"]["refined"]["Pedestrian"]["samota"] > 0.7
