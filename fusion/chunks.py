@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from calib.calibration import Calibration
     from exporters.dataset import SequenceInfo
     from fusion.detect import Detector
+    from trackers.refine import Submitter
 
 log = logging.getLogger(__name__)
 
@@ -369,11 +370,14 @@ class LogFinisher:
         return self._added
 
     def finish(
-        self, calibration: Calibration | None = None, chunks: Iterable[ChunkResult] = ()
+        self,
+        calibration: Calibration | None = None,
+        chunks: Iterable[ChunkResult] = (),
+        executor: Submitter | None = None,
     ) -> tuple[DetectSummary, SequenceInfo]:
         """Close the points and images files (renamed into place), track, refine, write labels and
         frames; the summary and the sequence's row. `chunks`: in order, those added with
-        `add_parts`."""
+        `add_parts`. `executor`: runs the backward tracking pass (`trackers.track_both_ways`)."""
         if self.chunks_added != len(self.plan.windows):
             raise ExportError(
                 f"cannot finish {self.plan.sequence_id}: {self.chunks_added} of "
@@ -402,7 +406,7 @@ class LogFinisher:
         # those files are in place, so a failed join leaves nothing under a final name.
         self._joins.append(self._joiner.submit(self._in_order, self._stack.close))
         try:
-            return finish_sequence(self.seq, detected, self.config, calibration, self._joined)
+            return finish_sequence(self.seq, detected, self.config, calibration, self._joined, executor)
         except BaseException:
             self._joiner.shutdown(wait=True, cancel_futures=True)  # stopped before any abort
             raise

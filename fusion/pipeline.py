@@ -160,9 +160,46 @@ def _finish_task(
             finisher.add_parts(chunk.result()[0])
         release_free_memory()  # what the chunks on this worker left in the heap, before tracking
         try:
-            return finisher.finish(_calibration(calibration), (_chunk_result(c) for c in chunks))
+            return finisher.finish(
+                _calibration(calibration), (_chunk_result(c) for c in chunks), _OtherWorkers.of(client)
+            )
         finally:
             release_free_memory()
+
+
+class _OtherWorkers:
+    """A `trackers.refine.Submitter` for a finishing task: each call becomes a Dask task on the
+    cluster's other workers that are idle (as they are once the last log's chunks are done), its
+    function and arguments pickled into one bytes object sent straight to one of them, run before
+    anything queued there. The finishing step runs its backward tracking pass so while it does the
+    forward one (a 200-sweep log: ~0.15 s less after its last chunk)."""
+
+    def __init__(self, client: Any, others: list[str]) -> None:
+        self.client = client
+        self.others = others
+
+    @classmethod
+    def of(cls, client: Any) -> _OtherWorkers | None:
+        """For the worker running this task; None when no other worker is idle (then the work is
+        done in the task itself rather than queued behind other logs' chunks)."""
+        from distributed import get_worker
+
+        me = get_worker().address
+        busy = client.processing()
+        others = [w for w in client.scheduler_info()["workers"] if w != me and not busy.get(w)]
+        return cls(client, others) if others else None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        blob = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+        data = self.client.scatter(blob, workers=self.others, hash=False)
+        return self.client.submit(
+            _call_pickled, data, pure=False, workers=self.others, allow_other_workers=True, priority=1
+        )
+
+
+def _call_pickled(blob: bytes) -> Any:
+    fn, args = pickle.loads(blob)
+    return fn(*args)
 
 
 def release_free_memory() -> None:

@@ -53,6 +53,7 @@ from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepa
 if TYPE_CHECKING:
     from calib.calibration import Calibration
     from fusion.detect import Detector
+    from trackers.refine import Submitter
 
 log = logging.getLogger(__name__)
 
@@ -234,16 +235,18 @@ def finish_sequence(
     config: RunConfig,
     calibration: Calibration | None,
     before_writing: Callable[[], object] | None = None,
+    executor: Submitter | None = None,
 ) -> tuple[DetectSummary, SequenceInfo]:
     """Track and refine the detections (`config.tracker`), write the sequence's labels and frames;
     return the summary and the sequence's row for sequences.parquet. `before_writing` is called
     once the labels are computed and before any file is written (what it raises stops the
-    sequence with nothing written)."""
+    sequence with nothing written); `executor` runs the backward tracking pass
+    (`trackers.track_both_ways`)."""
     sid = seq.sequence_id
     ctx = detected.ctx
     columns = _Columns()
     if config.tracker.enabled:
-        _add_tracked(columns, detected.frames, ctx, config)
+        _add_tracked(columns, detected.frames, ctx, config, executor)
     else:
         for frame, boxes in detected.frames:
             columns.add(frame, boxes, ctx)
@@ -409,7 +412,11 @@ def _light(frame: FusedFrame) -> FusedFrame:
 
 
 def _add_tracked(
-    columns: _Columns, per_frame: Sequence[tuple[FusedFrame, Boxes]], ctx: SyncContext, config: RunConfig
+    columns: _Columns,
+    per_frame: Sequence[tuple[FusedFrame, Boxes]],
+    ctx: SyncContext,
+    config: RunConfig,
+    executor: Submitter | None = None,
 ) -> None:
     """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame."""
     from trackers import RefineConfig, refine, track_both_ways
@@ -423,7 +430,7 @@ def _add_tracked(
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    table = refine(track_both_ways(frames, config.tracker.online), refine_config)
+    table = refine(track_both_ways(frames, config.tracker.online, executor=executor), refine_config)
     order = np.lexsort((table.track_id, table.frame_index))
     frame_of = table.frame_index[order]
     starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order

@@ -165,9 +165,21 @@ class TrackerConfig:
         top["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return top
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (pickle cannot take its read-only params mapping as it is), so a pass of
+        `trackers.refine.track_both_ways` can run in another process."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["params"] = dict(self.params)
+        return (_tracker_config, (values,))
+
     @classmethod
     def from_toml(cls, path: str | Path, table: str = "tracker") -> TrackerConfig:
         """Config from the `[tracker]` table (or the whole file when it has none) of a TOML file."""
         with Path(path).open("rb") as f:
             data = tomllib.load(f)
         return cls.from_mapping(data.get(table, data))
+
+
+def _tracker_config(values: dict[str, Any]) -> TrackerConfig:
+    """`TrackerConfig.__reduce__`'s inverse."""
+    return TrackerConfig(**{**values, "params": MappingProxyType(values["params"])})

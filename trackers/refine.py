@@ -67,11 +67,11 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -346,20 +346,33 @@ class RefineConfig:
 # --- forward and backward tracking ---------------------------------------------------------------
 
 
-def track_both_ways(frames: Sequence[Frame], config: TrackerConfig | None = None) -> TrackTable:
+class Submitter(Protocol):
+    """What `track_both_ways` can run its backward pass on: `concurrent.futures.Executor.submit`
+    (or a Dask client's, wrapped): submit(fn, *args) returns something whose result() is fn(*args)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any: ...
+
+
+def track_both_ways(
+    frames: Sequence[Frame], config: TrackerConfig | None = None, *, executor: Submitter | None = None
+) -> TrackTable:
     """Track `frames` forward and backward with the online tracker and merge the passes (module docstring).
 
     frames: per frame (in time order) its detections (sensor frame), stamp ns and world_from_sensor
     (4, 4) or None (then the sensor frame is the "world"). Frame i gets frame_index i. The tracker runs
     with `output_tentative=True`, so every detection it matched has an id; `refine` drops the short ones.
+    executor: the backward pass is submitted to it (`track_pass(frames, config, backward=True)`, frames
+    and config pickled when it runs elsewhere) and runs while this call does the forward pass; the
+    result is the same as without it.
     """
     cfg = replace(config or TrackerConfig(), output_tentative=True, output_lost=False)
     world = [_world_boxes(boxes, pose) for boxes, _, pose in frames]
     stamps = [int(t_ns) for _, t_ns, _ in frames]
     if any(b < a for a, b in itertools.pairwise(stamps)):
         raise TrackingError("frames must be in time order (stamps not decreasing)")
-    forward = _run(frames, range(len(frames)), cfg, sign=1)
-    backward = _run(frames, range(len(frames) - 1, -1, -1), cfg, sign=-1)
+    pending = executor.submit(track_pass, frames, cfg, True) if executor is not None else None
+    forward = track_pass(frames, cfg)
+    backward = pending.result() if pending is not None else track_pass(frames, cfg, backward=True)
     group = _merge(forward, backward)
 
     gi = np.concatenate(group) if group else np.zeros(0, np.int64)
@@ -406,6 +419,14 @@ def _world_boxes(boxes: Boxes, pose: npt.ArrayLike | None) -> F64:
     cos, sin = np.cos(boxes.boxes[:, 6]), np.sin(boxes.boxes[:, 6])
     out[:, 6] = wrap_angle(np.arctan2(m[1, 0] * cos + m[1, 1] * sin, m[0, 0] * cos + m[0, 1] * sin))
     return out
+
+
+def track_pass(frames: Sequence[Frame], config: TrackerConfig, backward: bool = False) -> list[I64]:
+    """One pass of `track_both_ways` (config as it sets it): per frame, the track id each detection
+    got (-1: none); `backward` runs from the last frame to the first, stamps negated."""
+    if backward:
+        return _run(frames, range(len(frames) - 1, -1, -1), config, sign=-1)
+    return _run(frames, range(len(frames)), config, sign=1)
 
 
 def _run(frames: Sequence[Frame], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:

@@ -232,3 +232,42 @@ def test_progress_counts_each_sweep_once_when_a_chunk_is_retried() -> None:
     for sid, chunk, done in [("a", 0, 1), ("a", 0, 2), ("b", 0, 1), ("a", 0, 1), ("a", 0, 2), ("a", 0, 3)]:
         tracker.on_event((0.0, (sid, chunk, done)))  # ("a", 0) was retried after 2 sweeps
     assert [p.done for p in seen] == [1, 2, 3, 4]
+
+
+def _worker_address(value: int) -> tuple[str, int]:
+    from distributed import get_worker
+
+    return get_worker().address, value
+
+
+def _submit_beside(value: int) -> tuple[str, tuple[str, int] | None]:
+    """A task that, like the finishing task, leaves the pool and hands work to an idle other worker."""
+    from distributed import get_client, get_worker, secede
+
+    from fusion.pipeline import _OtherWorkers
+
+    secede()
+    beside = _OtherWorkers.of(get_client())
+    return get_worker().address, None if beside is None else beside.submit(_worker_address, value).result()
+
+
+def test_on_two_workers_the_backward_pass_runs_beside_and_labels_equal_one_pass(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from dask.distributed import Client, LocalCluster
+
+    from fusion.config import RunConfig
+    from fusion.pipeline import run
+    from fusion.prelabel import prelabel_logs
+
+    config = RunConfig().with_overrides(chunk_s=1.0)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        here, beside = client.submit(_submit_beside, 7, pure=False).result()
+        assert beside is not None and beside[0] != here and beside[1] == 7  # ran on the other worker
+        run([SAMPLE], tmp_path / "dask", config=config, scheduler=cluster.scheduler_address)
+    prelabel_logs([SAMPLE], tmp_path / "one", detector=config.detector.build(), config=config)
+    for kind in ("labels", "frames"):
+        a, b = (pq.read_table(tmp_path / d / kind / "sim_drive.parquet") for d in ("dask", "one"))
+        assert a.equals(b), kind

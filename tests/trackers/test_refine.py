@@ -4,9 +4,12 @@ and the whole chain on simulated logs against their ground truth."""
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -384,6 +387,34 @@ def test_two_cars_side_by_side_stay_two_tracks_in_both_passes() -> None:
     assert len(table) == 29 and len(set(table.track_id.tolist())) == 2
     ids_a = {int(table.track_id[k]) for k in np.flatnonzero(np.abs(table.boxes_world[:, 1]) < 1.0)}
     assert len(ids_a) == 1
+
+
+class _ElsewhereSubmitter:
+    """Runs what it is given as another process would: function and arguments pickled and back."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, fn: Any, /, *args: Any) -> Future[Any]:
+        self.calls += 1
+        fn, args = pickle.loads(pickle.dumps((fn, args)))
+        done: Future[Any] = Future()
+        done.set_result(fn(*args))
+        return done
+
+
+def test_the_backward_pass_run_elsewhere_gives_the_same_table() -> None:
+    rng = np.random.default_rng(8)
+    a, b = moving_car(25, y=0.0), moving_car(25, y=4.0, x0=3.0, speed=-6.0)
+    rows = [[list(a[k] + np.r_[rng.normal(0, 0.05, 3), 0, 0, 0, 0]), list(b[k])] for k in range(25)]
+    rows[1], rows[12] = rows[1][1:], []  # an early miss (split forward) and an empty frame
+    frames = _frames(rows)
+    submitter = _ElsewhereSubmitter()
+    there = track_both_ways(frames, executor=submitter)
+    here = track_both_ways(frames)
+    assert submitter.calls == 1 and len(here) == 47
+    for name in ("frame_index", "t_ns", "track_id", "category", "score", "boxes_world", "measured"):
+        assert np.array_equal(getattr(there, name), getattr(here, name)), name
 
 
 def test_track_table_from_tracked_keeps_matched_boxes_only() -> None:
