@@ -426,7 +426,7 @@ class PointsWriter(_ClosedOnSuccess):
 
     Every sweep of the sequence is added (an empty one as an empty row group), so row group k holds
     frame k. The file appears under its final name only on `close` (or leaving the `with` block
-    normally); an exception aborts and leaves nothing.
+    normally); an exception aborts and leaves nothing. `durable`: see `AtomicParquetWriter`.
     """
 
     def __init__(
@@ -437,6 +437,7 @@ class PointsWriter(_ClosedOnSuccess):
         overwrite: bool = False,
         parquet_options: Mapping[str, Any] = POINTS_PARQUET_OPTIONS,
         first_frame: int = 0,
+        durable: bool = True,
     ) -> None:
         self.path = path
         self.sequence_id = sequence_id
@@ -444,7 +445,12 @@ class PointsWriter(_ClosedOnSuccess):
         self._next = first_frame
         self._closed = False
         self._writer = AtomicParquetWriter(
-            path, schema=POINTS, sequence_id=sequence_id, overwrite=overwrite, **parquet_options
+            path,
+            schema=POINTS,
+            sequence_id=sequence_id,
+            overwrite=overwrite,
+            durable=durable,
+            **parquet_options,
         )
 
     @property
@@ -496,10 +502,12 @@ class ImagesWriter(_ClosedOnSuccess):
     """`images/<sid>/<camera>.parquet`: one row per synchronized image, in frame_index order.
 
     Images are buffered and written a few at a time (`IMAGE_ROW_GROUP_BYTES` / `IMAGE_ROW_GROUP_ROWS`
-    per row group). Same commit/abort rules as `PointsWriter`.
+    per row group). Same commit/abort rules (and `durable`) as `PointsWriter`.
     """
 
-    def __init__(self, path: Path, sequence_id: str, camera: str, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: Path, sequence_id: str, camera: str, *, overwrite: bool = False, durable: bool = True
+    ) -> None:
         self.path = path
         self.camera = camera
         self._last = -1
@@ -507,7 +515,12 @@ class ImagesWriter(_ClosedOnSuccess):
         self._bytes = 0
         self._closed = False
         self._writer = AtomicParquetWriter(
-            path, schema=IMAGES, sequence_id=sequence_id, overwrite=overwrite, **IMAGES_PARQUET_OPTIONS
+            path,
+            schema=IMAGES,
+            sequence_id=sequence_id,
+            overwrite=overwrite,
+            durable=durable,
+            **IMAGES_PARQUET_OPTIONS,
         )
 
     @property

@@ -84,12 +84,13 @@ def conform_table(table: pa.Table, schema: pa.Schema, *, path: Path | str) -> pa
 
 class _AtomicFile:
     """What the atomic writers share: a hidden temporary file beside `path`, renamed into place by
-    `_rename_into_place` (after flushing it to disk) or removed by `abort`; a context manager that
-    commits when its block succeeds and aborts when it raises."""
+    `_rename_into_place` (after flushing it to disk, unless not `durable`) or removed by `abort`; a
+    context manager that commits when its block succeeds and aborts when it raises."""
 
-    def __init__(self, path: Path | str, overwrite: bool) -> None:
+    def __init__(self, path: Path | str, overwrite: bool, durable: bool = True) -> None:
         self.path = Path(path)
         self._overwrite = overwrite
+        self._durable = durable
         self._refuse_overwrite()
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         self._file: BinaryIO | None = None
@@ -103,19 +104,22 @@ class _AtomicFile:
         raise NotImplementedError
 
     def _rename_into_place(self) -> None:
-        """Flush the temporary file to disk, close it and rename it to `path` (atomic)."""
+        """Flush the temporary file (to disk when `durable`), close it and rename it to `path`
+        (atomic)."""
         if self._file is None:
             raise ExportError(f"cannot write {self.path}: the writer is already committed or aborted")
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._durable:
+                os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
             self._refuse_overwrite()
             self._tmp.replace(self.path)  # os.replace: atomic within one directory
         except BaseException as err:
             self._fail(err)
-        _fsync_directory(self.path.parent)
+        if self._durable:
+            _fsync_directory(self.path.parent)
 
     def _fail(self, err: BaseException) -> NoReturn:
         """Abort, then raise `err` as an `ExportError` naming the path and the fix when it is I/O."""
@@ -165,7 +169,10 @@ class AtomicParquetWriter(_AtomicFile):
 
     Use it as a context manager: leaving the block normally commits, an exception aborts (the
     temporary file is removed and nothing appears under `path`). Each `write` appends the table as
-    one row group when `row_group_size` is None and the table has at most 1 Mi rows.
+    one row group when `row_group_size` is None and the table has at most 1 Mi rows. `durable`
+    False skips the flush to disk (fsync) before the rename: for scratch files whose loss a crash
+    makes irrelevant (a chunk's part files); the rename still keeps a killed writer's partial file
+    from appearing under `path`.
 
     Example (one row group per sweep)::
 
@@ -181,6 +188,7 @@ class AtomicParquetWriter(_AtomicFile):
         schema: pa.Schema,
         sequence_id: str,
         overwrite: bool = False,
+        durable: bool = True,
         **parquet_kwargs: Any,
     ) -> None:
         self.schema = schema.remove_metadata()
@@ -190,7 +198,7 @@ class AtomicParquetWriter(_AtomicFile):
                 f"cannot write {path}: sequence id {sequence_id!r} is not sanitised "
                 "(use only A-Z a-z 0-9 . _ -)"
             )
-        super().__init__(path, overwrite)
+        super().__init__(path, overwrite, durable)
         self._writer: pq.ParquetWriter | None = None
         try:
             self._writer = pq.ParquetWriter(

@@ -351,7 +351,9 @@ def sweep_writers(
     succeeds and dropped when it raises. With `part_dir`, a chunk's part files are written there
     instead (`<part>.points.parquet`, `<part>.<camera>.images.parquet`; replaced when retried),
     encoded as the final files are and numbering sweeps from `first_frame`, so that the finishing
-    step joins them by copying bytes (`SequenceWriter.points_from_parts`)."""
+    step joins them by copying bytes (`SequenceWriter.points_from_parts`). Part files are scratch:
+    not flushed to disk before their rename (the joined files are; a crashed run is redone, a
+    killed chunk rewrites its parts), so a short log's parts may never reach the disk at all."""
     out = config.output
     sid = seq.sequence_id
     with ExitStack() as stack:
@@ -361,7 +363,9 @@ def sweep_writers(
                 pw = stack.enter_context(seq.points())
             else:
                 path = part_dir / f"{part}.points.parquet"
-                pw = stack.enter_context(PointsWriter(path, sid, overwrite=True, first_frame=first_frame))
+                pw = stack.enter_context(
+                    PointsWriter(path, sid, overwrite=True, first_frame=first_frame, durable=False)
+                )
         iws = {}
         if out.images:
             for name in cameras:
@@ -369,7 +373,9 @@ def sweep_writers(
                     iws[name] = stack.enter_context(seq.images(name))
                 else:
                     path = part_dir / f"{part}.{camera_file_stem(name)}.images.parquet"
-                    iws[name] = stack.enter_context(ImagesWriter(path, sid, name, overwrite=True))
+                    iws[name] = stack.enter_context(
+                        ImagesWriter(path, sid, name, overwrite=True, durable=False)
+                    )
         yield SweepWriters(pw, iws, out.image_format)
 
 

@@ -239,6 +239,20 @@ def test_io_error_while_writing_is_an_export_error_and_cleans_up(
     assert _tree(tmp_path) == []
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_only_a_durable_file_is_flushed_to_disk_and_both_appear_only_whole(
+    durable: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    path = tmp_path / "f.parquet"
+    with AtomicParquetWriter(path, schema=FRAMES, sequence_id="seq", durable=durable) as w:
+        w.write(_frames_table())
+        assert _tree(tmp_path)[0].startswith(".f.parquet.tmp-")  # not under its name before commit
+    assert _tree(tmp_path) == ["f.parquet"] and pq.read_table(path).num_rows == len(_frames_table())
+    assert len(synced) == (2 if durable else 0)  # the file and its directory, or neither
+
+
 def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
     path = tmp_path / "f.parquet"
     write_table_atomic(_frames_table(1), path, sequence_id="seq", schema=FRAMES)
