@@ -51,11 +51,16 @@ themselves (world frame), one row per tracked detection.
    typical size rather than measured (`TrackTable.measured`, from `Boxes.measured`, shorter than the
    box) does not count for the length of a track of a `size_prior` category, unless its measured
    lengths carry less than `size_measured_share` of its weight (a few measured lengths among many
-   completed ones are more often a box merged with a neighbour than the car's length).
+   completed ones are more often a box merged with a neighbour than the car's length). A measured
+   length more than `size_outlier_ratio` above the weighted median of the track's measured lengths is
+   a box merged with a neighbour (the car parked behind, seen far off at a grazing angle) and does not
+   count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
+   length taken for their width) count for no dimension.
 5. static objects: a track whose smoothed median speed is below `static_speed_mps` and whose
    smoothed path moves less than `static_displacement_m` (first to last frame), from the detected
    centres or from the anchored ones, is held at one pose,
-   the median of its detections' centres and their mean aligned heading; velocity zero.
+   the median of its detections' centres and the mean aligned heading of those not gated out;
+   velocity zero.
 6. output: the detected frames (origin "detected") and the frames of gaps of at most
    `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
 
@@ -277,6 +282,9 @@ class RefineConfig:
     # than the box) is left out of the length quantile of a track of a `size_prior` category when the
     # track's measured lengths carry at least this share of its size weight (0: always; above 1: never)
     size_measured_share: float = 0.2
+    # a measured length more than this fraction above the weighted median of its track's measured
+    # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
+    size_outlier_ratio: float = 0.1
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
     def __post_init__(self) -> None:
@@ -300,6 +308,8 @@ class RefineConfig:
             raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
         if not self.size_measured_share >= 0.0:
             raise TrackingError(f"size_measured_share must be >= 0, got {self.size_measured_share}")
+        if not self.size_outlier_ratio >= 0.0:
+            raise TrackingError(f"size_outlier_ratio must be >= 0, got {self.size_outlier_ratio}")
         if not 0.0 <= self.size_view_deg <= 90.0 or self.size_seen_min < 1:
             raise TrackingError("need 0 <= size_view_deg <= 90 and size_seen_min >= 1")
         if self.size_smear_m < 0.0 or self.sweep_period_s <= 0.0:
@@ -568,9 +578,15 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     if cfg.sweep_spin:
         omega = (1.0 if cfg.sweep_spin == "ccw" else -1.0) * math.tau / cfg.sweep_period_s
         seen = _unsmeared(det.boxes_world, vel[det_grid], det.sensor_origin, omega)
+    size_weight = size_weight * usable  # a box fitted across the object has its length as its width
     weight = np.repeat(size_weight[:, None], 3, axis=1)
     vehicle = np.isin(_CATEGORY_NAMES[category], list(cfg.size_prior))[track_of_det]  # prior: never short
-    counted = _measured_lengths(det, size_weight, track_of_det, starts.size, cfg.size_measured_share)
+    measured = det.measured[:, 0] >= det.boxes_world[:, 3] - 1e-6
+    if cfg.size_outlier_ratio > 0.0:  # boxes merged with a neighbour: far longer than the rest
+        merged = ~_not_outliers(seen[:, 0], size_weight * measured, starts, cfg.size_outlier_ratio)
+        measured &= ~merged
+        weight[:, 0] *= ~(merged & vehicle)
+    counted = _measured_lengths(measured, weight[:, 0], track_of_det, starts.size, cfg.size_measured_share)
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
     del seen, size_weight, weight, vehicle, counted
@@ -589,7 +605,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     if static.any():
         held = np.repeat(static, span)
         centre = np.stack([_segment_median(centres[:, a], starts) for a in range(3)], axis=1)
-        heading = _track_heading(yaw, det.score, starts, counts, mean=True)[starts]
+        heading = _track_heading(yaw, det.score * usable, starts, counts, mean=True)[starts]  # not across
         pos[held] = centre[track_of_grid[held]]
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
@@ -849,13 +865,30 @@ def _unwrap(yaw: F64, starts: npt.NDArray[np.intp]) -> F64:
     return np.asarray(yaw[starts].repeat(counts) + total - total[starts].repeat(counts), dtype=np.float64)
 
 
-def _measured_lengths(det: TrackTable, weight: F64, track_of_det: I64, n: int, share: float) -> Bool:
+def _not_outliers(values: F64, weight: F64, starts: npt.NDArray[np.intp], ratio: float) -> Bool:
+    """(N,) bool: the `values` (N,) at most `ratio` times above their track's weighted median: the
+    smallest of its values with positive `weight` (N,) whose cumulative weight reaches half the
+    track's (a track with no positive weight: all kept)."""
+    counts = np.diff(np.append(starts, values.size))
+    track = np.repeat(np.arange(starts.size), counts)
+    order = np.lexsort((values, track))  # per track (rows are grouped by track), by value
+    w = np.maximum(weight[order], 0.0)
+    cum = np.cumsum(w)
+    before = np.r_[0.0, cum][starts]
+    total = np.bincount(track, w, starts.size)
+    sorted_track = track[order]
+    reached = (cum - before[sorted_track] >= 0.5 * total[sorted_track]) & (w > 0.0)
+    median = np.full(starts.size, np.inf)
+    np.minimum.at(median, sorted_track[reached], values[order][reached])
+    return np.asarray(values <= median[track] * (1.0 + ratio), dtype=np.bool_)
+
+
+def _measured_lengths(measured: Bool, weight: F64, track_of_det: I64, n: int, share: float) -> Bool:
     """(N,) bool: the detections whose length counts for their track's length. A length the detector
-    completed to its category's typical size (`measured` shorter than the box) is not a measurement and
+    completed to its category's typical size (not `measured` (N,)) is not a measurement and
     does not count, unless the track's measured lengths carry less than `share` of its `weight` (N,):
     a few measured lengths among many completed ones are more often a box merged with a neighbour
     than the object's length, and the completed ones then keep it down."""
-    measured = det.measured[:, 0] >= det.boxes_world[:, 3] - 1e-6
     total = np.bincount(track_of_det, weight, n)
     part = np.bincount(track_of_det, np.where(measured, weight, 0.0), n)
     few = part < share * total
