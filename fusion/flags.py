@@ -250,6 +250,8 @@ OVERLAP_FRAMES: Final = 256
 """Sweeps whose box-pair IoUs are computed at once (8 bytes per pair of a sweep's boxes)."""
 
 _NEEDED: Final = ("sequence_id", "frame_index", "timestamp_ns", "track_id", "category", "score", *BOX_COLUMNS)
+_READ: Final = frozenset((*_NEEDED, "world_x", "world_y", "world_yaw", "num_points", "origin"))
+"""The columns `_Labels.of` reads: only these are sorted (the camera boxes are a third of a table)."""
 
 
 @dataclass
@@ -284,7 +286,8 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
     frame = labels.column("frame_index").to_numpy().astype(np.int64)
     track = labels.column("track_id").to_numpy().astype(np.int64)
     order = np.lexsort((frame, track, seq_code.reshape(-1)))
-    t = _Labels.of(labels.take(pa.array(order)), sequence[order])
+    read = [name for name in labels.column_names if name in _READ]  # not camera_boxes, velocity, ...
+    t = _Labels.of(labels.select(read).take(pa.array(order)), sequence[order])
     del sequence, seq_code, frame, track, order  # the flags below hold ~40 bytes a row each
 
     found = _Found()

@@ -41,7 +41,6 @@ leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -69,6 +68,7 @@ from fusion.chunks import (
 )
 from fusion.config import RunConfig
 from fusion.errors import FusionError
+from fusion.memory import release_free_memory
 from fusion.prelabel import (
     DetectSummary,
     LogFailure,
@@ -163,20 +163,6 @@ def _finish_task(
             return finisher.finish(_calibration(calibration), (_chunk_result(c) for c in chunks))
         finally:
             release_free_memory()
-
-
-def release_free_memory() -> None:
-    """Hand the heap's free memory back to the OS (glibc's `malloc_trim`; nothing elsewhere).
-
-    A chunk allocates and frees hundreds of MB of sweep-sized arrays; glibc keeps most of the freed
-    heap, so without this a worker's RSS creeps up chunk after chunk (measured: +160 MB over a
-    5-minute log) although nothing is live. Dask's own remedy, MALLOC_TRIM_THRESHOLD_, trims on every
-    free and costs far more CPU (`local_cluster`); one trim per task costs milliseconds."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.malloc_trim(0)
 
 
 def _worker_threads() -> int:

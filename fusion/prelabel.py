@@ -48,6 +48,7 @@ from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
+from fusion.memory import release_free_memory
 from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
@@ -241,10 +242,14 @@ def finish_sequence(
     else:
         for frame, boxes in detected.frames:
             columns.add(frame, boxes, ctx)
+    release_free_memory()  # each step's freed memory handed back before the next one's peak
     table = columns.table(sid)
     del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
+    release_free_memory()
     labels_path = seq.write_labels(table)
+    release_free_memory()
     seq.write_flags(review_flags(table, tracked=config.tracker.enabled))
+    release_free_memory()
     seq.write_frames(detected.rows)
     cameras = sorted(ctx.cameras)
     effective = config.to_mapping()
@@ -415,7 +420,12 @@ def _add_tracked(
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    table = refine(track_both_ways(frames, config.tracker.online), refine_config)
+    tracked = track_both_ways(frames, config.tracker.online)
+    del frames
+    release_free_memory()
+    table = refine(tracked, refine_config)
+    del tracked
+    release_free_memory()
     order = np.lexsort((table.track_id, table.frame_index))
     frame_of = table.frame_index[order]
     starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order
@@ -543,6 +553,7 @@ class _Columns:
         boxes = self._joined("boxes", np.zeros((0, 7)))
         cams = self._camera_boxes(boxes)
         self.to_project = {}
+        release_free_memory()  # the projection's scratch
         return labels_table(
             sequence_id=sid,
             frame_index=self._joined("frame_index", np.zeros(0, np.int32)),
