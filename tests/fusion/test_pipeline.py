@@ -232,3 +232,21 @@ def test_progress_counts_each_sweep_once_when_a_chunk_is_retried() -> None:
     for sid, chunk, done in [("a", 0, 1), ("a", 0, 2), ("b", 0, 1), ("a", 0, 1), ("a", 0, 2), ("a", 0, 3)]:
         tracker.on_event((0.0, (sid, chunk, done)))  # ("a", 0) was retried after 2 sweeps
     assert [p.done for p in seen] == [1, 2, 3, 4]
+
+
+def _worker_settings(dask_worker: object) -> tuple[bool, str | None]:
+    import os
+
+    profiling = "profile" in getattr(dask_worker, "periodic_callbacks", {})
+    return profiling, os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_run_without_the_profiler_or_dasks_malloc_trim_threshold() -> None:
+    """Dask's statistical profiler keeps a call tree per second of a worker's life (~60 MiB after a
+    5-minute log); Dask's MALLOC_TRIM_THRESHOLD_ doubles the CPU time per sweep."""
+    from dask.distributed import Client
+
+    from fusion.pipeline import local_cluster
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        assert list(client.run(_worker_settings).values()) == [(False, None)]
