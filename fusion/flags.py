@@ -284,7 +284,7 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
     frame = labels.column("frame_index").to_numpy().astype(np.int64)
     track = labels.column("track_id").to_numpy().astype(np.int64)
     order = np.lexsort((frame, track, seq_code.reshape(-1)))
-    t = _Labels.of(labels.take(pa.array(order)), sequence[order])
+    t = _Labels.of(labels, sequence[order], order)
     del sequence, seq_code, frame, track, order  # the flags below hold ~40 bytes a row each
 
     found = _Found()
@@ -334,9 +334,17 @@ class _Labels:
     group: npt.NDArray[np.intp]  # (N,) group of each row
 
     @classmethod
-    def of(cls, table: pa.Table, sequence: npt.NDArray[np.str_]) -> _Labels:
+    def of(cls, table: pa.Table, sequence: npt.NDArray[np.str_], order: npt.NDArray[np.intp]) -> _Labels:
+        """The rows of `table` in `order` (`sequence`: each of those rows' sequence id), each column
+        read and sorted on its own: no sorted copy of the whole table (its camera boxes are a third
+        of it) is made."""
+
         def col(name: str) -> F64:
-            return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+            return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)[order]
+
+        def ints(name: str) -> I64:
+            values: I64 = table.column(name).to_numpy().astype(np.int64)[order]
+            return values
 
         boxes = np.stack([col(name) for name in BOX_COLUMNS], axis=1)
         world = all(name in table.column_names for name in ("world_x", "world_y", "world_yaw"))
@@ -346,21 +354,24 @@ class _Labels:
             world = bool(np.isfinite(candidate).all())
             if world:
                 xy_yaw = candidate
-        stamp = table.column("timestamp_ns").to_numpy().astype(np.int64)
-        track = table.column("track_id").to_numpy().astype(np.int64)
+        stamp = ints("timestamp_ns")
+        track = ints("track_id")
         new_group = np.ones(len(track), dtype=bool)
         new_group[1:] = (track[1:] != track[:-1]) | (sequence[1:] != sequence[:-1])
         starts = np.flatnonzero(new_group)
         has_points = "num_points" in table.column_names and table.column("num_points").null_count == 0
         interpolated = (
-            pc.equal(table.column("origin"), "interpolated").to_numpy(zero_copy_only=False).astype(bool)
+            pc.equal(table.column("origin"), "interpolated")
+            .to_numpy(zero_copy_only=False)
+            .astype(bool)[order]
             if "origin" in table.column_names
             else np.zeros(len(track), dtype=bool)
         )
         kinds, kind = _codes(table.column("category"))
+        kind = kind[order]
         return cls(
             sequence=sequence,
-            frame=table.column("frame_index").to_numpy().astype(np.int64),
+            frame=ints("frame_index"),
             t_s=(stamp - stamp.min()) * 1e-9,
             track=track,
             category=np.take(kinds, kind),
@@ -368,7 +379,7 @@ class _Labels:
             boxes=boxes,
             xy_yaw=xy_yaw,
             world=world,
-            num_points=table.column("num_points").to_numpy().astype(np.int64) if has_points else None,
+            num_points=ints("num_points") if has_points else None,
             interpolated=interpolated,
             kinds=kinds,
             kind=kind,

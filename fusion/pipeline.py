@@ -23,8 +23,9 @@ numba's and OpenCV's own threads from fighting). With `scheduler="tcp://host:878
 cluster is used: start one with `dask scheduler` and `dask worker tcp://host:8786 --nthreads 1
 --nworkers N` on each machine (on a batch cluster: the scheduler in one job, workers in an array
 job). Workers and the client must see the logs and `--out` at the same paths (a shared filesystem).
-Give those workers a Dask config with `distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
-null` (see `local_cluster` for why).
+Give those workers the Dask config of `WORKER_CONFIG` (`distributed.nanny.pre-spawn-environ.
+MALLOC_TRIM_THRESHOLD_: null` and `distributed.worker.profile.enabled: false`; see `local_cluster`
+for why).
 
 A log whose task raises (it cannot be read) is reported (`on_failure`) and its files removed while
 the other logs go on; the dataset lists the finished ones. Into an existing dataset a run adds:
@@ -41,7 +42,6 @@ leave a part file under the hidden `<out>/.parts/` after the clean-up (no reader
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -69,6 +69,7 @@ from fusion.chunks import (
 )
 from fusion.config import RunConfig
 from fusion.errors import FusionError
+from fusion.memory import release_free_memory
 from fusion.prelabel import (
     DetectSummary,
     LogFailure,
@@ -202,20 +203,6 @@ def _call_pickled(blob: bytes) -> Any:
     return fn(*args)
 
 
-def release_free_memory() -> None:
-    """Hand the heap's free memory back to the OS (glibc's `malloc_trim`; nothing elsewhere).
-
-    A chunk allocates and frees hundreds of MB of sweep-sized arrays; glibc keeps most of the freed
-    heap, so without this a worker's RSS creeps up chunk after chunk (measured: +160 MB over a
-    5-minute log) although nothing is live. Dask's own remedy, MALLOC_TRIM_THRESHOLD_, trims on every
-    free and costs far more CPU (`local_cluster`); one trim per task costs milliseconds."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.malloc_trim(0)
-
-
 def _worker_threads() -> int:
     """The threads of the Dask worker running this task (1 outside a worker)."""
     from dask.distributed import get_worker
@@ -255,18 +242,32 @@ DASK_MALLOC_TRIM: Final = "65536"
 """The MALLOC_TRIM_THRESHOLD_ Dask's nannies put into worker environments (and their own)."""
 
 
+WORKER_CONFIG: Final = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+"""The Dask configuration `local_cluster` gives its workers (`local_cluster` says why; give a
+cluster of your own the same)."""
+
+
 def local_cluster(workers: int, *, gpu: bool = False) -> Any:
-    """A `LocalCluster` of `workers` single-threaded worker processes, without Dask's
-    MALLOC_TRIM_THRESHOLD_: setting it turns off glibc's adaptive mmap threshold, so every large
-    array (a sweep's points) is a fresh mmap that page-faults in again; measured on 64-beam
-    sweeps it doubles a worker's CPU time per sweep (16x the system time). gpu: each worker declares
-    the resource GPU=1 (chunk tasks of a CUDA detector ask for it)."""
+    """A `LocalCluster` of `workers` single-threaded worker processes (`WORKER_CONFIG`):
+
+    - without Dask's MALLOC_TRIM_THRESHOLD_: setting it turns off glibc's adaptive mmap threshold,
+      so every large array (a sweep's points) is a fresh mmap that page-faults in again; measured
+      on 64-beam sweeps it doubles a worker's CPU time per sweep (16x the system time);
+    - without Dask's statistical profiler: it samples each worker's stacks every 10 ms and keeps a
+      call tree of every second for the dashboard, which grows with the run (after a 5-minute
+      64-beam log: 14,000 tree nodes on the finishing worker, whose RSS at the end, trimmed, was
+      441 MiB with it and 395 without).
+
+    gpu: each worker declares the resource GPU=1 (chunk tasks of a CUDA detector ask for it)."""
     import dask
     from dask.distributed import LocalCluster
 
     if os.environ.get("MALLOC_TRIM_THRESHOLD_") == DASK_MALLOC_TRIM:  # left by an earlier nanny
         del os.environ["MALLOC_TRIM_THRESHOLD_"]
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set(WORKER_CONFIG):
         return LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

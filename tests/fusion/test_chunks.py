@@ -152,3 +152,21 @@ def test_a_part_file_that_fails_to_join_stops_the_log_and_commits_nothing(tmp_pa
         f.finish()
     final = [p for p in out.rglob("*.parquet") if PARTS_DIR not in p.parts]
     assert final == []  # neither the points nor any images file was committed, nor any table written
+
+
+def test_the_finisher_drops_the_detections_once_the_label_rows_are_made(tmp_path: Path) -> None:
+    """The labels and flags of a long log are built without its detections held (they are ~35 MB
+    for 3,000 sweeps); the frame rows stay for the frames table."""
+    from fusion.chunks import LogFinisher
+
+    config = RunConfig().with_overrides(chunk_s=100.0)
+    plan = plan_log(SAMPLE, "sim_drive", config)
+    out = tmp_path / "out"
+    (chunk,) = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]
+    with LogFinisher(plan, out, config) as finisher:
+        finisher.add(chunk)
+        assert len(finisher.frames) == 30 and sum(len(b) for _, b in finisher.frames) > 0
+        summary, _ = finisher.finish()
+    assert summary.sweeps == 30 and summary.boxes > 0
+    assert finisher.frames == [] and len(finisher.rows) == 30
+    assert pq.read_table(out / "labels" / "sim_drive.parquet").num_rows == summary.boxes
