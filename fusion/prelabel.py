@@ -53,6 +53,8 @@ from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepa
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
+    from calib.camera import Camera
+    from calib.transform import Transform
     from fusion.detect import Detector
     from trackers.refine import Submitter
 
@@ -255,7 +257,7 @@ def finish_sequence(
             columns.add(frame, boxes, ctx)
     detected.frames.clear()
     release_free_memory()  # each step's freed memory handed back before the next one's peak
-    table = columns.table(sid)
+    table = columns.table(sid, executor)
     del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
     release_free_memory()
     if before_writing is not None:
@@ -493,6 +495,19 @@ before that it held every sampled outline of the batch (~11 kB a box), and 512 w
 batch (93k boxes of a 5-minute log, one camera: 2048 a call 1.9 s of CPU, 512 1.0 s)."""
 
 
+def project_boxes(
+    boxes: npt.NDArray[np.float64], camera: Camera, camera_from_lidar: Transform
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """`calib.projection.boxes_to_image` of boxes (M, 7) in the lidar frame, `PROJECTION_BATCH` at
+    a time: extents (M, 4) and visible (M,)."""
+    extents, visible = [np.zeros((0, 4))], [np.zeros(0, bool)]
+    for lo in range(0, len(boxes), PROJECTION_BATCH):
+        ext, vis = boxes_to_image(boxes[lo : lo + PROJECTION_BATCH], camera, camera_from_lidar)
+        extents.append(ext)
+        visible.append(vis)
+    return np.concatenate(extents), np.concatenate(visible)
+
+
 class _Columns:
     """Accumulates label rows frame by frame as numpy chunks; one table at the end."""
 
@@ -544,23 +559,30 @@ class _Columns:
         self.cameras = ctx.cameras
         self.rows += n
 
-    def _camera_boxes(self, boxes: npt.NDArray[np.float64]) -> CameraBoxes | None:
+    def _camera_boxes(
+        self, boxes: npt.NDArray[np.float64], executor: Submitter | None = None
+    ) -> CameraBoxes | None:
         """Every box projected into each camera its sweep was paired with: one batch of boxes per
         camera and call rather than one call per sweep and camera (each call's own cost was half of
-        projecting a sweep's boxes). Within a row, cameras come in name order."""
+        projecting a sweep's boxes). Within a row, cameras come in name order. With `executor`, all
+        cameras but the last are projected there (`project_boxes`) while this one projects the last."""
         if not self.to_project:
             return None
-        rows, names, extents = [], [], []
-        for name in sorted(self.to_project):
+        names_sorted = sorted(self.to_project)
+        work = []
+        for k, name in enumerate(names_sorted):
             setup = self.cameras[name]
-            camera_from_lidar = setup.lidar_from_camera.inverse()
             wanted = np.concatenate(self.to_project[name])
-            for lo in range(0, wanted.size, PROJECTION_BATCH):
-                batch = wanted[lo : lo + PROJECTION_BATCH]
-                ext, visible = boxes_to_image(boxes[batch], setup.camera, camera_from_lidar)
-                rows.append(batch[visible])
-                names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
-                extents.append(ext[visible])
+            args = (boxes[wanted], setup.camera, setup.lidar_from_camera.inverse())
+            last = k == len(names_sorted) - 1
+            job: Any = args if executor is None or last else executor.submit(project_boxes, *args)
+            work.append((name, wanted, job))
+        rows, names, extents = [], [], []
+        for name, wanted, job in work:
+            ext, visible = project_boxes(*job) if isinstance(job, tuple) else job.result()
+            rows.append(wanted[visible])
+            names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
+            extents.append(ext[visible])
         ext = np.concatenate(extents)
         return CameraBoxes(
             row=np.concatenate(rows),
@@ -571,13 +593,14 @@ class _Columns:
             y_max=ext[:, 3],
         )
 
-    def table(self, sid: str) -> pa.Table:
+    def table(self, sid: str, executor: Submitter | None = None) -> pa.Table:
         """The labels table; empties the accumulated chunks as each column is joined, so at most
         one column is held twice (the chunks of a 5-minute 64-beam log are ~50 MB). String columns
-        are passed as Arrow arrays (numpy's take 4 bytes a character)."""
+        are passed as Arrow arrays (numpy's take 4 bytes a character). `executor`: see
+        `_camera_boxes`."""
         n = self.rows
         boxes = self._joined("boxes", np.zeros((0, 7)))
-        cams = self._camera_boxes(boxes)
+        cams = self._camera_boxes(boxes, executor)
         self.to_project = {}
         release_free_memory()  # the projection's scratch
         return labels_table(
