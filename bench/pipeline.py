@@ -13,7 +13,7 @@ both files have the same layout and compression. Each measurement starts its own
 not per log), then times `fusion.pipeline.run` (decode, sync, deskew, detect, track,
 refine, points and images written, `dataset.json` last). Worker start-up is reported apart.
 Peak RSS per worker is each worker process's `ru_maxrss` after the run. The short-log runs are
-repeated (`--repeat`, default 3) and the fastest is shown beside all of them: on a shared 2-core
+repeated (`--repeat`, default 5) and the fastest is shown beside all of them: on a shared 2-core
 machine a slow run measures its neighbours. One table, markdown.
 
 Targets (issue 6, 2 cores, geometric detector): >= 2x real time for a 10 Hz log with 2 workers;
@@ -175,8 +175,8 @@ def main() -> int:
     ap.add_argument(
         "--repeat",
         type=int,
-        default=3,
-        help="runs of each short-log measurement; the fastest shown (default 3)",
+        default=5,
+        help="runs of each short-log measurement; the fastest shown (default 5)",
     )
     args = ap.parse_args()
 
