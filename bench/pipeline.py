@@ -13,8 +13,8 @@ both files have the same layout and compression. Each measurement starts its own
 not per log), then times `fusion.pipeline.run` (decode, sync, deskew, detect, track,
 refine, points and images written, `dataset.json` last). Worker start-up is reported apart.
 Peak RSS per worker is each worker process's `ru_maxrss` after the run. The short-log runs are
-repeated (`--repeat`, default 5) and the fastest is shown beside all of them: on a shared 2-core
-machine a slow run measures its neighbours. One table, markdown.
+repeated (`--repeat`, default 5), one and two workers taking turns, and the fastest is shown beside
+all of them: on a shared 2-core machine a slow run measures its neighbours. One table, markdown.
 
 Targets (issue 6, 2 cores, geometric detector): >= 2x real time for a 10 Hz log with 2 workers;
 2 workers >= 1.7x one; peak worker RSS on the long log within 1.3x of the short one.
@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,21 +147,23 @@ def measure(log: Path, label: str, workers: int, out: Path, config: RunConfig) -
     )
 
 
-def measure_best(log: Path, label: str, workers: int, out: Path, config: RunConfig, repeat: int) -> Row:
-    """`measure` `repeat` times (a fresh cluster and output each time): every wall time kept, the
-    fastest shown (on a shared 2-core machine the slower runs measure the neighbours), peak RSS
-    the largest seen."""
-    rows = [measure(log, label, workers, out / f"run{k}", config) for k in range(repeat)]
-    peaks = [max(r.peak_rss_mib[i] for r in rows) for i in range(workers)]
-    return Row(
-        label,
-        rows[0].sweeps,
-        rows[0].duration_s,
-        workers,
-        rows[0].startup_s,
-        [w for r in rows for w in r.walls_s],
-        peaks,
-    )
+def measure_best(
+    log: Path, label: str, workers: Sequence[int], out: Path, config: RunConfig, repeat: int
+) -> list[Row]:
+    """`measure` each worker count `repeat` times, the counts taking turns (1, 2, 1, 2, ...: a drift
+    of the machine's speed then falls on both alike; a fresh cluster and output each time): every
+    wall time kept, the fastest shown (on a shared 2-core machine the slower runs measure the
+    neighbours), peak RSS the largest seen."""
+    runs: dict[int, list[Row]] = {w: [] for w in workers}
+    for k in range(repeat):
+        for w in workers:
+            runs[w].append(measure(log, label, w, out / f"w{w}-run{k}", config))
+    best = []
+    for w, rows in runs.items():
+        peaks = [max(r.peak_rss_mib[i] for r in rows) for i in range(w)]
+        walls = [t for r in rows for t in r.walls_s]
+        best.append(Row(label, rows[0].sweeps, rows[0].duration_s, w, rows[0].startup_s, walls, peaks))
+    return best
 
 
 def main() -> int:
@@ -198,9 +201,8 @@ def main() -> int:
             loop_log(short, same, 1)
         print(f"logs ready in {time.perf_counter() - t:.0f} s: {same.name}, {long.name}", file=sys.stderr)
         rows = [
-            measure_best(same, "short", 1, Path(tmp) / "out1", config, args.repeat),
-            measure_best(same, "short", 2, Path(tmp) / "out2", config, args.repeat),
-            measure(long, "long", 2, Path(tmp) / "out3", config),
+            *measure_best(same, "short", (1, 2), Path(tmp) / "short", config, args.repeat),
+            measure(long, "long", 2, Path(tmp) / "long", config),
         ]
     print(
         f"\n64-beam simulated logs ({args.columns} columns), chunks of {args.chunk_s:g} s, all tables written"
