@@ -273,6 +273,13 @@ def _frustum(camera: Camera) -> F64:
 
 
 @njit(cache=True)
+def _side(x: float, y: float, z: float, a: float, b: float, c: float, d: float) -> float:
+    """Which side of the plane a x + b y + c z + d = 0 a point is (>= 0: inside); the one test of
+    `_clip` and `_box_extents`, so their skips and the clipping agree bit for bit."""
+    return a * x + b * y + c * z + d
+
+
+@njit(cache=True)
 def _clip(poly: F64, n: int, a: float, b: float, c: float, d: float, out: F64) -> int:
     """Sutherland-Hodgman: clip polygon poly[:n] to a x + b y + c z + d >= 0 into out; returns its size.
 
@@ -284,8 +291,8 @@ def _clip(poly: F64, n: int, a: float, b: float, c: float, d: float, out: F64) -
         j = (i + 1) % n
         zi = poly[i, 2] if dims == 3 else 0.0
         zj = poly[j, 2] if dims == 3 else 0.0
-        si = a * poly[i, 0] + b * poly[i, 1] + c * zi + d
-        sj = a * poly[j, 0] + b * poly[j, 1] + c * zj + d
+        si = _side(poly[i, 0], poly[i, 1], zi, a, b, c, d)
+        sj = _side(poly[j, 0], poly[j, 1], zj, a, b, c, d)
         if si >= 0.0:
             for k in range(dims):
                 out[m, k] = poly[i, k]
@@ -296,12 +303,6 @@ def _clip(poly: F64, n: int, a: float, b: float, c: float, d: float, out: F64) -
                 out[m, k] = poly[i, k] + f * (poly[j, k] - poly[i, k])
             m += 1
     return m
-
-
-@njit(cache=True)
-def _side(x: float, y: float, z: float, a: float, b: float, c: float, d: float) -> float:
-    """Which side of the plane a x + b y + c z + d = 0 a point is (>= 0: inside), as `_clip` tests it."""
-    return a * x + b * y + c * z + d
 
 
 @njit(cache=True, nogil=True)
