@@ -574,12 +574,12 @@ class _Columns:
             setup = self.cameras[name]
             wanted = np.concatenate(self.to_project[name])
             args = (boxes[wanted], setup.camera, setup.lidar_from_camera.inverse())
-            last = k == len(names_sorted) - 1
-            job: Any = args if executor is None or last else executor.submit(project_boxes, *args)
-            work.append((name, wanted, job))
+            remote = k < len(names_sorted) - 1
+            pending = executor.submit(project_boxes, *args) if executor is not None and remote else None
+            work.append((name, wanted, args, pending))
         rows, names, extents = [], [], []
-        for name, wanted, job in work:
-            ext, visible = project_boxes(*job) if isinstance(job, tuple) else job.result()
+        for name, wanted, args, pending in work:
+            ext, visible = pending.result() if pending is not None else project_boxes(*args)
             rows.append(wanted[visible])
             names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
             extents.append(ext[visible])
