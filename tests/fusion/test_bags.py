@@ -109,6 +109,85 @@ def test_record_times_of_a_damaged_bag_read_sequentially_are_unknown(tmp_path: P
         assert bag.recovered and bag.record_times("/odom") is None
 
 
+def _with_images(fmt: Fmt, n: int) -> list[tuple[str, str, int, Any]]:
+    """`_odom_and_tf(n)` and a 300 kB image at 10 Hz (so an MCAP file has many chunks), some
+    images recorded at the same time as a pose."""
+    ts = typestore_for("ros2")
+    image = ts.types["sensor_msgs/msg/Image"]
+    msgs = _odom_and_tf(fmt, n)
+    for i in range(0, n, 2):
+        stamp = msgs[0][2] + i * 50_000_000
+        pixels = np.full(300_000, i % 251, dtype=np.uint8)
+        msg = image(header(ts, stamp, "cam"), 300, 1000, "mono8", 0, 1000, pixels)
+        msgs.append(("/image", "sensor_msgs/msg/Image", stamp + (0 if i % 4 else 3_000_000), msg))
+    return msgs
+
+
+def _rosbags_stream(path: Path, topics: list[str], start: int | None, end: int | None) -> list[Any]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        conns = [c for c in reader.connections if c.topic in topics]
+        return [(c.topic, c.msgtype, t, bytes(d)) for c, t, d in reader.messages(conns, start, end)]
+
+
+def test_uncompressed_mcap_reads_only_the_wanted_records_and_matches_rosbags(tmp_path: Path) -> None:
+    """An uncompressed MCAP file is read at the offsets its message indexes give (a window's poses
+    without copying the point clouds and images around them): same messages, bytes and order as
+    rosbags' own reader, ties in log time included."""
+    msgs = _with_images("mcap", 60)
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", msgs)
+    t0 = msgs[0][2]
+    with open_bag(path) as bag:
+        index = bag._mcap_index
+        assert index is not None and index.direct
+        for topics in (["/odom"], ["/tf", "/odom"], ["/image"], ["/image", "/odom", "/tf"]):
+            for start, end in ((None, None), (t0 + 7 * 50_000_000, t0 + 31 * 50_000_000), (t0 + 1, None)):
+                got = [
+                    (m.topic, m.msgtype, m.log_time_ns, bytes(m.data))
+                    for m in bag.messages(topics, start, end)
+                ]
+                assert got == _rosbags_stream(path, topics, start, end), (topics, start, end)
+                assert got  # every case reads something
+
+
+def test_compressed_mcap_is_read_by_rosbags(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+    ts = typestore_for("ros2")
+    target = tmp_path / "zstd"
+    w = Writer(target, version=9, storage_plugin=StoragePlugin.MCAP)
+    w.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with w:
+        conns: dict[str, Any] = {}
+        for topic, msgtype, t, msg in _with_images("mcap", 20):
+            conn = conns.get(topic) or conns.setdefault(topic, w.add_connection(topic, msgtype, typestore=ts))
+            w.write(conn, t, ts.serialize_cdr(msg, msgtype))
+    path = next(target.glob("*.mcap"))
+    with open_bag(path) as bag:
+        assert bag._mcap_index is not None and not bag._mcap_index.direct
+        got = [(m.topic, m.msgtype, m.log_time_ns, bytes(m.data)) for m in bag.messages(["/odom", "/image"])]
+        assert got == _rosbags_stream(path, ["/odom", "/image"], None, None) and len(got) == 30
+
+
+def test_mcap_record_not_where_its_index_says_stops_the_stream_with_a_warning(tmp_path: Path) -> None:
+    msgs = _with_images("mcap", 60)
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", msgs)
+    with open_bag(path) as bag:
+        index = bag._mcap_index
+        assert index is not None
+        where = index.where["/odom", "nav_msgs/msg/Odometry"]
+        broken = int(where[20, 2])
+    data = bytearray(path.read_bytes())
+    assert data[broken] == 0x05  # a message record's opcode
+    data[broken] = 0x07
+    path.write_bytes(bytes(data))
+    with open_bag(path) as bag:
+        got = list(bag.messages(["/odom"]))
+        assert [m.log_time_ns for m in got] == sorted(m[2] for m in msgs if m[0] == "/odom")[:20]
+        assert any(f"index names a /odom message at byte {broken}" in w for w in bag.warnings)
+
+
 def test_ros1_tf_message_is_registered_and_decodes(tmp_path: Path) -> None:
     path = write_bag(bag_path(tmp_path, "ros1"), "ros1", _odom_and_tf("ros1", 4))
     with open_bag(path) as bag:
