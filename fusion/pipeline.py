@@ -172,7 +172,7 @@ class _OtherWorkers:
     cluster's other workers that are idle (as they are once the last log's chunks are done), its
     function and arguments pickled into one bytes object sent straight to one of them, run before
     anything queued there. The finishing step runs its backward tracking pass so while it does the
-    forward one (a 200-sweep log: ~0.15 s less after its last chunk)."""
+    forward one (a 3,000-sweep log: tracking 4.8 -> 4.0 s; about even for a 200-sweep one)."""
 
     def __init__(self, client: Any, others: list[str]) -> None:
         self.client = client
