@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from calib.camera import Camera
     from calib.transform import Transform
     from fusion.detect import Detector
-    from trackers.refine import Submitter
+    from trackers.refine import Frame, Submitter, TrackTable
 
 log = logging.getLogger(__name__)
 
@@ -427,37 +427,49 @@ def _light(frame: FusedFrame) -> FusedFrame:
     return replace(frame, cloud=empty, images={})
 
 
+def _tracked(frames: list[Frame], config: RunConfig, executor: Submitter | None) -> TrackTable:
+    """`trackers.track_both_ways` of `frames`, which it empties (the per-sweep boxes are not needed
+    once the tracks are)."""
+    from trackers import track_both_ways
+
+    tracked = track_both_ways(frames, config.tracker.online, executor=executor)
+    frames.clear()
+    release_free_memory()
+    return tracked
+
+
 def _add_tracked(
     columns: _Columns,
-    per_frame: Sequence[tuple[FusedFrame, Boxes]],
+    per_frame: list[tuple[FusedFrame, Boxes]],
     ctx: SyncContext,
     config: RunConfig,
     executor: Submitter | None = None,
 ) -> None:
-    """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame."""
-    from trackers import RefineConfig, refine, track_both_ways
+    """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame.
+    Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
+    from trackers import RefineConfig, refine
 
-    frames = [
+    frames: list[Frame] = [
         (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
         for f, boxes in per_frame
     ]
+    sweeps = [f for f, _ in per_frame]
+    per_frame.clear()
     # without poses the tracks live in the moving sensor frame, where velocities are not headings
     world = all(pose is not None for _, _, pose in frames)
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    tracked = track_both_ways(frames, config.tracker.online, executor=executor)
-    del frames
-    release_free_memory()
-    table = refine(tracked, refine_config)
-    del tracked
+    # the track table is passed on unnamed: `refine` drops it once it has its sorted copy, so the
+    # two are not both held through refinement's peak (~16 MB each for a 5-minute 64-beam log)
+    table = refine(_tracked(frames, config, executor), refine_config)
     release_free_memory()
     order = np.lexsort((table.track_id, table.frame_index))
     frame_of = table.frame_index[order]
     starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order
     groups: list[npt.NDArray[np.intp]] = np.split(order, starts[1:]) if order.size else []
     for rows in groups:  # one frame's rows each
-        frame, _ = per_frame[int(table.frame_index[rows[0]])]
+        frame = sweeps[int(table.frame_index[rows[0]])]
         in_world = table.boxes_world[rows]
         if frame.world_from_lidar is not None:
             lidar_from_world = frame.world_from_lidar.inverse()

@@ -514,6 +514,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     if not len(tracks):
         return TrackTable.empty()
     det = _dedupe(tracks.sorted())
+    del tracks  # a caller that passes the table unnamed no longer holds it twice
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
     category = _track_category(det, starts)
