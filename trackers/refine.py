@@ -513,7 +513,7 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     cfg = config or RefineConfig()
     if not len(tracks):
         return TrackTable.empty()
-    det = _dedupe(tracks.sorted())
+    det = _dedupe(tracks)
     del tracks  # a caller that passes the table unnamed no longer holds it twice
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
@@ -781,12 +781,17 @@ def _starts(track_id: I64) -> npt.NDArray[np.intp]:
 
 
 def _dedupe(table: TrackTable) -> TrackTable:
-    """Detected rows sorted by (track, frame), one per (track, frame): the highest-scoring."""
-    table = table.select(table.origin == "detected")
-    table = table.select(np.lexsort((-table.score, table.frame_index, table.track_id)))
-    same_track, same_frame = np.diff(table.track_id) == 0, np.diff(table.frame_index) == 0
-    dup = np.r_[False, same_track & same_frame]
-    return table.select(~dup)
+    """Detected rows sorted by (track, frame), one per (track, frame): the highest-scoring (the
+    first in `table` among equal scores). One copy of the table: the rows are chosen by index
+    first (a table of a 5-minute log is ~22 MB; sorting, filtering and deduplicating it copy by copy
+    held four at once)."""
+    detected = np.flatnonzero(table.origin == "detected")
+    order = detected[
+        np.lexsort((-table.score[detected], table.frame_index[detected], table.track_id[detected]))
+    ]
+    track, frame = table.track_id[order], table.frame_index[order]
+    dup = np.r_[False, (np.diff(track) == 0) & (np.diff(frame) == 0)]
+    return table.select(order[~dup])
 
 
 def _track_category(det: TrackTable, starts: npt.NDArray[np.intp]) -> I64:
