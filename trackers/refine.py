@@ -223,7 +223,7 @@ class TrackTable:
             velocity=np.concatenate([f.velocity[k] for _, f, k in parts]),
         )
 
-    def select(self, rows: Bool | npt.NDArray[np.intp]) -> TrackTable:
+    def select(self, rows: Bool | npt.NDArray[np.intp] | slice) -> TrackTable:
         return TrackTable(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
     def sorted(self) -> TrackTable:
@@ -527,6 +527,49 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     category, score = category[keep], score[keep]
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
+    known_frames, known_idx = np.unique(det.frame_index, return_index=True)  # stamps of gap frames
+    known_t = det.t_ns[known_idx].astype(np.float64)
+    parts = []
+    for lo, hi in _blocks(counts, REFINE_BLOCK_ROWS):
+        rows = slice(int(starts[lo]), int(starts[hi]) if hi < starts.size else len(det))
+        block = _refine_tracks(det.select(rows), category[lo:hi], score[lo:hi], known_frames, known_t, cfg)
+        parts.append(block)
+    del det
+    if len(parts) == 1:
+        return parts[0]
+    return TrackTable(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TrackTable)}
+    )
+
+
+REFINE_BLOCK_ROWS: Final = 8192
+"""`refine` works through the tracks a block of about this many detections at a time (tracks are
+refined independently): its per-row intermediates (the grid of every frame of every track,
+smoothed states, sizes, ~1 kB a row all told) are then a block's, not a whole log's. A 5-minute
+64-beam log has ~90k detections; refining it whole raised the finishing worker's RSS by ~60 MiB."""
+
+
+def _blocks(counts: I64, rows: int) -> list[tuple[int, int]]:
+    """Consecutive track ranges [lo, hi) of about `rows` detections each (a longer track alone)."""
+    out: list[tuple[int, int]] = []
+    lo, total = 0, 0
+    for k, n in enumerate(counts.tolist()):
+        if total and total + n > rows:
+            out.append((lo, k))
+            lo, total = k, 0
+        total += n
+    out.append((lo, len(counts)))
+    return out
+
+
+def _refine_tracks(
+    det: TrackTable, category: I64, score: F32, known_frames: I64, known_t: F64, cfg: RefineConfig
+) -> TrackTable:
+    """`refine` of whole tracks `det` (rows sorted by track and frame, deduplicated, kept), each
+    track's category index and score; `known_frames`, `known_t`: the log's detected frames and
+    their stamps, which give a gap frame's stamp."""
+    starts = _starts(det.track_id)
+    counts = np.diff(np.append(starts, len(det)))
 
     # the grid: every frame from a track's first detection to its last
     first, last = det.frame_index[starts], det.frame_index[starts + counts - 1]
@@ -536,8 +579,6 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     grid_frame = first[track_of_grid] + (np.arange(int(span.sum())) - grid_start[track_of_grid])
     track_of_det = np.repeat(np.arange(starts.size), counts)
     det_grid = grid_start[track_of_det] + det.frame_index - first[track_of_det]  # grid row of each detection
-    known_frames, known_idx = np.unique(det.frame_index, return_index=True)
-    known_t = det.t_ns[known_idx].astype(np.float64)
     grid_t = np.rint(np.interp(grid_frame, known_frames, known_t)).astype(np.int64)
     grid_t[det_grid] = det.t_ns
     t_s = (grid_t - grid_t[grid_start][track_of_grid]) * 1e-9
@@ -863,12 +904,25 @@ def _circular_mean(angle: F64, weight: F64, group: npt.NDArray[np.intp], n: int)
 
 
 def _unwrap(yaw: F64, starts: npt.NDArray[np.intp]) -> F64:
-    """Yaws made continuous along each track (steps wrapped to [-pi, pi)), starting at the first yaw."""
+    """Yaws made continuous along each track (steps wrapped to [-pi, pi)), starting at the first yaw.
+    Each track's steps are summed on their own (a running sum over all tracks, less its value at the
+    track's start, made a track's yaws depend on the other tracks' rounding)."""
     step = np.r_[0.0, wrap_angle(np.diff(yaw))]
-    step[starts] = 0.0
-    total = np.cumsum(step)
-    counts = np.diff(np.append(starts, yaw.size))
-    return np.asarray(yaw[starts].repeat(counts) + total - total[starts].repeat(counts), dtype=np.float64)
+    out = np.empty_like(yaw, dtype=np.float64)
+    _unwrap_kernel(np.ascontiguousarray(yaw, dtype=np.float64), step, starts.astype(np.int64), out)
+    return out
+
+
+@njit(cache=True)
+def _unwrap_kernel(yaw: F64, step: F64, starts: I64, out: F64) -> None:  # pragma: no cover - numba
+    for k in range(starts.size):
+        s = starts[k]
+        e = starts[k + 1] if k + 1 < starts.size else yaw.size
+        total = 0.0
+        out[s] = yaw[s]
+        for i in range(s + 1, e):
+            total += step[i]
+            out[i] = yaw[s] + total
 
 
 def _not_outliers(values: F64, weight: F64, starts: npt.NDArray[np.intp], ratio: float) -> Bool:

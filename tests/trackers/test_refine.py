@@ -7,7 +7,7 @@ import math
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -629,6 +629,27 @@ def test_car_sizes_on_simulated_logs_are_within_10_cm_for_well_seen_cars(sim_log
     # length as their width, merged with a cyclist beside it) no longer count for its size; before,
     # that car came out 0.20 m too wide and 0.08 m too high (24 of 25 widths within 10 cm)
     assert (err[:, 1] < 0.10).all()
+
+
+def test_refining_in_blocks_of_tracks_changes_nothing(
+    sim_logs: list[SimLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`refine` works a block of tracks at a time to bound its memory; every row and value is the
+    same as refining all tracks at once, bit for bit (a gap frame's stamp still comes from the
+    whole log's frames)."""
+    import sys
+
+    module = sys.modules["trackers.refine"]
+    for log in sim_logs:
+        tracks = track_both_ways(log.frames)
+        monkeypatch.setattr(module, "REFINE_BLOCK_ROWS", 10**9)
+        whole = refine(tracks)
+        monkeypatch.setattr(module, "REFINE_BLOCK_ROWS", 40)
+        assert len(module._blocks(np.bincount(tracks.track_id), 40)) > 5
+        blocks = refine(tracks)
+        for f in fields(TrackTable):
+            a, b = getattr(whole, f.name), getattr(blocks, f.name)
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f.name
 
 
 def _swept_car(x: float, speed: float, length: float = 4.5, y: float = 4.0) -> list[float]:
