@@ -109,23 +109,29 @@ def labels_table(
     vel, vel_null = _optional_rows("velocity", velocity, n, len(VELOCITY_COLUMNS))
 
     order = np.lexsort((track, frame))
-    take = pa.array(order)
+    # rows given in order already (as the pipeline gives them) are not copied to be reordered:
+    # the labels of a 5-minute log are ~20 MB of columns
+    sel: NDArray[np.intp] | slice = slice(None) if np.array_equal(order, np.arange(n)) else order
+
+    def taken(values: pa.Array) -> pa.Array:
+        return values if isinstance(sel, slice) else values.take(pa.array(sel))
+
     columns: dict[str, pa.Array] = {
         "sequence_id": pa.repeat(pa.scalar(sequence_id, pa.string()), n),
-        "frame_index": pa.array(frame[order]),
-        "timestamp_ns": pa.array(stamp[order]),
-        "track_id": pa.array(track[order]),
-        "category": categories.take(take),
-        "score": pa.array(scores[order].astype(np.float32)),
+        "frame_index": pa.array(frame[sel]),
+        "timestamp_ns": pa.array(stamp[sel]),
+        "track_id": pa.array(track[sel]),
+        "category": taken(categories),
+        "score": pa.array(scores[sel].astype(np.float32)),
     }
     for i, name in enumerate(BOX_COLUMNS):
-        columns[name] = pa.array(box[order, i])
+        columns[name] = pa.array(box[sel, i])
     for i, name in enumerate(WORLD_BOX_COLUMNS):
-        columns[name] = pa.array(world[order, i], mask=world_null[order])
+        columns[name] = pa.array(world[sel, i], mask=world_null[sel])
     for i, name in enumerate(VELOCITY_COLUMNS):
-        columns[name] = pa.array(vel[order, i], mask=vel_null[order])
-    columns["num_points"] = pa.array(points[order])
-    columns["origin"] = origins.take(take)
+        columns[name] = pa.array(vel[sel, i], mask=vel_null[sel])
+    columns["num_points"] = pa.array(points[sel])
+    columns["origin"] = taken(origins)
     columns["camera_boxes"] = _camera_box_lists(camera_boxes or CameraBoxes.empty(), order)
 
     table = pa.Table.from_arrays([columns[name] for name in LABELS.names], schema=LABELS)

@@ -86,6 +86,23 @@ def test_builder_sorts_rows_and_keeps_camera_boxes_with_their_rows() -> None:
     ]
 
 
+def test_builder_given_rows_already_in_order_builds_the_same_table() -> None:
+    """Rows in (frame, track) order are taken as they are (no reordering copy): same table."""
+    given = _columns()
+    order = np.array([2, 1, 0])  # the sorted order of `_columns`' rows
+    rank = np.empty(3, np.int64)
+    rank[order] = np.arange(3)
+    cams = given["camera_boxes"]
+    in_order = {
+        name: (value[order] if isinstance(value, np.ndarray) else value) for name, value in given.items()
+    }
+    in_order["camera_boxes"] = CameraBoxes(
+        row=rank[cams.row], camera=cams.camera, x_min=cams.x_min, y_min=cams.y_min, x_max=cams.x_max,
+        y_max=cams.y_max,
+    )  # fmt: skip
+    assert labels_table(**in_order).equals(labels_table(**given))
+
+
 def test_builder_wraps_yaw_and_stores_nan_rows_as_null() -> None:
     table = labels_table(**_columns())
     assert table["yaw"][1].as_py() == -math.pi
