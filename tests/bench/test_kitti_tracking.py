@@ -71,9 +71,10 @@ def test_the_val_split_is_read_from_the_seqmap_of_the_folder_given(datasets: Pat
 def test_car_tracks_far_away_rank_above_near_weak_ones(datasets: Path, tmp_path: Path) -> None:
     # 0002: real cars 45-68 m away score 0.75-0.84 (PointRCNN's scores fall with range), as do near
     # boxes on unlabelled objects; the range term of the car track score keeps the far ones above
-    # the best threshold (refined Car MOTA 60.30 without it, 63.10 with it)
+    # the best threshold
     out = tmp_path / "trk"
     assert main(["--data", str(datasets / "ab3dmot"), "--out", str(out), "--sequences", "0002"]) == 0
     report = json.loads((out / "tracking_eval.json").read_text())
     car = report["results"]["refined"]["Car"]
-    assert car["best"]["mota"] > 0.62 and car["samota"] > 0.655  # 0.631 and 0.661 measured
+    # 0.631 and 0.663 measured (0.603 and 0.645 without the range term)
+    assert car["best"]["mota"] > 0.62 and car["samota"] > 0.655
