@@ -20,7 +20,9 @@ themselves (world frame), one row per tracked detection.
 `refine` then, per track (rows grouped by `track_id`):
 
 1. score and filter: the track score is the mean of its top-k detection scores (`score_top_k`; 0: of
-   all of them), scaled by min(1, detections / `full_score_frames`, or the category's `score_frames`);
+   all of them), for categories in `score_range_m` brought nearer 1 by exp(-the track's mean range /
+   that distance) (the deficit a detector's confidence has at range), and scaled by min(1,
+   detections / `full_score_frames`, or the category's `score_frames`);
    tracks with fewer than `min_track_frames` detections or a score below `min_track_score` are
    removed. The score is written to every box of the track.
 2. smooth: a Rauch-Tung-Striebel smoother of a constant-velocity model per axis (x, y, z, then yaw)
@@ -253,6 +255,11 @@ class RefineConfig:
     full_score_frames: int = 10  # ... times min(1, detected frames / this)
     # ... or, per category, / this instead (how many detections make a track as credible as its scores)
     score_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # ... and, per category, its confidence deficit (1 - mean score) times exp(-range / this, m), range =
+    # the mean horizontal distance of its detections from the sensor: a detector's scores fall with
+    # range for real objects, so a distant track is as credible as a nearer one with higher scores,
+    # and a near track with middling scores is suspect (absent: no range term)
+    score_range_m: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     max_gap_frames: int = 5  # gaps of at most this many frames without a detection are interpolated
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
@@ -298,6 +305,12 @@ class RefineConfig:
             )
         if any(not isinstance(v, int) or v < 1 for v in self.score_frames.values()):
             raise TrackingError("score_frames values must be whole numbers of detections >= 1")
+        if bad := set(self.score_range_m) - set(CATEGORIES):
+            raise TrackingError(
+                f"score_range_m has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
+        if not all(v > 0.0 for v in self.score_range_m.values()):
+            raise TrackingError("score_range_m values must be distances > 0 in metres")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
         if bad := set(self.size_prior) - set(CATEGORIES):
@@ -333,6 +346,8 @@ class RefineConfig:
             top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
         if "score_frames" in top:
             top["score_frames"] = MappingProxyType(dict(top["score_frames"]))
+        if "score_range_m" in top:
+            top["score_range_m"] = MappingProxyType({c: float(v) for c, v in top["score_range_m"].items()})
         if "params" in mapping:
             top["params"] = TrackerConfig.from_mapping({"params": mapping["params"]}).params
         return cls(**top)
@@ -342,6 +357,7 @@ class RefineConfig:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["score_frames"] = dict(self.score_frames)
+        out["score_range_m"] = dict(self.score_range_m)
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return out
 
@@ -518,7 +534,9 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
     category = _track_category(det, starts)
-    score = _track_score(det.score, starts, counts, category, cfg)
+    # horizontal range of each detection from the sensor (from the frame's origin where it is unknown)
+    ranges = np.hypot(*(det.boxes_world[:, :2] - np.nan_to_num(det.sensor_origin[:, :2])).T)
+    score = _track_score(det.score, ranges, starts, counts, category, cfg)
     keep = (counts >= cfg.min_track_frames) & (score >= cfg.min_track_score)
     row_keep = np.repeat(keep, counts)
     det = det.select(row_keep)
@@ -845,10 +863,12 @@ def _track_category(det: TrackTable, starts: npt.NDArray[np.intp]) -> I64:
 
 
 def _track_score(
-    score: F32, starts: npt.NDArray[np.intp], counts: I64, category: I64, cfg: RefineConfig
+    score: F32, ranges: F64, starts: npt.NDArray[np.intp], counts: I64, category: I64, cfg: RefineConfig
 ) -> F32:
-    """Per track: the mean of its top-k detection scores (k = `score_top_k`, 0: all) times
-    min(1, detections / its category's `score_frames`, else `full_score_frames`)."""
+    """Per track: the mean of its top-k detection scores (k = `score_top_k`, 0: all), its deficit from 1
+    times exp(-mean range / its category's `score_range_m`) where it has one, times min(1, detections /
+    its category's `score_frames`, else `full_score_frames`). ranges: (N,) each detection's horizontal
+    distance from the sensor, m."""
     track = np.repeat(np.arange(starts.size), counts)
     order = np.lexsort((-score, track))  # per track, best first
     rank = np.arange(score.size) - np.repeat(starts, counts)
@@ -856,6 +876,10 @@ def _track_score(
     top = rank < k
     sums = np.bincount(track, weights=np.where(top, score[order], 0.0), minlength=starts.size)
     mean = sums / np.minimum(counts, k)
+    if cfg.score_range_m:
+        scale = np.array([cfg.score_range_m.get(c, np.inf) for c in CATEGORIES], np.float64)[category]
+        mean_range = np.bincount(track, weights=ranges, minlength=starts.size) / counts
+        mean = 1.0 - (1.0 - mean) * np.exp(-mean_range / scale)
     per_category = [cfg.score_frames.get(c, cfg.full_score_frames) for c in CATEGORIES]
     frames: F64 = np.array(per_category, np.float64)[category]
     scaled = mean * np.minimum(1.0, counts / frames)

@@ -305,6 +305,32 @@ def test_track_score_of_all_detections_scaled_by_the_category_length() -> None:
         RefineConfig(score_frames={"tram": 5})
 
 
+def test_track_score_deficit_shrinks_with_range_so_a_far_track_outranks_a_near_one() -> None:
+    # the same scores near (5..9.5 m) and far (45..49.5 m from the sensor at the origin): with no range
+    # term they tie; with score_range_m 50 the far track's deficit is cut by exp(-~47 / 50)
+    scores = [0.8] * 10
+    near = one_track(moving_car(10, speed=5.0), score=scores, track_id=1, sensor_origin=[0.0, 0.0, 0.0])
+    far = one_track(
+        moving_car(10, speed=5.0, x0=45.0), score=scores, track_id=2, sensor_origin=[0.0, 0.0, 0.0]
+    )
+    plain = refine(concat(near, far), RefineConfig(score_top_k=0))
+    assert plain.score[plain.track_id == 1][0] == plain.score[plain.track_id == 2][0]
+    config = RefineConfig(score_top_k=0, score_range_m={"car": 50.0})
+    out = refine(concat(near, far), config)
+    for track, x0 in ((1, 5.0), (2, 45.0)):
+        r = np.mean(np.hypot(x0 + 0.5 * np.arange(10), 2.0))
+        expected = 1.0 - 0.2 * math.exp(-r / 50.0)
+        assert out.score[out.track_id == track] == pytest.approx(expected, rel=1e-6)
+    assert out.score[out.track_id == 2][0] > out.score[out.track_id == 1][0]
+    walkers = refine(_as(concat(near, far), "pedestrian"), config)  # only the categories named
+    assert walkers.score == pytest.approx(0.8, rel=1e-6)
+    assert RefineConfig.from_mapping(config.to_mapping()) == config
+    with pytest.raises(TrackingError, match="score_range_m values"):
+        RefineConfig(score_range_m={"car": 0.0})
+    with pytest.raises(TrackingError, match="score_range_m has unknown categories"):
+        RefineConfig(score_range_m={"tram": 50.0})
+
+
 def _as(table: TrackTable, category: str) -> TrackTable:
     return replace(table, category=np.full(len(table), category))
 
