@@ -279,13 +279,16 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
             raise FlagError(f"labels: column {name!r} is missing or holds nulls; a labels table has it")
     if labels.num_rows == 0:
         return FLAGS.empty_table()
-    sequence = _strings(labels.column("sequence_id"))
-    _, seq_code = np.unique(sequence, return_inverse=True)
+    names, codes = _codes(labels.column("sequence_id"))
+    by_name = np.argsort(names)
+    rank = np.empty(len(names), np.int64)
+    rank[by_name] = np.arange(len(names))
+    seq_code = rank[codes]  # each row's sequence as its place among the sorted ids (no string per row)
     frame = labels.column("frame_index").to_numpy().astype(np.int64)
     track = labels.column("track_id").to_numpy().astype(np.int64)
-    order = np.lexsort((frame, track, seq_code.reshape(-1)))
-    t = _Labels.of(labels, sequence[order], order)
-    del sequence, seq_code, frame, track, order  # the flags below hold ~40 bytes a row each
+    order = np.lexsort((frame, track, seq_code))
+    t = _Labels.of(labels, seq_code[order], names[by_name], order)
+    del names, codes, seq_code, frame, track, order  # the flags below hold ~40 bytes a row each
 
     found = _Found()
     on = set(config.enabled)
@@ -317,7 +320,8 @@ def review_flags(labels: pa.Table, config: FlagConfig | None = None, *, tracked:
 class _Labels:
     """The labels sorted by (sequence, track, frame), as arrays (N rows)."""
 
-    sequence: npt.NDArray[np.str_]
+    sequence: I64  # each row's sequence: an index into sequence_ids
+    sequence_ids: npt.NDArray[np.str_]  # sorted
     frame: I64
     t_s: F64  # seconds since the first row's stamp
     track: I64
@@ -334,8 +338,11 @@ class _Labels:
     group: npt.NDArray[np.intp]  # (N,) group of each row
 
     @classmethod
-    def of(cls, table: pa.Table, sequence: npt.NDArray[np.str_], order: npt.NDArray[np.intp]) -> _Labels:
-        """The rows of `table` in `order` (`sequence`: each of those rows' sequence id), each column
+    def of(
+        cls, table: pa.Table, sequence: I64, sequence_ids: npt.NDArray[np.str_], order: npt.NDArray[np.intp]
+    ) -> _Labels:
+        """The rows of `table` in `order` (`sequence`: each of those rows' index into the sorted
+        `sequence_ids`), each column
         read and sorted on its own: no sorted copy of the whole table (its camera boxes are a third
         of it) is made."""
 
@@ -371,6 +378,7 @@ class _Labels:
         kind = kind[order]
         return cls(
             sequence=sequence,
+            sequence_ids=sequence_ids,
             frame=ints("frame_index"),
             t_s=(stamp - stamp.min()) * 1e-9,
             track=track,
@@ -400,12 +408,6 @@ def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.str_], npt.NDArray[n
     encoded = column.combine_chunks().dictionary_encode()
     names = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
     return names, encoded.indices.to_numpy(zero_copy_only=False)
-
-
-def _strings(column: pa.ChunkedArray) -> npt.NDArray[np.str_]:
-    """(N,) a string column without nulls as a numpy array, built from its distinct values."""
-    names, codes = _codes(column)
-    return np.take(names, codes)
 
 
 def _size_flags(t: _Labels, config: FlagConfig, found: _Found, tracked: bool) -> None:
@@ -453,9 +455,8 @@ def _size_bounds(t: _Labels, config: FlagConfig, which: int) -> F64:
 
 
 def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
-    _, seq_code = np.unique(t.sequence, return_inverse=True)
-    by_frame = np.lexsort((t.frame, seq_code.reshape(-1)))
-    key_seq, key_frame = seq_code.reshape(-1)[by_frame], t.frame[by_frame]
+    by_frame = np.lexsort((t.frame, t.sequence))
+    key_seq, key_frame = t.sequence[by_frame], t.frame[by_frame]
     new = np.ones(len(by_frame), dtype=bool)
     new[1:] = (key_seq[1:] != key_seq[:-1]) | (key_frame[1:] != key_frame[:-1])
     start = np.append(np.flatnonzero(new), len(by_frame)).astype(np.int64)
@@ -748,7 +749,7 @@ def _table(
     detail_out: list[str] = []
 
     def emit(row: int, frame: int | None, flag: str, mag: float, detail: str) -> None:
-        seq_out.append(str(t.sequence[row]))
+        seq_out.append(str(t.sequence_ids[t.sequence[row]]))
         frame_out.append(frame)
         track_out.append(int(t.track[row]))
         flag_out.append(flag)

@@ -224,3 +224,28 @@ def test_flags_computed_in_small_blocks_equal_the_whole_log_at_once(
     monkeypatch.setattr(fusion.flags, "MEDIAN_BLOCK", 7)
     monkeypatch.setattr(fusion.flags, "OVERLAP_FRAMES", 3)
     assert review_flags(labels).equals(whole)
+
+
+def test_flags_of_several_sequences_are_each_sequences_own_and_name_it(truth: pa.Table) -> None:
+    """Labels of two sequences (given out of name order, with the same track ids) get each
+    sequence's own flags, each naming its sequence."""
+    track = _moving_car(truth)
+    mask = _rows(truth, track, 12)
+    doubled = _edit(
+        truth,
+        mask,
+        **{name: truth.column(name).to_numpy()[mask] * 2 for name in ("length", "width", "height")},
+    )
+    index = truth.schema.get_field_index("sequence_id")
+    renamed = truth.set_column(
+        index, truth.schema.field(index), pa.array(["a_first"] * truth.num_rows, type=pa.string())
+    )
+    both = review_flags(pa.concat_tables([doubled, renamed]))
+    own = {str(doubled.column("sequence_id")[0]): review_flags(doubled), "a_first": review_flags(renamed)}
+    assert set(both.column("sequence_id").to_pylist()) == set(own)
+    for sid, alone in own.items():
+        mine = both.filter(pc.equal(both.column("sequence_id"), sid))
+        assert sorted(mine.to_pylist(), key=str) == sorted(alone.to_pylist(), key=str)
+    assert ("implausible_size", track) in {
+        (r["flag"], r["track_id"]) for r in both.to_pylist() if r["sequence_id"] != "a_first"
+    }
