@@ -308,7 +308,7 @@ class Bag:
         if info is None or reader is None or self._recovery is not None:
             return None
         conns = [c for c in self._conns if c.topic == topic]
-        stamps: list[int]
+        stamps: list[int] | npt.NDArray[np.int64]
         if isinstance(reader, Reader1):
             stamps = [entry.time for c in conns for entry in reader.indexes.get(c.id, [])]
         elif self.format is BagFormat.ROS2_SQLITE3:
@@ -317,8 +317,8 @@ class Bag:
             if self._mcap_index is None:
                 return None
             index = self._mcap_index.where
-            keys = {(c.topic, c.msgtype) for c in conns} & index.keys()
-            stamps = [t for key in sorted(keys) for t in index[key][:, 0].tolist()]
+            found = [index[key][:, 0] for key in {(c.topic, c.msgtype) for c in conns} if key in index]
+            stamps = np.concatenate(found) if found else []
         times = np.sort(np.asarray(stamps, dtype=np.int64))
         return times if len(times) == info.count else None
 
@@ -689,8 +689,9 @@ class _McapIndex:
                 op, length, channel, _, log_time, _ = _MCAP_MESSAGE.unpack(head)
                 if op != 0x05 or channel not in self.channels[key] or log_time != t:
                     raise ReaderError2(f"the index names a {key[0]} message at byte {pos}; none is there")
-                data = f.read(length - (_MCAP_MESSAGE.size - 9))
-                if len(data) != length - (_MCAP_MESSAGE.size - 9):
+                size = length - (_MCAP_MESSAGE.size - 9)  # the record's length counts from its channel id
+                data = f.read(size)
+                if len(data) != size:
                     raise ReaderError2(f"message record at byte {pos} is cut short")
                 yield conn, t, data
 
