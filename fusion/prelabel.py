@@ -460,7 +460,7 @@ def _add_tracked(
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    # the track table is passed on unnamed: `refine` drops it once it has its sorted copy, so the
+    # the track table is passed on unnamed: `refine` drops it once it has its deduplicated copy, so the
     # two are not both held through refinement's peak (~16 MB each for a 5-minute 64-beam log)
     table = refine(_tracked(frames, config, executor), refine_config)
     release_free_memory()
