@@ -293,7 +293,7 @@ class Bag:
             if self.format is BagFormat.ROS2_SQLITE3:
                 out = _sqlite_times(self.path, self._conns)
             else:
-                self._mcap_index = _McapIndex.read(self.path, reader)
+                self._mcap_index = _McapIndex.read(reader)
                 out = _mcap_times(self._mcap_index.stamps if self._mcap_index else {}, self._conns)
         except Exception as err:  # an index we cannot read costs only the first/last times
             log.debug("no record times for %s: %s", self.path, err)
@@ -606,21 +606,21 @@ class _McapIndex:
         return {key: rows[:, 0] for key, rows in self.where.items()}
 
     @classmethod
-    def read(cls, path: Path, reader: Reader2) -> _McapIndex | None:
-        """From `reader` open on `path`; None for a bag of several files, or one whose summary
-        lists no chunks."""
+    def read(cls, reader: Reader2) -> _McapIndex | None:
+        """From an open `reader`; None for a bag of several files, or one whose summary lists no
+        chunks."""
         storage: Any = reader.storage
         storage = getattr(storage, "storages", [storage])  # a bag directory's storage files
-        files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
-        if len(files) != 1 or len(storage) != 1:
+        if len(storage) != 1:
             return None
+        path = Path(storage[0].path)
         chunks = list(getattr(storage[0], "chunks", None) or [])
         if not chunks:
             return None
         channels = {c.id: (c.topic, c.msgtype) for c in storage[0].connections}
         pairs: dict[tuple[str, str], list[bytes]] = {}  # (log time, offset) records, little-endian u64
         where: dict[tuple[str, str], list[tuple[int, int, int]]] = {}  # count, chunk, its records
-        with files[0].open("rb") as f:
+        with path.open("rb") as f:
             for chunk in chunks:
                 if not chunk.message_index_offsets:
                     continue
@@ -648,7 +648,7 @@ class _McapIndex:
                 [entries[:, 0], np.repeat(chunk_at, counts), entries[:, 1] + np.repeat(records_at, counts)]
             )
         return cls(
-            path=files[0],
+            path=path,
             where=table,
             channels=by_key,
             direct=all(chunk.compression == "" for chunk in chunks),

@@ -151,6 +151,22 @@ def test_uncompressed_mcap_reads_only_the_wanted_records_and_matches_rosbags(tmp
                 assert got  # every case reads something
 
 
+def test_mcap_bag_directory_is_read_at_its_index_offsets_too(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    ts = typestore_for("ros2")
+    target = tmp_path / "bagdir"
+    with Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns: dict[str, Any] = {}
+        for topic, msgtype, t, msg in _with_images("mcap", 20):
+            conn = conns.get(topic) or conns.setdefault(topic, w.add_connection(topic, msgtype, typestore=ts))
+            w.write(conn, t, ts.serialize_cdr(msg, msgtype))
+    with open_bag(target) as bag:
+        assert bag._mcap_index is not None and bag._mcap_index.direct
+        got = [(m.topic, m.msgtype, m.log_time_ns, bytes(m.data)) for m in bag.messages(["/odom", "/image"])]
+        assert got == _rosbags_stream(target, ["/odom", "/image"], None, None) and len(got) == 30
+
+
 def test_compressed_mcap_is_read_by_rosbags(tmp_path: Path) -> None:
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
