@@ -15,7 +15,8 @@ Chunks run in time order (`_priority`) and take their plan by value, so Dask pla
 whichever worker is free rather than beside the plan's result. The client receives only plans
 (topics, camera models and the first window's poses, ~100 kB) and each sequence's summary row,
 writes `sequences.parquet` and `dataset.json` last, and removes the part files. Chunk tasks
-report each sweep (a Dask event, `PROGRESS_TOPIC`); `run` turns them into `Progress`.
+report their sweeps done (a Dask event, `PROGRESS_TOPIC`, at most every `PROGRESS_EVERY_S`); `run`
+turns them into `Progress`.
 
 With no scheduler address a `LocalCluster` sized to the machine is started (one single-threaded
 worker process per core: the hot loops are numba and hold the GIL only briefly, but processes keep
@@ -85,7 +86,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_TOPIC: Final = "fusion-progress"
-"""Dask event topic of per-sweep progress: `(sequence_id, chunk, sweeps done in the chunk)`."""
+"""Dask event topic of progress: `(sequence_id, chunk, sweeps done in the chunk)`."""
 
 
 class PipelineError(FusionError):
@@ -122,18 +123,45 @@ def _chunk_task(
     from distributed import get_worker
 
     worker = get_worker()
-
-    def progress(done: int) -> None:
-        worker.log_event(PROGRESS_TOPIC, (plan.sequence_id, index, done))
-
+    report = _Throttled(lambda done: worker.log_event(PROGRESS_TOPIC, (plan.sequence_id, index, done)))
     config = _with_worker_threads(config)
     try:
         result = run_chunk(
-            plan, index, Path(out), config, calibration=_calibration(calibration), progress=progress
+            plan, index, Path(out), config, calibration=_calibration(calibration), progress=report
         )
+        report.flush()
         return result.parts, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         release_free_memory()
+
+
+PROGRESS_EVERY_S: Final = 0.25
+"""The least time between two progress events of one chunk task. An event per sweep cost the
+scheduler's and client's process ~0.2 CPU-s per 200 sweeps, taken from the workers when they use
+every core (a 20-s 64-beam log with 2 workers on 2 cores: ~0.1-0.3 s of wall time)."""
+
+
+class _Throttled:
+    """progress(done) passed on at most every `PROGRESS_EVERY_S`; `flush` passes the last count on
+    if it was held back, so the chunk's final count always arrives."""
+
+    def __init__(self, send: Callable[[int], object]) -> None:
+        self.send = send
+        self.sent = 0
+        self.done = 0
+        self.next_s = 0.0
+
+    def __call__(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if now >= self.next_s:
+            self.flush()
+            self.next_s = now + PROGRESS_EVERY_S
+
+    def flush(self) -> None:
+        if self.done != self.sent:
+            self.send(self.done)
+            self.sent = self.done
 
 
 def _chunk_result(future: Any) -> ChunkResult:
@@ -313,7 +341,8 @@ def run(
     threads. With `device="cuda..."` each chunk task asks for the worker resource `GPU=1`: start
     workers with `dask worker ... --resources GPU=1` (one per GPU); a local cluster declares it.
 
-    progress(Progress) after each sweep on any worker (called from the client's event-loop thread);
+    progress(Progress) as sweeps are done on the workers (each chunk reports at most every
+    `PROGRESS_EVERY_S`; called from the client's event-loop thread);
     on_done(summary, logs done, logs) when a log is finished (from the calling thread).
 
     A log whose task raises (it cannot be read, decoded, written): with `on_failure`, the log's
@@ -324,6 +353,7 @@ def run(
     """
     from dask.distributed import Client, as_completed
 
+    _import_in_background("pandas")  # while the cluster starts and the first log is planned
     config = config or RunConfig()
     config.detector.build_config()  # an unknown detector or bad options fail before any worker starts
     missing = [str(p) for p in logs if not Path(p).exists()]
@@ -384,7 +414,6 @@ def run(
                     plans[fut.key] = i
                     per_log[i] = [fut]
                     futures.append(fut)
-                _import_in_background("pandas")  # once the plans are on their way
                 pending = as_completed(list(futures))
                 for fut in pending:
                     i = plans.get(fut.key, finishes.get(fut.key, -1))
@@ -475,8 +504,10 @@ def run(
 
 def _import_in_background(module: str) -> None:
     """Import `module` in a daemon thread. pyarrow imports pandas (when installed) the first time it
-    converts a Python list (`pa.array`), which the client first does for `sequences.parquet` once
-    every log is done: 0.4 s at the very end of a run. Imported while the workers run instead."""
+    converts anything (`pa.array`), which the client first does for `sequences.parquet` once every
+    log is done: 0.4 s at the very end of a run. Imported from the start of `run` instead, while a
+    local cluster starts (seconds) or an existing one plans the first log: imported while the
+    chunks run, it took ~0.5 CPU-s from them when they use every core."""
     import importlib
 
     threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()

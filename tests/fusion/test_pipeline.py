@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,6 +235,21 @@ def test_progress_counts_each_sweep_once_when_a_chunk_is_retried() -> None:
     assert [p.done for p in seen] == [1, 2, 3, 4]
 
 
+def test_progress_events_are_throttled_and_the_last_count_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fusion.pipeline as fp
+
+    clock = [100.0]
+    monkeypatch.setattr(fp.time, "monotonic", lambda: clock[0])
+    sent: list[int] = []
+    report = fp._Throttled(sent.append)
+    for done in range(1, 8):  # 7 sweeps 0.1 s apart
+        report(done)
+        clock[0] += 0.1
+    report.flush()
+    report.flush()  # nothing new: nothing sent
+    assert sent == [1, 4, 7]  # the first at once, then one per PROGRESS_EVERY_S (0.25 s), the last on flush
+
+
 def _worker_address(value: int) -> tuple[str, int]:
     from distributed import get_worker
 
@@ -280,8 +296,8 @@ def _worker_settings(dask_worker: object) -> tuple[bool, str | None, float]:
     return "profile" in callbacks, os.environ.get("MALLOC_TRIM_THRESHOLD_"), callbacks["tick"].callback_time
 
 
-def _tick_ms(dask_scheduler: object) -> float:
-    return getattr(dask_scheduler, "periodic_callbacks")["tick"].callback_time
+def _tick_ms(dask_scheduler: Any) -> float:
+    return float(dask_scheduler.periodic_callbacks["tick"].callback_time)
 
 
 def test_local_workers_run_without_the_profiler_dasks_malloc_trim_threshold_or_busy_timers() -> None:
