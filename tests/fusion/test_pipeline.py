@@ -312,3 +312,79 @@ def test_local_workers_run_without_the_profiler_dasks_malloc_trim_threshold_or_b
     with local_cluster(1) as cluster, Client(cluster) as client:
         assert list(client.run(_worker_settings).values()) == [(False, None, 1000)]
         assert client.run_on_scheduler(_tick_ms) == 1000
+
+
+def _readme_dask_yaml() -> str:
+    """The Dask configuration README.md gives for a real cluster (its `fusion.yaml` heredoc)."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("cat > ~/.config/dask/fusion.yaml <<'YAML'")
+    )
+    end = lines.index("YAML", start)
+    return "\n".join(lines[start + 1 : end]) + "\n"
+
+
+def test_run_on_a_cluster_started_as_the_readme_says(tmp_path: Path) -> None:
+    """`dask scheduler` and `dask worker` processes given README.md's configuration, then
+    `fusion run --scheduler`: the documented path for a real cluster, the settings included."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from dask.distributed import Client
+
+    from exporters.validate import validate_dataset
+
+    config_dir = tmp_path / "dask-config"
+    config_dir.mkdir()
+    (config_dir / "fusion.yaml").write_text(_readme_dask_yaml())
+    env = {**os.environ, "DASK_CONFIG": str(config_dir), "DASK_LOGGING__DISTRIBUTED": "error"}
+    env["PYTHONPATH"] = str(REPO)  # for this module's checks run on the workers (fusion is installed)
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    dask_cli = Path(sys.executable).parent / "dask"
+    address_file = tmp_path / "scheduler.json"
+    common = ["--dashboard-address", ":0"]
+    scheduler = subprocess.Popen(
+        [dask_cli, "scheduler", "--port", "0", "--scheduler-file", address_file, *common], env=env, cwd=REPO
+    )
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = subprocess.Popen(
+            [
+                dask_cli,
+                "worker",
+                "--scheduler-file",
+                address_file,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+                *common,
+            ],
+            env=env,
+            cwd=REPO,
+        )
+        with Client(scheduler_file=str(address_file), timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+            assert set(client.run(_worker_settings).values()) == {(False, None, 1000)}
+            assert client.run_on_scheduler(_tick_ms) == 1000
+            address = client.scheduler.address
+        out = tmp_path / "out"
+        assert (
+            main(["run", str(SAMPLE), "--out", str(out), "--scheduler", address, "--quiet", "--no-images"])
+            == 0
+        )
+    finally:
+        for proc in (workers, scheduler):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    assert validate_dataset(out) == []
+    assert open_dataset(out).sequence("sim_drive").num_frames == 30
