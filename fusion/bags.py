@@ -294,7 +294,7 @@ class Bag:
                 out = _sqlite_times(self.path, self._conns)
             else:
                 self._mcap_index = _McapIndex.read(reader)
-                out = _mcap_times(self._mcap_index.stamps if self._mcap_index else {}, self._conns)
+                out = _mcap_times(self._mcap_index.times() if self._mcap_index else {}, self._conns)
         except Exception as err:  # an index we cannot read costs only the first/last times
             log.debug("no record times for %s: %s", self.path, err)
         return out
@@ -316,8 +316,8 @@ class Bag:
         else:
             if self._mcap_index is None:
                 return None
-            index = self._mcap_index.where
-            found = [index[key][:, 0] for key in {(c.topic, c.msgtype) for c in conns} if key in index]
+            index = self._mcap_index.rows({(c.topic, c.msgtype) for c in conns})
+            found = [rows[:, 0] for rows in index.values()]
             stamps = np.concatenate(found) if found else []
         times = np.sort(np.asarray(stamps, dtype=np.int64))
         return times if len(times) == info.count else None
@@ -587,7 +587,10 @@ _MCAP_MESSAGE: Final = struct.Struct("<BQHIQQ")  # opcode, record length, channe
 @dataclass
 class _McapIndex:
     """A single MCAP file's message indexes: per (topic, message type) every message's log time and
-    where its record starts, read from the chunks' message index records (no message data).
+    where its record starts, read from the chunks' message index records (no message data), only
+    for the chunks a time range needs: opening a 5-minute 64-beam log (3,000 chunks) read all of
+    them, 0.06 s for every chunk task, so that a log's opening cost grew with its length and the
+    whole run's with its square.
 
     `direct` (every chunk uncompressed): `messages` reads just the wanted messages' records at
     those offsets, instead of rosbags reading, copying and parsing every record of every chunk in
@@ -596,50 +599,73 @@ class _McapIndex:
     three cameras: ~210 MB copied for ~60 kB of poses)."""
 
     path: Path
-    where: dict[tuple[str, str], npt.NDArray[np.int64]]  # (n, 3): log time, chunk offset, record offset
+    chunks: list[Any]  # rosbags' ChunkInfo of each chunk with a message index, in file order
     channels: dict[tuple[str, str], set[int]]  # the MCAP channel ids of each (topic, type)
     direct: bool
-
-    @property
-    def stamps(self) -> dict[tuple[str, str], npt.NDArray[np.int64]]:
-        """Per (topic, type): every message's log time, in index order."""
-        return {key: rows[:, 0] for key, rows in self.where.items()}
+    blocks_read: int = 0  # chunks whose message index has been read (each once per call)
 
     @classmethod
     def read(cls, reader: Reader2) -> _McapIndex | None:
-        """From an open `reader`; None for a bag of several files, or one whose summary lists no
-        chunks."""
+        """From an open `reader` (its summary: nothing more is read); None for a bag of several
+        files, or one whose summary lists no chunks."""
         storage: Any = reader.storage
         storage = getattr(storage, "storages", [storage])  # a bag directory's storage files
         if len(storage) != 1:
             return None
-        path = Path(storage[0].path)
         chunks = list(getattr(storage[0], "chunks", None) or [])
         if not chunks:
             return None
-        channels = {c.id: (c.topic, c.msgtype) for c in storage[0].connections}
+        by_key: dict[tuple[str, str], set[int]] = {}
+        for c in storage[0].connections:
+            by_key.setdefault((c.topic, c.msgtype), set()).add(c.id)
+        return cls(
+            path=Path(storage[0].path),
+            chunks=[chunk for chunk in chunks if chunk.message_index_offsets],
+            channels=by_key,
+            direct=all(chunk.compression == "" for chunk in chunks),
+        )
+
+    @property
+    def where(self) -> dict[tuple[str, str], npt.NDArray[np.int64]]:
+        """Per (topic, type): (n, 3) log time, chunk offset, record offset of every message."""
+        return self.rows(self.channels)
+
+    def rows(
+        self,
+        keys: Iterable[tuple[str, str]],
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        chunks: Sequence[Any] | None = None,
+    ) -> dict[tuple[str, str], npt.NDArray[np.int64]]:
+        """`where` of `keys` from the chunks (default: all) that hold messages of log time in
+        [start_ns, end_ns) by their summary's message time range (as rosbags selects them); the
+        rows themselves are not cut to the range."""
+        owner = {cid: key for key in keys for cid in self.channels.get(key, ())}
+        picked = [
+            chunk
+            for chunk in (self.chunks if chunks is None else chunks)
+            if (start_ns is None or start_ns < chunk.message_end_time + 1)
+            and (end_ns is None or chunk.message_start_time < end_ns)
+            and not owner.keys().isdisjoint(chunk.message_index_offsets)
+        ]
         pairs: dict[tuple[str, str], list[bytes]] = {}  # (log time, offset) records, little-endian u64
         where: dict[tuple[str, str], list[tuple[int, int, int]]] = {}  # count, chunk, its records
-        with path.open("rb") as f:
-            for chunk in chunks:
-                if not chunk.message_index_offsets:
-                    continue
+        with self.path.open("rb") as f:
+            for chunk in picked:
                 base = min(chunk.message_index_offsets.values())
                 f.seek(base)
                 block = f.read(chunk.message_index_length)  # the chunk's message index records
+                self.blocks_read += 1
                 records = chunk.chunk_start_offset + 9 + 40 + len(chunk.compression)
                 for cid, offset in chunk.message_index_offsets.items():
                     at = offset - base
-                    if block[at] != 0x07 or cid not in channels:
+                    if cid not in owner or block[at] != 0x07:
                         continue
                     (n,) = struct.unpack_from("<I", block, at + 9 + 2)
                     if n:
-                        key = channels[cid]
+                        key = owner[cid]
                         pairs.setdefault(key, []).append(block[at + 9 + 6 : at + 9 + 6 + n])
                         where.setdefault(key, []).append((n // 16, chunk.chunk_start_offset, records))
-        by_key: dict[tuple[str, str], set[int]] = {}
-        for cid, key in channels.items():
-            by_key.setdefault(key, set()).add(cid)
         table: dict[tuple[str, str], npt.NDArray[np.int64]] = {}
         for key, parts in pairs.items():
             entries = np.frombuffer(b"".join(parts), "<u8").reshape(-1, 2).astype(np.int64)
@@ -647,12 +673,38 @@ class _McapIndex:
             table[key] = np.column_stack(
                 [entries[:, 0], np.repeat(chunk_at, counts), entries[:, 1] + np.repeat(records_at, counts)]
             )
-        return cls(
-            path=path,
-            where=table,
-            channels=by_key,
-            direct=all(chunk.compression == "" for chunk in chunks),
-        )
+        return table
+
+    def times(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """Per (topic, type): message count, first and last log time. The counts come from the
+        summary (each chunk's message index sizes); the first (last) time from the message
+        indexes of the chunks that start (end) early (late) enough to hold it: a few per topic."""
+        out: dict[tuple[str, str], tuple[int, int, int]] = {}
+        for key, cids in self.channels.items():
+            holding = [c for c in self.chunks if not cids.isdisjoint(c.message_index_offsets)]
+            count = sum(c.channel_count.get(cid, 0) for c in holding for cid in cids)
+            if not count:
+                continue
+            first = self._extreme(key, sorted(holding, key=lambda c: c.message_start_time), first=True)
+            last = self._extreme(key, sorted(holding, key=lambda c: -c.message_end_time), first=False)
+            out[key] = (count, first, last)
+        return out
+
+    def _extreme(self, key: tuple[str, str], ordered: list[Any], *, first: bool) -> int:
+        """The earliest (`first`) or latest log time of `key` among `ordered` chunks (sorted by
+        their summary start, or by their end latest first), reading a chunk's index only while its
+        summary range could still hold a better time."""
+        best: int | None = None
+        for chunk in ordered:
+            bound = chunk.message_start_time if first else chunk.message_end_time
+            if best is not None and (bound >= best if first else bound <= best):
+                break
+            found = self.rows([key], chunks=[chunk]).get(key)
+            if found is not None and len(found):
+                t = int(found[:, 0].min() if first else found[:, 0].max())
+                best = t if best is None else (min(best, t) if first else max(best, t))
+        assert best is not None  # the summary counts messages of `key` in these chunks
+        return best
 
     def messages(
         self, conns: Sequence[Connection], start_ns: int | None, end_ns: int | None
@@ -662,12 +714,13 @@ class _McapIndex:
         Raises ReaderError2 where a record is not the message its index names."""
         found: list[npt.NDArray[np.int64]] = []
         by_key: dict[tuple[str, str], Connection] = {}
+        where = self.rows({(c.topic, c.msgtype) for c in conns}, start_ns, end_ns)
         for conn in conns:
             key = (conn.topic, conn.msgtype)
-            if key in by_key or key not in self.where:
+            if key in by_key or key not in where:
                 continue
             by_key[key] = conn
-            rows = self.where[key]
+            rows = where[key]
             keep = np.ones(len(rows), dtype=bool)
             if start_ns is not None:
                 keep &= rows[:, 0] >= start_ns
@@ -697,15 +750,10 @@ class _McapIndex:
 
 
 def _mcap_times(
-    stamps: Mapping[tuple[str, str], npt.NDArray[np.int64]], conns: Sequence[Connection]
+    times: Mapping[tuple[str, str], tuple[int, int, int]], conns: Sequence[Connection]
 ) -> dict[int, tuple[int, int, int]]:
-    """Count and first/last log time per connection from the MCAP message indexes' stamps."""
-    out: dict[int, tuple[int, int, int]] = {}
-    for conn in conns:
-        found = stamps.get((conn.topic, conn.msgtype))
-        if found is not None and len(found):
-            out[conn.id] = (len(found), int(found.min()), int(found.max()))
-    return out
+    """Count and first/last log time per connection from the MCAP index's per-(topic, type) times."""
+    return {c.id: times[c.topic, c.msgtype] for c in conns if (c.topic, c.msgtype) in times}
 
 
 # -- sequential recovery of damaged bags ---------------------------------------------------------

@@ -151,6 +151,31 @@ def test_uncompressed_mcap_reads_only_the_wanted_records_and_matches_rosbags(tmp
                 assert got  # every case reads something
 
 
+def test_opening_an_mcap_file_reads_a_few_chunk_indexes_not_all(tmp_path: Path) -> None:
+    """Each chunk task opens the log: reading every chunk's message index made that cost grow
+    with the log (3,000 chunks for 5 minutes of 64-beam sweeps). Counts come from the summary,
+    first and last times from the chunks at either end, a window's rows from its own chunks."""
+    msgs = _with_images("mcap", 240)
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", msgs)
+    with open_bag(path) as bag:
+        index = bag._mcap_index
+        assert index is not None and len(index.chunks) >= 30
+        assert index.blocks_read <= 4 * len(index.channels) < len(index.chunks) / 2
+        for topic in ("/odom", "/tf", "/image"):
+            stamps = sorted(m[2] for m in msgs if m[0] == topic)
+            info = bag.topics[topic]
+            assert (info.count, info.first_log_ns, info.last_log_ns) == (len(stamps), stamps[0], stamps[-1])
+        before = index.blocks_read
+        t0 = msgs[0][2]
+        window = (t0 + 100 * 50_000_000, t0 + 104 * 50_000_000)
+        got = [(m.topic, m.log_time_ns) for m in bag.messages(["/odom", "/image"], *window)]
+        assert got == [(m[0], m[2]) for m in _rosbags_stream(path, ["/odom", "/image"], *window)] != []
+        in_range = [
+            c for c in index.chunks if c.message_end_time >= window[0] and c.message_start_time < window[1]
+        ]
+        assert index.blocks_read - before == len(in_range) < len(index.chunks) / 5
+
+
 def test_mcap_bag_directory_is_read_at_its_index_offsets_too(tmp_path: Path) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
