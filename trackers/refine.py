@@ -52,8 +52,9 @@ themselves (world frame), one row per tracked detection.
    without known sensor positions keep their measured size. A length the detector completed to a
    typical size rather than measured (`TrackTable.measured`, from `Boxes.measured`, shorter than the
    box) does not count for the length of a track of a `size_prior` category, unless its measured
-   lengths carry less than `size_measured_share` of its weight (a few measured lengths among many
-   completed ones are more often a box merged with a neighbour than the car's length). A measured
+   lengths carry less than `size_measured_share` of its weight and none of them is a car's length (at
+   most `size_outlier_ratio` above the prior's: a few measured lengths among many completed ones are
+   a full view caught once, or a box merged with a neighbour, far longer than the car). A measured
    length more than `size_outlier_ratio` above the weighted median of the track's measured lengths is
    a box merged with a neighbour (the car parked behind, seen far off at a grazing angle) and does not
    count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
@@ -287,7 +288,8 @@ class RefineConfig:
     size_seen_min: int = 3  # ... when this many detections had it
     # a length the detector completed to its category's typical size (`TrackTable.measured` shorter
     # than the box) is left out of the length quantile of a track of a `size_prior` category when the
-    # track's measured lengths carry at least this share of its size weight (0: always; above 1: never)
+    # track's measured lengths carry at least this share of its size weight (0: always), and below that
+    # share when one of them is at most `size_outlier_ratio` above the prior's length (a car's length)
     size_measured_share: float = 0.2
     # a measured length more than this fraction above the weighted median of its track's measured
     # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
@@ -646,10 +648,14 @@ def _refine_tracks(
         merged = ~_not_outliers(seen[:, 0], size_weight * measured, starts, cfg.size_outlier_ratio)
         measured &= ~merged
         weight[:, 0] *= ~(merged & vehicle)
-    counted = _measured_lengths(measured, weight[:, 0], track_of_det, starts.size, cfg.size_measured_share)
+    prior_length = np.array([cfg.size_prior.get(c, (np.inf,) * 3)[0] for c in CATEGORIES])[category]
+    plausible = seen[:, 0] <= prior_length[track_of_det] * (1.0 + cfg.size_outlier_ratio)
+    counted = _measured_lengths(
+        measured, plausible, weight[:, 0], track_of_det, starts.size, cfg.size_measured_share
+    )
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
-    del seen, size_weight, weight, vehicle, counted
+    del seen, size_weight, weight, vehicle, counted, plausible
     size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
@@ -967,16 +973,22 @@ def _not_outliers(values: F64, weight: F64, starts: npt.NDArray[np.intp], ratio:
     return np.asarray(values <= median[track] * (1.0 + ratio), dtype=np.bool_)
 
 
-def _measured_lengths(measured: Bool, weight: F64, track_of_det: I64, n: int, share: float) -> Bool:
+def _measured_lengths(
+    measured: Bool, plausible: Bool, weight: F64, track_of_det: I64, n: int, share: float
+) -> Bool:
     """(N,) bool: the detections whose length counts for their track's length. A length the detector
-    completed to its category's typical size (not `measured` (N,)) is not a measurement and
-    does not count, unless the track's measured lengths carry less than `share` of its `weight` (N,):
-    a few measured lengths among many completed ones are more often a box merged with a neighbour
-    than the object's length, and the completed ones then keep it down."""
+    completed to its category's typical size (not `measured` (N,)) is not a measurement and does not
+    count. In a track whose measured lengths carry less than `share` of its `weight` (N,), only the
+    measured lengths that are `plausible` (N,) (not far above the category's typical length) count,
+    and where it has none, every length does: a few measured lengths among many completed ones are
+    either a full view of the car (seen once as it was passed) or a box merged with a neighbour
+    (longer than a car), and the completed ones then keep the merged one down."""
     total = np.bincount(track_of_det, weight, n)
     part = np.bincount(track_of_det, np.where(measured, weight, 0.0), n)
-    few = part < share * total
-    return np.asarray(measured | few[track_of_det], dtype=np.bool_)
+    few = (part < share * total)[track_of_det]
+    sane = measured & plausible & (weight > 0.0)
+    has_sane = np.bincount(track_of_det, sane.astype(np.float64), n)[track_of_det] > 0
+    return np.asarray(np.where(few, np.where(has_sane, sane, True), measured), dtype=np.bool_)
 
 
 def _track_size(sizes: F64, weight: F64, starts: npt.NDArray[np.intp], q: float) -> F64:
