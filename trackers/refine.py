@@ -47,7 +47,8 @@ themselves (world frame), one row per tracked detection.
    way the beam sweeps across it looks longer by speed * that delay (0.3-0.4 m for a car passing 4 m
    away at 18 m/s), and the other way shorter; detections with a large such delay also weigh less.
    A dimension the sensor never saw (length: fewer than `size_seen_min` detections viewed at least
-   `size_view_deg` away from end-on, i.e. the car ahead seen from behind; width: from side-on) is
+   `size_view_deg` away from end-on, i.e. the car ahead seen from behind, or no length measured, every
+   one completed by the detector; width: from side-on) is
    at least the category's `size_prior` (a partial view only ever measures too short). Tracks
    without known sensor positions keep their measured size. A length the detector completed to a
    typical size rather than measured (`TrackTable.measured`, from `Boxes.measured`, shorter than the
@@ -656,7 +657,7 @@ def _refine_tracks(
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
     del seen, size_weight, weight, vehicle, counted, plausible
-    size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
+    size = _size_prior(size, det, ref_yaw, track_of_det, category, measured, cfg)
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
     static = _static(pos, speed, grid_start, ends, cfg)
@@ -763,10 +764,12 @@ def _close_frames(
 
 
 def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
-                cfg: RefineConfig) -> F64:  # fmt: skip
+                measured: Bool, cfg: RefineConfig) -> F64:  # fmt: skip
     """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
     `size_seen_min` detections viewed at least `size_view_deg` from end-on (side-on): a LiDAR box of an
-    object seen end-on is as long as the part seen, never longer than the object."""
+    object seen end-on is as long as the part seen, never longer than the object. The length's floor
+    too where no detection's length was `measured` (N,) (each one a partial view the detector
+    completed to its own floor)."""
     prior = np.array([cfg.size_prior.get(c, (np.nan,) * 3) for c in CATEGORIES], np.float64)[category]
     if not np.isfinite(prior).any():
         return size
@@ -783,7 +786,10 @@ def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, cat
     out = size.copy()
     for dim, along in ((0, np.abs(np.sin(rel))), (1, np.abs(np.cos(rel)))):
         views = np.bincount(track_of_det, (known & (along >= limit)).astype(np.float64), n)
-        unseen = viewed & (views < cfg.size_seen_min) & np.isfinite(prior[:, dim])
+        unseen = views < cfg.size_seen_min
+        if dim == 0:
+            unseen |= np.bincount(track_of_det, measured.astype(np.float64), n) == 0
+        unseen &= viewed & np.isfinite(prior[:, dim])
         out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
     return out
 

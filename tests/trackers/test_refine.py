@@ -230,6 +230,24 @@ def test_one_full_view_among_completed_lengths_gives_the_length_and_a_merged_one
     assert refine(table).boxes_world[0, 3] == pytest.approx(4.2, abs=0.01)
 
 
+def test_a_length_never_measured_is_at_least_the_category_prior_from_any_view() -> None:
+    """A 4.42 m car passed at 20-45 deg off end-on whose every length the detector completed to its 4.2 m
+    floor (it saw 1-4 m of it each time): the length was never seen, so it is at least the prior's
+    4.5 m (seed 7 of the simulated logs: 4.20 -> 4.50 m, true 4.42 m); one measured length (4.3 m)
+    keeps the measured size, and without sensor positions nothing is assumed."""
+    rng = np.random.default_rng(7)
+    boxes = moving_car(30, x0=-40.0, y=12.0)
+    boxes[:, 3] = 4.2
+    seen = boxes[:, 3:5].copy()
+    seen[:, 0] = rng.uniform(1.0, 4.0, 30)
+    table = replace(one_track(boxes, sensor_origin=[0.0, 0.0, 1.8]), measured=seen)
+    assert refine(table).boxes_world[0, 3] == pytest.approx(RefineConfig().size_prior["car"][0])
+    assert refine(replace(table, sensor_origin=np.full((30, 3), np.nan))).boxes_world[0, 3] < 4.21
+    boxes[[4, 9, 20], 3] = seen[[4, 9, 20], 0] = 4.3
+    table = replace(one_track(boxes, sensor_origin=[0.0, 0.0, 1.8]), measured=seen)
+    assert refine(table).boxes_world[0, 3] == pytest.approx(4.3, abs=0.01)
+
+
 def test_boxes_fitted_across_a_parked_car_do_not_count_for_its_size() -> None:
     """A parked car passed close by: for 5 frames the detector fits its box across the car (turned 90
     degrees, the car's length as the box's width, merged with a cyclist beside it: 2.4 m wide, 1.7 m
