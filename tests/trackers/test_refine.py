@@ -234,7 +234,8 @@ def test_a_length_never_measured_is_at_least_the_category_prior_from_any_view() 
     """A 4.42 m car passed at 20-45 deg off end-on whose every length the detector completed to its 4.2 m
     floor (it saw 1-4 m of it each time): the length was never seen, so it is at least the prior's
     4.5 m (seed 7 of the simulated logs: 4.20 -> 4.50 m, true 4.42 m); one measured length (4.3 m)
-    keeps the measured size, and without sensor positions nothing is assumed."""
+    keeps the measured size, and without sensor positions nothing is assumed. Trucks (6-12 m) have no
+    typical length (`size_typical_length`): theirs stays as the detector completed it."""
     rng = np.random.default_rng(7)
     boxes = moving_car(30, x0=-40.0, y=12.0)
     boxes[:, 3] = 4.2
@@ -243,9 +244,13 @@ def test_a_length_never_measured_is_at_least_the_category_prior_from_any_view() 
     table = replace(one_track(boxes, sensor_origin=[0.0, 0.0, 1.8]), measured=seen)
     assert refine(table).boxes_world[0, 3] == pytest.approx(RefineConfig().size_prior["car"][0])
     assert refine(replace(table, sensor_origin=np.full((30, 3), np.nan))).boxes_world[0, 3] < 4.21
+    as_truck = replace(table, category=np.full(30, "truck"))  # no typical length: the detector's floor
+    assert refine(as_truck).boxes_world[0, 3] < 4.21
     boxes[[4, 9, 20], 3] = seen[[4, 9, 20], 0] = 4.3
     table = replace(one_track(boxes, sensor_origin=[0.0, 0.0, 1.8]), measured=seen)
     assert refine(table).boxes_world[0, 3] == pytest.approx(4.3, abs=0.01)
+    with pytest.raises(TrackingError, match="size_typical_length"):
+        RefineConfig(size_typical_length=("pedestrian",))
 
 
 def test_boxes_fitted_across_a_parked_car_do_not_count_for_its_size() -> None:
