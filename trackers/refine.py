@@ -296,7 +296,7 @@ class RefineConfig:
     size_measured_share: float = 0.2
     # categories whose `size_prior` length is a typical one (cars: 3.5-5.3 m; not trucks, from 6 m vans to
     # 12 m lorries): a few measured lengths near it are the object's, and a length no detection measured
-    # is at least it
+    # is at least it (categories without a `size_prior`: no effect)
     size_typical_length: tuple[str, ...] = ("car",)
     # a measured length more than this fraction above the weighted median of its track's measured
     # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
@@ -328,8 +328,10 @@ class RefineConfig:
             )
         if any(len(v) != 3 or min(v) <= 0 for v in self.size_prior.values()):
             raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
-        if bad := set(self.size_typical_length) - set(self.size_prior):
-            raise TrackingError(f"size_typical_length has categories without a size_prior: {sorted(bad)}")
+        if bad := set(self.size_typical_length) - set(CATEGORIES):  # those without a size_prior: no effect
+            raise TrackingError(
+                f"size_typical_length has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
         if not self.size_measured_share >= 0.0:
             raise TrackingError(f"size_measured_share must be >= 0, got {self.size_measured_share}")
         if not self.size_outlier_ratio >= 0.0:

@@ -250,7 +250,7 @@ def test_a_length_never_measured_is_at_least_the_category_prior_from_any_view() 
     table = replace(one_track(boxes, sensor_origin=[0.0, 0.0, 1.8]), measured=seen)
     assert refine(table).boxes_world[0, 3] == pytest.approx(4.3, abs=0.01)
     with pytest.raises(TrackingError, match="size_typical_length"):
-        RefineConfig(size_typical_length=("pedestrian",))
+        RefineConfig(size_typical_length=("van",))
 
 
 def test_boxes_fitted_across_a_parked_car_do_not_count_for_its_size() -> None:
