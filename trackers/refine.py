@@ -47,13 +47,16 @@ themselves (world frame), one row per tracked detection.
    way the beam sweeps across it looks longer by speed * that delay (0.3-0.4 m for a car passing 4 m
    away at 18 m/s), and the other way shorter; detections with a large such delay also weigh less.
    A dimension the sensor never saw (length: fewer than `size_seen_min` detections viewed at least
-   `size_view_deg` away from end-on, i.e. the car ahead seen from behind; width: from side-on) is
+   `size_view_deg` away from end-on, i.e. the car ahead seen from behind, or, `size_typical_length`
+   categories, no length measured, every one completed by the detector; width: from side-on) is
    at least the category's `size_prior` (a partial view only ever measures too short). Tracks
    without known sensor positions keep their measured size. A length the detector completed to a
    typical size rather than measured (`TrackTable.measured`, from `Boxes.measured`, shorter than the
    box) does not count for the length of a track of a `size_prior` category, unless its measured
-   lengths carry less than `size_measured_share` of its weight (a few measured lengths among many
-   completed ones are more often a box merged with a neighbour than the car's length). A measured
+   lengths carry less than `size_measured_share` of its weight and none of them is a car's length (at
+   most `size_outlier_ratio` above the prior's, `size_typical_length` categories: a few measured
+   lengths among many completed ones are a full view caught once, or a box merged with a neighbour,
+   far longer than the car). A measured
    length more than `size_outlier_ratio` above the weighted median of the track's measured lengths is
    a box merged with a neighbour (the car parked behind, seen far off at a grazing angle) and does not
    count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
@@ -287,8 +290,14 @@ class RefineConfig:
     size_seen_min: int = 3  # ... when this many detections had it
     # a length the detector completed to its category's typical size (`TrackTable.measured` shorter
     # than the box) is left out of the length quantile of a track of a `size_prior` category when the
-    # track's measured lengths carry at least this share of its size weight (0: always; above 1: never)
+    # track's measured lengths carry at least this share of its size weight (0: always), and below that
+    # share when one of them is at most `size_outlier_ratio` above the prior's length (a car's length;
+    # `size_typical_length` categories only)
     size_measured_share: float = 0.2
+    # categories whose `size_prior` length is a typical one (cars: 3.5-5.3 m; not trucks, from 6 m vans to
+    # 12 m lorries): a few measured lengths near it are the object's, and a length no detection measured
+    # is at least it (categories without a `size_prior`: no effect)
+    size_typical_length: tuple[str, ...] = ("car",)
     # a measured length more than this fraction above the weighted median of its track's measured
     # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
     size_outlier_ratio: float = 0.1
@@ -319,6 +328,10 @@ class RefineConfig:
             )
         if any(len(v) != 3 or min(v) <= 0 for v in self.size_prior.values()):
             raise TrackingError("size_prior values must be (length, width, height) > 0 in metres")
+        if bad := set(self.size_typical_length) - set(CATEGORIES):  # those without a size_prior: no effect
+            raise TrackingError(
+                f"size_typical_length has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
         if not self.size_measured_share >= 0.0:
             raise TrackingError(f"size_measured_share must be >= 0, got {self.size_measured_share}")
         if not self.size_outlier_ratio >= 0.0:
@@ -346,6 +359,8 @@ class RefineConfig:
             top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
         if "score_frames" in top:
             top["score_frames"] = MappingProxyType(dict(top["score_frames"]))
+        if "size_typical_length" in top:
+            top["size_typical_length"] = tuple(top["size_typical_length"])
         if "score_range_m" in top:
             top["score_range_m"] = MappingProxyType({c: float(v) for c, v in top["score_range_m"].items()})
         if "params" in mapping:
@@ -357,6 +372,7 @@ class RefineConfig:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["score_frames"] = dict(self.score_frames)
+        out["size_typical_length"] = list(self.size_typical_length)
         out["score_range_m"] = dict(self.score_range_m)
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
         return out
@@ -646,11 +662,17 @@ def _refine_tracks(
         merged = ~_not_outliers(seen[:, 0], size_weight * measured, starts, cfg.size_outlier_ratio)
         measured &= ~merged
         weight[:, 0] *= ~(merged & vehicle)
-    counted = _measured_lengths(measured, weight[:, 0], track_of_det, starts.size, cfg.size_measured_share)
+    typical = np.array([c in cfg.size_typical_length for c in CATEGORIES])[category]
+    prior_length = np.array([cfg.size_prior.get(c, (np.nan,) * 3)[0] for c in CATEGORIES])[category]
+    bound = np.where(typical, prior_length * (1.0 + cfg.size_outlier_ratio), -np.inf)  # else none is
+    plausible = seen[:, 0] <= bound[track_of_det]
+    counted = _measured_lengths(
+        measured, plausible, weight[:, 0], track_of_det, starts.size, cfg.size_measured_share
+    )
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
-    del seen, size_weight, weight, vehicle, counted
-    size = _size_prior(size, det, ref_yaw, track_of_det, category, cfg)
+    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length, typical
+    size = _size_prior(size, det, ref_yaw, track_of_det, category, measured, cfg)
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
     static = _static(pos, speed, grid_start, ends, cfg)
@@ -757,10 +779,12 @@ def _close_frames(
 
 
 def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
-                cfg: RefineConfig) -> F64:  # fmt: skip
+                measured: Bool, cfg: RefineConfig) -> F64:  # fmt: skip
     """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
     `size_seen_min` detections viewed at least `size_view_deg` from end-on (side-on): a LiDAR box of an
-    object seen end-on is as long as the part seen, never longer than the object."""
+    object seen end-on is as long as the part seen, never longer than the object. The length's floor
+    too in `size_typical_length` categories where no detection's length was `measured` (N,) (each one
+    a partial view the detector completed to its own floor)."""
     prior = np.array([cfg.size_prior.get(c, (np.nan,) * 3) for c in CATEGORIES], np.float64)[category]
     if not np.isfinite(prior).any():
         return size
@@ -777,7 +801,11 @@ def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, cat
     out = size.copy()
     for dim, along in ((0, np.abs(np.sin(rel))), (1, np.abs(np.cos(rel)))):
         views = np.bincount(track_of_det, (known & (along >= limit)).astype(np.float64), n)
-        unseen = viewed & (views < cfg.size_seen_min) & np.isfinite(prior[:, dim])
+        unseen = views < cfg.size_seen_min
+        if dim == 0:
+            typical = np.isin(_CATEGORY_NAMES[category], list(cfg.size_typical_length))
+            unseen |= typical & (np.bincount(track_of_det, measured.astype(np.float64), n) == 0)
+        unseen &= viewed & np.isfinite(prior[:, dim])
         out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
     return out
 
@@ -967,16 +995,22 @@ def _not_outliers(values: F64, weight: F64, starts: npt.NDArray[np.intp], ratio:
     return np.asarray(values <= median[track] * (1.0 + ratio), dtype=np.bool_)
 
 
-def _measured_lengths(measured: Bool, weight: F64, track_of_det: I64, n: int, share: float) -> Bool:
+def _measured_lengths(
+    measured: Bool, plausible: Bool, weight: F64, track_of_det: I64, n: int, share: float
+) -> Bool:
     """(N,) bool: the detections whose length counts for their track's length. A length the detector
-    completed to its category's typical size (not `measured` (N,)) is not a measurement and
-    does not count, unless the track's measured lengths carry less than `share` of its `weight` (N,):
-    a few measured lengths among many completed ones are more often a box merged with a neighbour
-    than the object's length, and the completed ones then keep it down."""
+    completed to its category's typical size (not `measured` (N,)) is not a measurement and does not
+    count. In a track whose measured lengths carry less than `share` of its `weight` (N,), only the
+    measured lengths that are `plausible` (N,) (not far above the category's typical length) count,
+    and where it has none, every length does: a few measured lengths among many completed ones are
+    either a full view of the car (seen once as it was passed) or a box merged with a neighbour
+    (longer than a car), and the completed ones then keep the merged one down."""
     total = np.bincount(track_of_det, weight, n)
     part = np.bincount(track_of_det, np.where(measured, weight, 0.0), n)
-    few = part < share * total
-    return np.asarray(measured | few[track_of_det], dtype=np.bool_)
+    few = (part < share * total)[track_of_det]
+    sane = measured & plausible & (weight > 0.0)
+    has_sane = np.bincount(track_of_det, sane.astype(np.float64), n)[track_of_det] > 0
+    return np.asarray(np.where(few, np.where(has_sane, sane, True), measured), dtype=np.bool_)
 
 
 def _track_size(sizes: F64, weight: F64, starts: npt.NDArray[np.intp], q: float) -> F64:
