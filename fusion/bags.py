@@ -703,7 +703,8 @@ class _McapIndex:
             if found is not None and len(found):
                 t = int(found[:, 0].min() if first else found[:, 0].max())
                 best = t if best is None else (min(best, t) if first else max(best, t))
-        assert best is not None  # the summary counts messages of `key` in these chunks
+        if best is None:  # the summary counts messages of `key` that no message index lists
+            raise ReaderError2(f"no message index lists the {key[0]} messages the summary counts")
         return best
 
     def messages(
