@@ -477,17 +477,7 @@ def _run(frames: Sequence[Frame], order: range, cfg: TrackerConfig, sign: int) -
     ids = [np.full(len(b), -1, np.int64) for b, _, _ in frames]
     for i in order:
         boxes, t_ns, pose = frames[i]
-        out = tracker.step(boxes, sign * int(t_ns), pose)
-        ids[i] = _detection_ids(out, len(boxes))
-    return ids
-
-
-def _detection_ids(out: TrackedBoxes, n_detections: int) -> I64:
-    """The track id of each of the frame's `n_detections` detections (-1: none), from the tracker's
-    `detection_index` (exact: the row of the detection that updated or started each output track)."""
-    ids = np.full(n_detections, -1, np.int64)
-    k = np.flatnonzero(out.detection_index >= 0)
-    ids[out.detection_index[k]] = out.track_id[k]
+        ids[i] = tracker.step_matches(boxes, sign * int(t_ns), pose)
     return ids
 
 

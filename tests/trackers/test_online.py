@@ -303,3 +303,30 @@ def test_detection_index_names_the_input_row_that_updated_each_track() -> None:
             expected = rows[source][:2]
             assert np.hypot(*(out.boxes_world[t, :2] - expected)) < 0.3
     assert sorted(out.detection_index.tolist()) == [-1, 1]
+
+
+def test_step_matches_gives_each_detection_the_track_step_would_show_it_in() -> None:
+    """`step_matches` (offline tracking's passes) skips building the output boxes; each detection's
+    track id must be what `step`'s output says (its `detection_index`), with tentative tracks shown."""
+    rng = np.random.default_rng(5)
+    config = TrackerConfig(output_tentative=True)
+    full, light = Tracker(config), Tracker(config)
+    for k in range(60):
+        t = k * FRAME_NS
+        dets, cats, scores = [], [], []
+        for j in range(8):  # cars along lanes, each missed now and then
+            if rng.random() < 0.8:
+                dets.append(noisy(rng, car(-30.0 + 8.0 * k * 0.1 + 3.0 * j, 4.0 * j - 14.0, 0.0)))
+                cats.append("car" if j % 3 else "pedestrian")
+                scores.append(float(rng.uniform(0.2, 0.95)))
+        for _ in range(int(rng.integers(0, 4))):  # clutter, some of it weak
+            dets.append(noisy(rng, car(*rng.uniform(-40.0, 40.0, 2), float(rng.uniform(-3.0, 3.0)))))
+            cats.append("car")
+            scores.append(float(rng.uniform(0.05, 0.9)))
+        boxes = frame(dets, cats, scores, t)
+        out = full.step(boxes, t)
+        expected = np.full(len(boxes), -1, np.int64)
+        shown = np.flatnonzero(out.detection_index >= 0)
+        expected[out.detection_index[shown]] = out.track_id[shown]
+        assert light.step_matches(boxes, t).tolist() == expected.tolist(), k
+    assert (expected >= 0).sum() > 3  # tracks are being followed at the end
