@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from calib.projection import boxes_to_image
+from calib.transform import wrap_angle
 from exporters.dataset import (
     DatasetWriter,
     FrameCamera,
@@ -249,16 +250,14 @@ def finish_sequence(
     built."""
     sid = seq.sequence_id
     ctx = detected.ctx
-    columns = _Columns()
     if config.tracker.enabled:
-        _add_tracked(columns, detected.frames, ctx, config, executor)
+        rows = _tracked_rows(detected.frames, config, executor)
     else:
-        for frame, boxes in detected.frames:
-            columns.add(frame, boxes, ctx)
+        rows = _detected_rows(detected.frames)
     detected.frames.clear()
     release_free_memory()  # each step's freed memory handed back before the next one's peak
-    table = columns.table(sid)
-    del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
+    table = rows.table(sid, ctx)
+    del rows  # freed before the flags are computed
     release_free_memory()
     if before_writing is not None:
         before_writing()
@@ -438,15 +437,11 @@ def _tracked(frames: list[Frame], config: RunConfig, executor: Submitter | None)
     return tracked
 
 
-def _add_tracked(
-    columns: _Columns,
-    per_frame: list[tuple[FusedFrame, Boxes]],
-    ctx: SyncContext,
-    config: RunConfig,
-    executor: Submitter | None = None,
-) -> None:
-    """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame.
-    Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
+def _tracked_rows(
+    per_frame: list[tuple[FusedFrame, Boxes]], config: RunConfig, executor: Submitter | None = None
+) -> _LabelRows:
+    """Track all sweeps both ways, refine the whole tracks, and bring the rows into each sweep's
+    frame. Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
     from trackers import RefineConfig, refine
 
     frames: list[Frame] = [
@@ -462,38 +457,103 @@ def _add_tracked(
         refine_config = replace(refine_config, heading_from_velocity=False)
     # the track table is passed on unnamed: `refine` drops it once it has its deduplicated copy, so the
     # two are not both held through refinement's peak (~16 MB each for a 5-minute 64-beam log)
-    table = refine(_tracked(frames, config, executor), refine_config)
+    refined = refine(_tracked(frames, config, executor), refine_config)
     release_free_memory()
-    order = np.lexsort((table.track_id, table.frame_index))
-    frame_of = table.frame_index[order]
-    starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order
-    groups: list[npt.NDArray[np.intp]] = np.split(order, starts[1:]) if order.size else []
-    for rows in groups:  # one frame's rows each
-        frame = sweeps[int(table.frame_index[rows[0]])]
-        in_world = table.boxes_world[rows]
-        if frame.world_from_lidar is not None:
-            lidar_from_world = frame.world_from_lidar.inverse()
-            sensor = in_world.copy()
+    # the refined table's columns, each dropped once its label column is made (a 5-minute 64-beam
+    # log: ~93k rows, ~22 MB, a third of it the category and origin strings at 4 bytes a character)
+    table: dict[str, npt.NDArray[Any]] = {f: getattr(refined, f) for f in _REFINED_COLUMNS}
+    del refined
+    order = np.lexsort((table["track_id"], table["frame_index"]))  # labels: by frame, then track
+    category = pa.array(table.pop("category")[order], pa.string())
+    origin = pa.array(table.pop("origin")[order], pa.string())
+    frame_of_row = table.pop("frame_index")[order]
+    track_id = table.pop("track_id")[order]
+    score = table.pop("score")[order]
+    num_points = table.pop("num_points")[order]
+    velocity = table.pop("velocity")[order, :2]
+    bounds = _frame_bounds(frame_of_row, len(sweeps))
+    del frame_of_row
+    boxes_world = table.pop("boxes_world")
+    boxes = np.empty((order.size, 7), order="F")  # columns contiguous: Arrow takes them as they are
+    in_world_frame = np.full((order.size, 4), np.nan, order="F")
+    for k in np.flatnonzero(np.diff(bounds)).tolist():  # the sweeps with rows, one at a time
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        pose = sweeps[k].world_from_lidar
+        # in each sweep's frame by the same steps (and array layouts) as a sweep's detections,
+        # so that the boxes and their world copies are bit for bit what they always were
+        sensor = boxes_world[order[lo:hi]]
+        if pose is not None:
+            lidar_from_world = pose.inverse()
+            in_world = sensor.copy()
             sensor[:, :3] = lidar_from_world.apply(in_world[:, :3])
             sensor[:, 6] = in_world[:, 6] + _yaw_of(lidar_from_world.rotation)
-        else:
-            sensor = in_world
-        boxes = Boxes.build(
-            sensor,
-            table.category[rows],
-            table.score[rows],
-            table.num_points[rows],
-            frame_id=frame.lidar_frame,
-            stamp_ns=frame.stamp_ns,
-        )
-        columns.add(
-            frame,
-            boxes,
-            ctx,
-            track_id=table.track_id[rows],
-            origin=table.origin[rows],
-            velocity=table.velocity[rows, :2],
-        )
+        sensor[:, 6] = wrap_angle(sensor[:, 6])
+        boxes[lo:hi] = sensor
+        in_world_frame[lo:hi] = _world_of(pose, sensor)
+    return _LabelRows(
+        sweeps=sweeps,
+        bounds=bounds,
+        track_id=track_id,
+        category=category,
+        score=score,
+        boxes=boxes,
+        world=in_world_frame,
+        num_points=num_points,
+        origin=origin,
+        velocity=velocity,
+    )
+
+
+_REFINED_COLUMNS: Final = ("frame_index", "track_id", "category", "score", "boxes_world", "origin",
+                           "num_points", "velocity")  # fmt: skip
+"""The columns of `trackers.TrackTable` that the labels take."""
+
+
+def _detected_rows(per_frame: list[tuple[FusedFrame, Boxes]]) -> _LabelRows:
+    """Every detection its own label row (and its own track), in sweep order."""
+    sweeps = [f for f, _ in per_frame]
+    counts = np.array([len(b) for _, b in per_frame], np.intp)
+    bounds = np.zeros(len(per_frame) + 1, np.intp)
+    np.cumsum(counts, out=bounds[1:])
+    n = int(bounds[-1])
+
+    def joined(name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(b, name) for _, b in per_frame]) if n else empty
+
+    boxes = np.empty((n, 7), order="F")
+    world = np.full((n, 4), np.nan, order="F")
+    for k, (frame, found) in enumerate(per_frame):
+        if len(found):
+            boxes[bounds[k] : bounds[k + 1]] = found.boxes
+            world[bounds[k] : bounds[k + 1]] = _world_of(frame.world_from_lidar, found.boxes)
+    return _LabelRows(
+        sweeps=sweeps,
+        bounds=bounds,
+        track_id=np.arange(n, dtype=np.int64),
+        category=pa.array(joined("category", np.zeros(0, "<U10")), pa.string()),
+        score=joined("score", np.zeros(0, np.float32)),
+        boxes=boxes,
+        world=world,
+        num_points=joined("num_points", np.zeros(0, np.int32)),
+        origin="detected",
+        velocity=np.full((n, 2), np.nan),
+    )
+
+
+def _frame_bounds(frame_of_row: npt.NDArray[np.integer[Any]], sweeps: int) -> npt.NDArray[np.intp]:
+    """(sweeps + 1,): the rows of sweep k are [bounds[k], bounds[k + 1]) of rows sorted by sweep."""
+    bounds = np.zeros(sweeps + 1, np.intp)
+    np.cumsum(np.bincount(frame_of_row, minlength=sweeps), out=bounds[1:])
+    return bounds
+
+
+def _world_of(pose: Transform | None, boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(M, 4) world x, y, z, yaw of boxes (M, 7) in the LiDAR frame at `pose` (NaN without one)."""
+    world = np.full((len(boxes), 4), np.nan)
+    if pose is not None:
+        world[:, :3] = pose.apply(boxes[:, :3])
+        world[:, 3] = boxes[:, 6] + _yaw_of(pose.rotation)
+    return world
 
 
 def _yaw_of(rotation: npt.NDArray[np.float64]) -> float:
@@ -520,71 +580,67 @@ def project_boxes(
     return np.concatenate(extents), np.concatenate(visible)
 
 
-class _Columns:
-    """Accumulates label rows frame by frame as numpy chunks; one table at the end."""
+@dataclass(frozen=True, eq=False)
+class _LabelRows:
+    """The label rows of a log (N), sorted by sweep, whole columns rather than a few arrays per
+    sweep joined at the end (a 5-minute 64-beam log: ~93k rows in 3,000 sweeps; joining per-sweep
+    arrays held every column twice, and their ~40,000 small arrays scattered the heap).
+    `table` makes the labels table."""
 
-    def __init__(self) -> None:
-        self.frame_index: list[npt.NDArray[np.int32]] = []
-        self.timestamp: list[npt.NDArray[np.int64]] = []
-        self.category: list[npt.NDArray[np.str_]] = []
-        self.score: list[npt.NDArray[np.float32]] = []
-        self.boxes: list[npt.NDArray[np.float64]] = []
-        self.world: list[npt.NDArray[np.float64]] = []
-        self.num_points: list[npt.NDArray[np.int32]] = []
-        self.to_project: dict[str, list[npt.NDArray[np.int64]]] = {}  # camera -> rows paired with it
-        self.cameras: Mapping[str, CameraSetup] = {}
-        self.track_id: list[npt.NDArray[np.int64]] = []
-        self.origin: list[npt.NDArray[np.str_]] = []
-        self.velocity: list[npt.NDArray[np.float64]] = []
-        self.rows = 0
+    sweeps: Sequence[FusedFrame]  # per frame_index, the sweep (without points or images)
+    bounds: npt.NDArray[np.intp]  # (len(sweeps) + 1,): sweep k's rows are [bounds[k], bounds[k + 1])
+    track_id: npt.NDArray[np.int64]  # (N,)
+    category: pa.Array  # (N,) strings: a few bytes a row, not numpy's 4 a character
+    score: npt.NDArray[np.float32]  # (N,)
+    boxes: npt.NDArray[np.float64]  # (N, 7) LiDAR frame, column-major (as `labels_table` keeps it)
+    world: npt.NDArray[np.float64]  # (N, 4) world x, y, z, yaw; NaN rows without a pose
+    num_points: npt.NDArray[np.int32]  # (N,)
+    origin: pa.Array | str  # (N,) strings, or one for every row
+    velocity: npt.NDArray[np.float64]  # (N, 2) world-frame; NaN when unknown
 
-    def add(
-        self,
-        frame: FusedFrame,
-        boxes: Boxes,
-        ctx: SyncContext,
-        *,
-        track_id: npt.NDArray[np.int64] | None = None,
-        origin: npt.NDArray[np.str_] | None = None,
-        velocity: npt.NDArray[np.float64] | None = None,
-    ) -> None:
-        n = len(boxes)
-        if n == 0:
-            return
-        # untracked: each box is its own track
-        self.track_id.append(track_id if track_id is not None else np.arange(self.rows, self.rows + n))
-        self.origin.append(origin if origin is not None else np.full(n, "detected"))
-        self.velocity.append(velocity if velocity is not None else np.full((n, 2), np.nan))
-        self.frame_index.append(np.full(n, frame.index, np.int32))
-        self.timestamp.append(np.full(n, frame.stamp_ns, np.int64))
-        self.category.append(boxes.category)
-        self.score.append(boxes.score)
-        self.boxes.append(boxes.boxes)
-        self.num_points.append(boxes.num_points)
-        world = np.full((n, 4), np.nan)
-        if frame.world_from_lidar is not None:
-            world[:, :3] = frame.world_from_lidar.apply(boxes.boxes[:, :3])
-            world[:, 3] = boxes.boxes[:, 6] + _yaw_of(frame.world_from_lidar.rotation)
-        self.world.append(world)
-        for name in set(frame.crossings_ns) - set(frame.unpaired):  # projected in `table`, per camera
-            self.to_project.setdefault(name, []).append(np.arange(self.rows, self.rows + n))
-        self.cameras = ctx.cameras
-        self.rows += n
+    def table(self, sid: str, ctx: SyncContext) -> pa.Table:
+        """The labels table, with every box projected into each camera its sweep was paired with."""
+        counts = np.diff(self.bounds)
+        cams = self._camera_boxes(ctx.cameras, counts)
+        release_free_memory()  # the projection's scratch
+        return labels_table(
+            sequence_id=sid,
+            frame_index=np.repeat(np.array([s.index for s in self.sweeps], np.int32), counts),
+            timestamp_ns=np.repeat(np.array([s.stamp_ns for s in self.sweeps], np.int64), counts),
+            track_id=self.track_id,
+            category=self.category,
+            score=self.score,
+            boxes=self.boxes,
+            num_points=self.num_points,
+            origin=self.origin,
+            world_boxes=self.world,
+            velocity=self.velocity,
+            camera_boxes=cams,
+        )
 
-    def _camera_boxes(self, boxes: npt.NDArray[np.float64]) -> CameraBoxes | None:
+    def _camera_boxes(
+        self, cameras: Mapping[str, CameraSetup], counts: npt.NDArray[np.intp]
+    ) -> CameraBoxes | None:
         """Every box projected into each camera its sweep was paired with: one batch of boxes per
         camera and call rather than one call per sweep and camera (each call's own cost was half of
         projecting a sweep's boxes). Within a row, cameras come in name order. Projected here, not
         on an idle worker: sending the boxes there and the extents back cost more than the two
         cameras' projection it took off this task (a 5-minute log: 3.1 s for the labels table
         with it, 2.6 s without; a 20-s log 0.22-0.26 s, 0.15-0.17 s)."""
-        if not self.to_project:
+        paired: dict[str, npt.NDArray[np.bool_]] = {}  # camera -> per sweep: paired with it
+        for k, sweep in enumerate(self.sweeps):
+            if counts[k]:
+                for name in set(sweep.crossings_ns) - set(sweep.unpaired):
+                    paired.setdefault(name, np.zeros(len(self.sweeps), bool))[k] = True
+        if not paired:
             return None
         rows, names, extents = [], [], []
-        for name in sorted(self.to_project):
-            setup = self.cameras[name]
-            wanted = np.concatenate(self.to_project[name])
-            ext, visible = project_boxes(boxes[wanted], setup.camera, setup.lidar_from_camera.inverse())
+        for name in sorted(paired):
+            setup = cameras[name]
+            wanted = np.flatnonzero(np.repeat(paired[name], counts))
+            ext, visible = project_boxes(
+                np.ascontiguousarray(self.boxes[wanted]), setup.camera, setup.lidar_from_camera.inverse()
+            )
             rows.append(wanted[visible])
             names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
             extents.append(ext[visible])
@@ -597,35 +653,3 @@ class _Columns:
             x_max=ext[:, 2],
             y_max=ext[:, 3],
         )
-
-    def table(self, sid: str) -> pa.Table:
-        """The labels table; empties the accumulated chunks as each column is joined, so at most
-        one column is held twice (the chunks of a 5-minute 64-beam log are ~50 MB). String columns
-        are passed as Arrow arrays (numpy's take 4 bytes a character)."""
-        n = self.rows
-        boxes = self._joined("boxes", np.zeros((0, 7)))
-        cams = self._camera_boxes(boxes)
-        self.to_project = {}
-        release_free_memory()  # the projection's scratch
-        return labels_table(
-            sequence_id=sid,
-            frame_index=self._joined("frame_index", np.zeros(0, np.int32)),
-            timestamp_ns=self._joined("timestamp", np.zeros(0, np.int64)),
-            track_id=self._joined("track_id", np.zeros(0, np.int64)).astype(np.int64, copy=False),
-            category=pa.array(self._joined("category", np.zeros(0, dtype="<U10")), pa.string()),
-            score=self._joined("score", np.zeros(0, np.float32)),
-            boxes=boxes,
-            num_points=self._joined("num_points", np.zeros(0, np.int32)),
-            origin=pa.array(self._joined("origin", np.zeros(0, dtype="<U10")), pa.string())
-            if n
-            else "detected",
-            world_boxes=self._joined("world", np.zeros((0, 4))),
-            velocity=self._joined("velocity", np.zeros((0, 2))),
-            camera_boxes=cams,
-        )
-
-    def _joined(self, name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The chunks of column `name` joined (`empty` when there are no rows); the chunks are dropped."""
-        chunks: list[npt.NDArray[Any]] = getattr(self, name)
-        setattr(self, name, [])
-        return np.concatenate(chunks) if self.rows else empty
