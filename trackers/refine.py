@@ -538,25 +538,31 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     ranges = np.hypot(*(det.boxes_world[:, :2] - np.nan_to_num(det.sensor_origin[:, :2])).T)
     score = _track_score(det.score, ranges, starts, counts, category, cfg)
     keep = (counts >= cfg.min_track_frames) & (score >= cfg.min_track_score)
-    row_keep = np.repeat(keep, counts)
-    det = det.select(row_keep)
-    if not len(det):
+    kept = np.flatnonzero(np.repeat(keep, counts))  # rows of the tracks kept
+    if not kept.size:
         return TrackTable.empty()
     category, score = category[keep], score[keep]
-    starts = _starts(det.track_id)
-    counts = np.diff(np.append(starts, len(det)))
-    known_frames, known_idx = np.unique(det.frame_index, return_index=True)  # stamps of gap frames
-    known_t = det.t_ns[known_idx].astype(np.float64)
+    starts = _starts(det.track_id[kept])
+    counts = np.diff(np.append(starts, kept.size))
+    known_frames, known_idx = np.unique(det.frame_index[kept], return_index=True)  # stamps of gap frames
+    known_t = det.t_ns[kept[known_idx]].astype(np.float64)
+    # the kept rows cut into blocks of whole tracks, each its own copy: the deduplicated table is let
+    # go before refinement and each block once refined, so the refined blocks never coexist with it
+    ranges = _blocks(counts, REFINE_BLOCK_ROWS)
+    blocks = [
+        det.select(kept[int(starts[lo]) : int(starts[hi]) if hi < starts.size else kept.size])
+        for lo, hi in ranges
+    ]
+    del det, kept
     parts = []
-    for lo, hi in _blocks(counts, REFINE_BLOCK_ROWS):
-        rows = slice(int(starts[lo]), int(starts[hi]) if hi < starts.size else len(det))
-        block = _refine_tracks(det.select(rows), category[lo:hi], score[lo:hi], known_frames, known_t, cfg)
-        parts.append(block)
-    del det
+    for lo, hi in ranges:  # each block passed on unnamed: `_refine_tracks` drops it before its output
+        parts.append(_refine_tracks(blocks.pop(0), category[lo:hi], score[lo:hi], known_frames, known_t, cfg))
     if len(parts) == 1:
         return parts[0]
+    columns = [{f.name: getattr(p, f.name) for f in fields(TrackTable)} for p in parts]
+    del parts  # joined column by column, each block's column dropped as it is joined
     return TrackTable(
-        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TrackTable)}
+        **{f.name: np.concatenate([c.pop(f.name) for c in columns]) for f in fields(TrackTable)}
     )
 
 
