@@ -44,7 +44,7 @@ from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.bags import open_bag
-from fusion.boxes import Boxes
+from fusion.boxes import CATEGORIES, Boxes
 from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.errors import FusionError
@@ -442,7 +442,7 @@ def _tracked_rows(
 ) -> _LabelRows:
     """Track all sweeps both ways, refine the whole tracks, and bring the rows into each sweep's
     frame. Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
-    from trackers import RefineConfig, refine
+    from trackers import RefineConfig, TrackTable, refine_blocks
 
     frames: list[Frame] = [
         (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
@@ -455,22 +455,25 @@ def _tracked_rows(
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    # the track table is passed on unnamed: `refine` drops it once it has its deduplicated copy, so the
-    # two are not both held through refinement's peak (~16 MB each for a 5-minute 64-beam log)
-    refined = refine(_tracked(frames, config, executor), refine_config)
+    # the track table is passed on unnamed: `refine_blocks` drops it once it has its deduplicated
+    # copy, so the two are not both held through refinement (~24 MB each for a 5-minute 64-beam log).
+    # Of each refined block only what the labels take is kept, the strings as codes: the whole
+    # refined table (~22 MB, a third of it category and origin at 4 bytes a character) is never held
+    blocks = refine_blocks(_tracked(frames, config, executor), refine_config)
+    parts = [_label_columns(block) for block in blocks] or [_label_columns(TrackTable.empty())]
+    del blocks
     release_free_memory()
-    # the refined table's columns, each dropped once its label column is made (a 5-minute 64-beam
-    # log: ~93k rows, ~22 MB, a third of it the category and origin strings at 4 bytes a character)
-    table: dict[str, npt.NDArray[Any]] = {f: getattr(refined, f) for f in _REFINED_COLUMNS}
-    del refined
+    # joined column by column, then each column dropped once its label column is made
+    table = {name: np.concatenate([part.pop(name) for part in parts]) for name in _LABEL_COLUMNS}
+    del parts
     order = np.lexsort((table["track_id"], table["frame_index"]))  # labels: by frame, then track
-    category = pa.array(table.pop("category")[order], pa.string())
-    origin = pa.array(table.pop("origin")[order], pa.string())
+    category = _CATEGORY_NAMES.take(pa.array(table.pop("category")[order]))
+    origin = _ORIGIN_NAMES.take(pa.array(table.pop("interpolated")[order].astype(np.int8)))
     frame_of_row = table.pop("frame_index")[order]
     track_id = table.pop("track_id")[order]
     score = table.pop("score")[order]
     num_points = table.pop("num_points")[order]
-    velocity = table.pop("velocity")[order, :2]
+    velocity = table.pop("velocity")[order]
     bounds = _frame_bounds(frame_of_row, len(sweeps))
     del frame_of_row
     boxes_world = table.pop("boxes_world")
@@ -504,9 +507,28 @@ def _tracked_rows(
     )
 
 
-_REFINED_COLUMNS: Final = ("frame_index", "track_id", "category", "score", "boxes_world", "origin",
-                           "num_points", "velocity")  # fmt: skip
-"""The columns of `trackers.TrackTable` that the labels take."""
+def _label_columns(block: TrackTable) -> dict[str, npt.NDArray[Any]]:
+    """What the labels take of refined tracks (`_LABEL_COLUMNS`), the category as its index in
+    `fusion.boxes.CATEGORIES` and the origin as whether it is interpolated (a byte, not 40-48)."""
+    category = np.zeros(len(block), np.int8)
+    for code, name in enumerate(CATEGORIES):
+        category[block.category == name] = code
+    return {
+        "frame_index": block.frame_index,
+        "track_id": block.track_id,
+        "category": category,
+        "interpolated": block.origin == "interpolated",
+        "score": block.score,
+        "num_points": block.num_points,
+        "velocity": np.ascontiguousarray(block.velocity[:, :2]),
+        "boxes_world": block.boxes_world,
+    }
+
+
+_LABEL_COLUMNS: Final = ("frame_index", "track_id", "category", "interpolated", "score", "num_points",
+                         "velocity", "boxes_world")  # fmt: skip
+_CATEGORY_NAMES: Final = pa.array(CATEGORIES, pa.string())
+_ORIGIN_NAMES: Final = pa.array(["detected", "interpolated"], pa.string())
 
 
 def _detected_rows(per_frame: list[tuple[FusedFrame, Boxes]]) -> _LabelRows:
