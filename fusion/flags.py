@@ -44,9 +44,10 @@ are wrong against the ground truth, where 6 % of all pre-labels are (`bench/flag
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -325,7 +326,6 @@ class _Labels:
     frame: I64
     t_s: F64  # seconds since the first row's stamp
     track: I64
-    category: npt.NDArray[np.str_]
     score: F64
     boxes: F64  # (N, 7) lidar frame
     xy_yaw: F64  # (N, 3) where motion is judged: world x, y, yaw, or lidar
@@ -333,7 +333,8 @@ class _Labels:
     num_points: I64 | None
     interpolated: Bool
     kinds: npt.NDArray[np.str_]  # the categories present
-    kind: npt.NDArray[np.signedinteger[Any]]  # (N,) index of each row's category in `kinds`
+    kind: npt.NDArray[np.signedinteger[Any]]  # (N,) index of each row's category in `kinds` (not a
+    # string per row: 40 bytes each)
     starts: npt.NDArray[np.intp]  # first row of each (sequence, track) group
     group: npt.NDArray[np.intp]  # (N,) group of each row
 
@@ -353,11 +354,17 @@ class _Labels:
             values: I64 = table.column(name).to_numpy().astype(np.int64)[order]
             return values
 
-        boxes = np.stack([col(name) for name in BOX_COLUMNS], axis=1)
+        def stacked(names: Sequence[str]) -> F64:  # one column read at a time, not all then stacked
+            out = np.empty((len(order), len(names)))
+            for i, name in enumerate(names):
+                out[:, i] = col(name)
+            return out
+
+        boxes = stacked(BOX_COLUMNS)
         world = all(name in table.column_names for name in ("world_x", "world_y", "world_yaw"))
         xy_yaw = boxes[:, [0, 1, 6]]
         if world:
-            candidate = np.stack([col("world_x"), col("world_y"), col("world_yaw")], axis=1)
+            candidate = stacked(("world_x", "world_y", "world_yaw"))
             world = bool(np.isfinite(candidate).all())
             if world:
                 xy_yaw = candidate
@@ -382,7 +389,6 @@ class _Labels:
             frame=ints("frame_index"),
             t_s=(stamp - stamp.min()) * 1e-9,
             track=track,
-            category=np.take(kinds, kind),
             score=col("score"),
             boxes=boxes,
             xy_yaw=xy_yaw,
@@ -394,6 +400,10 @@ class _Labels:
             starts=starts,
             group=np.cumsum(new_group) - 1,
         )
+
+    def category(self, row: int | np.integer[Any]) -> str:
+        """Row `row`'s category."""
+        return str(self.kinds[self.kind[row]])
 
     def limit(self, name: str, config: FlagConfig) -> F64:
         """(N,) the value of Limits field `name` for each row's category."""
@@ -411,47 +421,72 @@ def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.str_], npt.NDArray[n
 
 
 def _size_flags(t: _Labels, config: FlagConfig, found: _Found, tracked: bool) -> None:
-    size = t.boxes[:, 3:6]
-    lo = _size_bounds(t, config, 0)
-    hi = _size_bounds(t, config, 1)
-    below = np.where(size < lo, (lo - size) / lo, 0.0)
-    above = np.where(size > hi, (size - hi) / hi, 0.0)
-    excess = np.maximum(below, above)
-    ratio = np.zeros_like(size)
-    if tracked:
-        median = np.zeros_like(size)
-        for k, start in enumerate(t.starts):
-            end = t.starts[k + 1] if k + 1 < len(t.starts) else len(t.track)
-            median[start:end] = np.median(size[start:end], axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.maximum(size / median, median / size)
-        ratio = np.where(np.isfinite(ratio), ratio, 0.0)
-    changed = ratio > config.size_change_ratio
-    rows = np.flatnonzero((excess > 0).any(axis=1) | changed.any(axis=1))
+    """Sizes outside the category's bounds, or far off the track's median, a block of whole
+    tracks at a time (`SIZE_BLOCK`)."""
+    per_kind = [_size_bounds(t, config, which) for which in (0, 1)]
     names = ("length", "width", "height")
     details = []
-    magnitude = np.zeros(len(rows))
-    for i, r in enumerate(rows):
-        if (excess[r] > 0).any():
-            d = int(np.argmax(excess[r]))
-            what = "above" if size[r, d] > hi[r, d] else "below"
-            bound = hi[r, d] if what == "above" else lo[r, d]
-            limit = "maximum" if what == "above" else "minimum"
-            details.append(
-                f"{names[d]} {size[r, d]:.2f} m is {what} a {t.category[r]}'s {limit} {bound:.2f} m"
-            )
-            magnitude[i] = float(excess[r, d])
-        else:
-            d = int(np.argmax(ratio[r]))
-            details.append(f"{names[d]} {size[r, d]:.2f} m is {ratio[r, d]:.1f}x off the track's median")
-            magnitude[i] = (ratio[r, d] - config.size_change_ratio) / config.size_change_ratio
-    found.add(rows, "implausible_size", magnitude, details)
+    rows, magnitude = [np.zeros(0, np.intp)], [np.zeros(0)]
+    for first, last in _track_blocks(t.starts, len(t.track), SIZE_BLOCK):
+        size = t.boxes[first:last, 3:6]
+        lo, hi = (bounds[t.kind[first:last]] for bounds in per_kind)
+        below = np.where(size < lo, (lo - size) / lo, 0.0)
+        above = np.where(size > hi, (size - hi) / hi, 0.0)
+        excess = np.maximum(below, above)
+        del below, above
+        ratio = np.zeros_like(size)
+        if tracked:
+            median = np.zeros_like(size)
+            starts = t.starts[(t.starts >= first) & (t.starts < last)] - first
+            for k, start in enumerate(starts):
+                end = starts[k + 1] if k + 1 < len(starts) else last - first
+                median[start:end] = np.median(size[start:end], axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.maximum(size / median, median / size)
+            ratio = np.where(np.isfinite(ratio), ratio, 0.0)
+            del median
+        changed = ratio > config.size_change_ratio
+        block_rows = np.flatnonzero((excess > 0).any(axis=1) | changed.any(axis=1))
+        block_magnitude = np.zeros(len(block_rows))
+        for i, r in enumerate(block_rows):
+            if (excess[r] > 0).any():
+                d = int(np.argmax(excess[r]))
+                what = "above" if size[r, d] > hi[r, d] else "below"
+                bound = hi[r, d] if what == "above" else lo[r, d]
+                limit = "maximum" if what == "above" else "minimum"
+                kind = t.category(first + r)
+                details.append(f"{names[d]} {size[r, d]:.2f} m is {what} a {kind}'s {limit} {bound:.2f} m")
+                block_magnitude[i] = float(excess[r, d])
+            else:
+                d = int(np.argmax(ratio[r]))
+                details.append(f"{names[d]} {size[r, d]:.2f} m is {ratio[r, d]:.1f}x off the track's median")
+                block_magnitude[i] = (ratio[r, d] - config.size_change_ratio) / config.size_change_ratio
+        rows.append(block_rows + first)
+        magnitude.append(block_magnitude)
+    found.add(np.concatenate(rows), "implausible_size", np.concatenate(magnitude), details)
+
+
+SIZE_BLOCK: Final = 8192
+"""Rows (whole tracks) whose size flags are computed at once: a dozen (N, 3) intermediates of 24
+bytes a row are a block's, not a whole log's."""
+
+
+def _track_blocks(starts: npt.NDArray[np.intp], n: int, rows: int) -> list[tuple[int, int]]:
+    """Row ranges [first, last) of whole tracks (`starts`: each track's first row of `n`), about
+    `rows` rows each (a longer track alone)."""
+    bounds = [0]
+    for start in starts.tolist():
+        if start - bounds[-1] >= rows:
+            bounds.append(start)
+    if n > bounds[-1]:
+        bounds.append(n)
+    return list(itertools.pairwise(bounds))
 
 
 def _size_bounds(t: _Labels, config: FlagConfig, which: int) -> F64:
-    """(N, 3) minimum (which=0) or maximum (1) length, width, height of each row's category."""
+    """(K, 3) minimum (which=0) or maximum (1) length, width, height of each category of `t.kinds`."""
     table = {c: (lim.min_size_m if which == 0 else lim.max_size_m) for c, lim in config.limits.items()}
-    return np.array([table[c] for c in t.category], dtype=np.float64).reshape(-1, 3)
+    return np.array([table[str(c)] for c in t.kinds], dtype=np.float64).reshape(-1, 3)
 
 
 def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
@@ -460,7 +495,7 @@ def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
     new = np.ones(len(by_frame), dtype=bool)
     new[1:] = (key_seq[1:] != key_seq[:-1]) | (key_frame[1:] != key_frame[:-1])
     start = np.append(np.flatnonzero(new), len(by_frame)).astype(np.int64)
-    boxes = np.ascontiguousarray(t.boxes[by_frame])
+    del key_seq, key_frame, new
     best = np.zeros(len(by_frame))
     other = np.full(len(by_frame), -1, dtype=np.int64)
     n_frames = len(start) - 1
@@ -468,7 +503,7 @@ def _overlap_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
         if f % OVERLAP_FRAMES == 0:  # the IoUs of the next block of frames (all pairs of a frame)
             f0, f1 = f, min(f + OVERLAP_FRAMES, n_frames)
             block = start[f0 : f1 + 1] - start[f0]
-            rows_in = boxes[start[f0] : start[f1]]
+            rows_in = t.boxes[by_frame[start[f0] : start[f1]]]  # the block's boxes, not all copied
             ious, pair_start = frame_pair_ious(rows_in, rows_in, block, block, False)
         n = int(start[f + 1] - start[f])
         if n < 2:
@@ -501,7 +536,7 @@ def _few_points_flags(t: _Labels, config: FlagConfig, found: _Found) -> None:
         rows,
         "few_points",
         1.0 - t.num_points[rows] / need[rows],
-        [f"{t.num_points[r]} LiDAR points < {int(need[r])} for a {t.category[r]}" for r in rows],
+        [f"{t.num_points[r]} LiDAR points < {int(need[r])} for a {t.category(r)}" for r in rows],
     )
 
 
@@ -519,13 +554,15 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
         velocity, t.group[:-1] if n > 1 else np.zeros(0, np.intp), valid, config.window
     )
     del velocity
-    seg_cat = t.category[:-1]
     jump_m = t.limit("jump_m", config)[:-1]
     accel = t.limit("max_accel_mps2", config)[:-1]
     miss = np.linalg.norm(step - expected * dt[:, None], axis=1)
     allowed = jump_m + 0.5 * np.where(np.isfinite(accel), accel, 0.0) * dt**2
     del jump_m, accel
     jumps = valid & (miss > allowed)
+    miss_into = np.zeros(n)
+    miss_into[1:] = np.where(valid, miss / np.maximum(allowed, 1e-9), 0.0)
+    del miss, allowed  # each full-length array is dropped once used: a 5-minute log has ~90k rows
 
     # Heading: a turn faster than the category's limit (plus 0.2 rad of fitting noise).
     yaw_rate_max = t.limit("max_yaw_rate_rps", config)[:-1]
@@ -563,9 +600,8 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
     rate = np.zeros(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate[1:] = np.where(valid, dyaw / dt, 0.0)
+    del jumps, turns, signed_dyaw, out_valid, prev_teleport, out_turn, into_dyaw, out_dyaw, undone, prev_turn
 
-    miss_into = np.zeros(n)
-    miss_into[1:] = np.where(valid, miss / np.maximum(allowed, 1e-9), 0.0)
     if "impossible_motion" in on:
         rows = np.flatnonzero(teleport | dangling)
         found.add(
@@ -588,17 +624,20 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
             [
                 f"heading turns {math.degrees(float(dyaw[r - 1])):.0f} deg and back within a frame"
                 if flip[r]
-                else f"heading turns at {math.degrees(rate[r]):.0f} deg/s, over a {t.category[r]}'s "
+                else f"heading turns at {math.degrees(rate[r]):.0f} deg/s, over a {t.category(r)}'s "
                 f"{math.degrees(limit[r]):.0f}"
                 for r in rows
             ],
         )
+        del rows, limit, flip, spin, swing, rate, dyaw, teleport, dangling
         if t.world:
             # a jump moves the windowed median velocities near it: those boxes are explained already
             near = np.convolve(
                 (into_jump | out_jump | into_turn).astype(float), np.ones(2 * config.window + 1), "same"
             )
-            _limit_flags(t, config, found, expected, valid, dt, seg_cat, near > 0)
+            already = near > 0
+            del near, into_jump, out_jump, into_turn
+            _limit_flags(t, config, found, expected, valid, dt, already)
     if "id_switch" in on:
         rows = np.flatnonzero(switch)
         found.add(
@@ -613,9 +652,8 @@ def _motion_flags(t: _Labels, config: FlagConfig, found: _Found, on: set[str]) -
 
 
 def _limit_flags(
-    t: _Labels, config: FlagConfig, found: _Found, velocity: F64, valid: Bool, dt: F64,
-    seg_cat: npt.NDArray[np.str_], already: Bool,
-) -> None:  # fmt: skip
+    t: _Labels, config: FlagConfig, found: _Found, velocity: F64, valid: Bool, dt: F64, already: Bool
+) -> None:
     """Speed and acceleration of the robust (median) velocities beyond the category's limits; each
     flags the later box of its segment, unless a jump there already did."""
     n = len(t.track)
@@ -630,7 +668,6 @@ def _limit_flags(
         accel[1:] = np.where(both, a, 0.0)
     max_accel = t.limit("max_accel_mps2", config)[:-1]
     hard = accel > max_accel
-    del seg_cat
     rows = np.flatnonzero(fast | hard) + 1
     rows = rows[~already[rows]]
     seg = rows - 1
@@ -640,9 +677,9 @@ def _limit_flags(
         "impossible_motion",
         mag,
         [
-            f"speed {speed[s]:.1f} m/s over a {t.category[s]}'s {max_speed[s]:.0f}"
+            f"speed {speed[s]:.1f} m/s over a {t.category(s)}'s {max_speed[s]:.0f}"
             if fast[s]
-            else f"acceleration {accel[s]:.1f} m/s^2 over a {t.category[s]}'s {max_accel[s]:.0f}"
+            else f"acceleration {accel[s]:.1f} m/s^2 over a {t.category(s)}'s {max_accel[s]:.0f}"
             for s in seg
         ],
     )

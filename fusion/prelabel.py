@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from calib.projection import boxes_to_image
+from calib.transform import wrap_angle
 from exporters.dataset import (
     DatasetWriter,
     FrameCamera,
@@ -45,7 +46,7 @@ from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.bags import open_bag
-from fusion.boxes import Boxes
+from fusion.boxes import CATEGORIES, Boxes
 from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.errors import FusionError
@@ -251,16 +252,14 @@ def finish_sequence(
     built."""
     sid = seq.sequence_id
     ctx = detected.ctx
-    columns = _Columns()
     if config.tracker.enabled:
-        _add_tracked(columns, detected.frames, ctx, config, executor)
+        rows = _tracked_rows(detected.frames, config, executor)
     else:
-        for frame, boxes in detected.frames:
-            columns.add(frame, boxes, ctx)
+        rows = _detected_rows(detected.frames)
     detected.frames.clear()
     release_free_memory()  # each step's freed memory handed back before the next one's peak
-    table = columns.table(sid)
-    del columns  # freed before the flags are computed (each ~50 MB for a 5-minute 64-beam log)
+    table = rows.table(sid, ctx)
+    del rows  # freed before the flags are computed
     release_free_memory()
     if before_writing is not None:
         before_writing()
@@ -440,16 +439,12 @@ def _tracked(frames: list[Frame], config: RunConfig, executor: Submitter | None)
     return tracked
 
 
-def _add_tracked(
-    columns: _Columns,
-    per_frame: list[tuple[FusedFrame, Boxes]],
-    ctx: SyncContext,
-    config: RunConfig,
-    executor: Submitter | None = None,
-) -> None:
-    """Track all sweeps both ways, refine the whole tracks, and add the rows in each sweep's frame.
-    Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
-    from trackers import RefineConfig, refine
+def _tracked_rows(
+    per_frame: list[tuple[FusedFrame, Boxes]], config: RunConfig, executor: Submitter | None = None
+) -> _LabelRows:
+    """Track all sweeps both ways, refine the whole tracks, and bring the rows into each sweep's
+    frame. Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
+    from trackers import RefineConfig, TrackTable, refine_blocks
 
     frames: list[Frame] = [
         (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
@@ -462,40 +457,127 @@ def _add_tracked(
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
-    # the track table is passed on unnamed: `refine` drops it once it has its deduplicated copy, so the
-    # two are not both held through refinement's peak (~16 MB each for a 5-minute 64-beam log)
-    table = refine(_tracked(frames, config, executor), refine_config)
+    # the track table is passed on unnamed: `refine_blocks` drops it once it has its deduplicated
+    # copy, so the two are not both held through refinement (~24 MB each for a 5-minute 64-beam log).
+    # Of each refined block only what the labels take is kept, the strings as codes: the whole
+    # refined table (~22 MB, a third of it category and origin at 4 bytes a character) is never held
+    blocks = refine_blocks(_tracked(frames, config, executor), refine_config)
+    parts = [_label_columns(block) for block in blocks] or [_label_columns(TrackTable.empty())]
+    del blocks
     release_free_memory()
-    order = np.lexsort((table.track_id, table.frame_index))
-    frame_of = table.frame_index[order]
-    starts = np.flatnonzero(np.r_[True, frame_of[1:] != frame_of[:-1]]) if order.size else order
-    groups: list[npt.NDArray[np.intp]] = np.split(order, starts[1:]) if order.size else []
-    for rows in groups:  # one frame's rows each
-        frame = sweeps[int(table.frame_index[rows[0]])]
-        in_world = table.boxes_world[rows]
-        if frame.world_from_lidar is not None:
-            lidar_from_world = frame.world_from_lidar.inverse()
-            sensor = in_world.copy()
+    # joined column by column, then each column dropped once its label column is made
+    table = {name: np.concatenate([part.pop(name) for part in parts]) for name in _LABEL_COLUMNS}
+    del parts
+    order = np.lexsort((table["track_id"], table["frame_index"]))  # labels: by frame, then track
+    category = _CATEGORY_NAMES.take(pa.array(table.pop("category")[order]))
+    origin = _ORIGIN_NAMES.take(pa.array(table.pop("interpolated")[order].astype(np.int8)))
+    frame_of_row = table.pop("frame_index")[order]
+    track_id = table.pop("track_id")[order]
+    score = table.pop("score")[order]
+    num_points = table.pop("num_points")[order]
+    velocity = table.pop("velocity")[order]
+    bounds = _frame_bounds(frame_of_row, len(sweeps))
+    del frame_of_row
+    boxes_world = table.pop("boxes_world")
+    boxes = np.empty((order.size, 7), order="F")  # columns contiguous: Arrow takes them as they are
+    in_world_frame = np.full((order.size, 4), np.nan, order="F")
+    for k in np.flatnonzero(np.diff(bounds)).tolist():  # the sweeps with rows, one at a time
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        pose = sweeps[k].world_from_lidar
+        # in each sweep's frame by the same steps (and array layouts) as a sweep's detections,
+        # so that the boxes and their world copies are bit for bit what they always were
+        sensor = boxes_world[order[lo:hi]]
+        if pose is not None:
+            lidar_from_world = pose.inverse()
+            in_world = sensor.copy()
             sensor[:, :3] = lidar_from_world.apply(in_world[:, :3])
             sensor[:, 6] = in_world[:, 6] + _yaw_of(lidar_from_world.rotation)
-        else:
-            sensor = in_world
-        boxes = Boxes.build(
-            sensor,
-            table.category[rows],
-            table.score[rows],
-            table.num_points[rows],
-            frame_id=frame.lidar_frame,
-            stamp_ns=frame.stamp_ns,
-        )
-        columns.add(
-            frame,
-            boxes,
-            ctx,
-            track_id=table.track_id[rows],
-            origin=table.origin[rows],
-            velocity=table.velocity[rows, :2],
-        )
+        sensor[:, 6] = wrap_angle(sensor[:, 6])
+        boxes[lo:hi] = sensor
+        in_world_frame[lo:hi] = _world_of(pose, sensor)
+    return _LabelRows(
+        sweeps=sweeps,
+        bounds=bounds,
+        track_id=track_id,
+        category=category,
+        score=score,
+        boxes=boxes,
+        world=in_world_frame,
+        num_points=num_points,
+        origin=origin,
+        velocity=velocity,
+    )
+
+
+def _label_columns(block: TrackTable) -> dict[str, npt.NDArray[Any]]:
+    """What the labels take of refined tracks (`_LABEL_COLUMNS`), the category as its index in
+    `fusion.boxes.CATEGORIES` and the origin as whether it is interpolated (a byte, not 40-48)."""
+    category = np.zeros(len(block), np.int8)
+    for code, name in enumerate(CATEGORIES):
+        category[block.category == name] = code
+    return {
+        "frame_index": block.frame_index,
+        "track_id": block.track_id,
+        "category": category,
+        "interpolated": block.origin == "interpolated",
+        "score": block.score,
+        "num_points": block.num_points,
+        "velocity": np.ascontiguousarray(block.velocity[:, :2]),
+        "boxes_world": block.boxes_world,
+    }
+
+
+_LABEL_COLUMNS: Final = ("frame_index", "track_id", "category", "interpolated", "score", "num_points",
+                         "velocity", "boxes_world")  # fmt: skip
+_CATEGORY_NAMES: Final = pa.array(CATEGORIES, pa.string())
+_ORIGIN_NAMES: Final = pa.array(["detected", "interpolated"], pa.string())
+
+
+def _detected_rows(per_frame: list[tuple[FusedFrame, Boxes]]) -> _LabelRows:
+    """Every detection its own label row (and its own track), in sweep order."""
+    sweeps = [f for f, _ in per_frame]
+    counts = np.array([len(b) for _, b in per_frame], np.intp)
+    bounds = np.zeros(len(per_frame) + 1, np.intp)
+    np.cumsum(counts, out=bounds[1:])
+    n = int(bounds[-1])
+
+    def joined(name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(b, name) for _, b in per_frame]) if n else empty
+
+    boxes = np.empty((n, 7), order="F")
+    world = np.full((n, 4), np.nan, order="F")
+    for k, (frame, found) in enumerate(per_frame):
+        if len(found):
+            boxes[bounds[k] : bounds[k + 1]] = found.boxes
+            world[bounds[k] : bounds[k + 1]] = _world_of(frame.world_from_lidar, found.boxes)
+    return _LabelRows(
+        sweeps=sweeps,
+        bounds=bounds,
+        track_id=np.arange(n, dtype=np.int64),
+        category=pa.array(joined("category", np.zeros(0, "<U10")), pa.string()),
+        score=joined("score", np.zeros(0, np.float32)),
+        boxes=boxes,
+        world=world,
+        num_points=joined("num_points", np.zeros(0, np.int32)),
+        origin="detected",
+        velocity=np.full((n, 2), np.nan),
+    )
+
+
+def _frame_bounds(frame_of_row: npt.NDArray[np.integer[Any]], sweeps: int) -> npt.NDArray[np.intp]:
+    """(sweeps + 1,): the rows of sweep k are [bounds[k], bounds[k + 1]) of rows sorted by sweep."""
+    bounds = np.zeros(sweeps + 1, np.intp)
+    np.cumsum(np.bincount(frame_of_row, minlength=sweeps), out=bounds[1:])
+    return bounds
+
+
+def _world_of(pose: Transform | None, boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(M, 4) world x, y, z, yaw of boxes (M, 7) in the LiDAR frame at `pose` (NaN without one)."""
+    world = np.full((len(boxes), 4), np.nan)
+    if pose is not None:
+        world[:, :3] = pose.apply(boxes[:, :3])
+        world[:, 3] = boxes[:, 6] + _yaw_of(pose.rotation)
+    return world
 
 
 def _yaw_of(rotation: npt.NDArray[np.float64]) -> float:
@@ -541,7 +623,7 @@ def _project_all(
         batch: tuple[int, npt.NDArray[np.intp], Camera, Transform],
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         _, rows, camera, transform = batch
-        return boxes_to_image(boxes[rows], camera, transform)
+        return boxes_to_image(np.ascontiguousarray(boxes[rows]), camera, transform)
 
     threads = min(PROJECTION_THREADS, len(os.sched_getaffinity(0)), len(batches))
     if threads > 1:
@@ -557,58 +639,47 @@ def _project_all(
     return [(np.concatenate(e), np.concatenate(v)) for e, v in zip(extents, visible, strict=True)]
 
 
-class _Columns:
-    """Accumulates label rows frame by frame as numpy chunks; one table at the end."""
+@dataclass(frozen=True, eq=False)
+class _LabelRows:
+    """The label rows of a log (N), sorted by sweep, whole columns rather than a few arrays per
+    sweep joined at the end (a 5-minute 64-beam log: ~93k rows in 3,000 sweeps; joining per-sweep
+    arrays held every column twice, and their ~40,000 small arrays scattered the heap).
+    `table` makes the labels table."""
 
-    def __init__(self) -> None:
-        self.frame_index: list[npt.NDArray[np.int32]] = []
-        self.timestamp: list[npt.NDArray[np.int64]] = []
-        self.category: list[npt.NDArray[np.str_]] = []
-        self.score: list[npt.NDArray[np.float32]] = []
-        self.boxes: list[npt.NDArray[np.float64]] = []
-        self.world: list[npt.NDArray[np.float64]] = []
-        self.num_points: list[npt.NDArray[np.int32]] = []
-        self.to_project: dict[str, list[npt.NDArray[np.int64]]] = {}  # camera -> rows paired with it
-        self.cameras: Mapping[str, CameraSetup] = {}
-        self.track_id: list[npt.NDArray[np.int64]] = []
-        self.origin: list[npt.NDArray[np.str_]] = []
-        self.velocity: list[npt.NDArray[np.float64]] = []
-        self.rows = 0
+    sweeps: Sequence[FusedFrame]  # per frame_index, the sweep (without points or images)
+    bounds: npt.NDArray[np.intp]  # (len(sweeps) + 1,): sweep k's rows are [bounds[k], bounds[k + 1])
+    track_id: npt.NDArray[np.int64]  # (N,)
+    category: pa.Array  # (N,) strings: a few bytes a row, not numpy's 4 a character
+    score: npt.NDArray[np.float32]  # (N,)
+    boxes: npt.NDArray[np.float64]  # (N, 7) LiDAR frame, column-major (as `labels_table` keeps it)
+    world: npt.NDArray[np.float64]  # (N, 4) world x, y, z, yaw; NaN rows without a pose
+    num_points: npt.NDArray[np.int32]  # (N,)
+    origin: pa.Array | str  # (N,) strings, or one for every row
+    velocity: npt.NDArray[np.float64]  # (N, 2) world-frame; NaN when unknown
 
-    def add(
-        self,
-        frame: FusedFrame,
-        boxes: Boxes,
-        ctx: SyncContext,
-        *,
-        track_id: npt.NDArray[np.int64] | None = None,
-        origin: npt.NDArray[np.str_] | None = None,
-        velocity: npt.NDArray[np.float64] | None = None,
-    ) -> None:
-        n = len(boxes)
-        if n == 0:
-            return
-        # untracked: each box is its own track
-        self.track_id.append(track_id if track_id is not None else np.arange(self.rows, self.rows + n))
-        self.origin.append(origin if origin is not None else np.full(n, "detected"))
-        self.velocity.append(velocity if velocity is not None else np.full((n, 2), np.nan))
-        self.frame_index.append(np.full(n, frame.index, np.int32))
-        self.timestamp.append(np.full(n, frame.stamp_ns, np.int64))
-        self.category.append(boxes.category)
-        self.score.append(boxes.score)
-        self.boxes.append(boxes.boxes)
-        self.num_points.append(boxes.num_points)
-        world = np.full((n, 4), np.nan)
-        if frame.world_from_lidar is not None:
-            world[:, :3] = frame.world_from_lidar.apply(boxes.boxes[:, :3])
-            world[:, 3] = boxes.boxes[:, 6] + _yaw_of(frame.world_from_lidar.rotation)
-        self.world.append(world)
-        for name in set(frame.crossings_ns) - set(frame.unpaired):  # projected in `table`, per camera
-            self.to_project.setdefault(name, []).append(np.arange(self.rows, self.rows + n))
-        self.cameras = ctx.cameras
-        self.rows += n
+    def table(self, sid: str, ctx: SyncContext) -> pa.Table:
+        """The labels table, with every box projected into each camera its sweep was paired with."""
+        counts = np.diff(self.bounds)
+        cams = self._camera_boxes(ctx.cameras, counts)
+        release_free_memory()  # the projection's scratch
+        return labels_table(
+            sequence_id=sid,
+            frame_index=np.repeat(np.array([s.index for s in self.sweeps], np.int32), counts),
+            timestamp_ns=np.repeat(np.array([s.stamp_ns for s in self.sweeps], np.int64), counts),
+            track_id=self.track_id,
+            category=self.category,
+            score=self.score,
+            boxes=self.boxes,
+            num_points=self.num_points,
+            origin=self.origin,
+            world_boxes=self.world,
+            velocity=self.velocity,
+            camera_boxes=cams,
+        )
 
-    def _camera_boxes(self, boxes: npt.NDArray[np.float64]) -> CameraBoxes | None:
+    def _camera_boxes(
+        self, cameras: Mapping[str, CameraSetup], counts: npt.NDArray[np.intp]
+    ) -> CameraBoxes | None:
         """Every box projected into each camera its sweep was paired with: one batch of boxes per
         camera and call rather than one call per sweep and camera (each call's own cost was half of
         projecting a sweep's boxes), on this worker's idle cores (`_project_all`). Within a row,
@@ -616,19 +687,24 @@ class _Columns:
         and the extents back cost more than the two cameras' projection it took off this task (a
         5-minute log: 3.1 s for the labels table with it, 2.6 s without; a 20-s log 0.22-0.26 s,
         0.15-0.17 s)."""
-        if not self.to_project:
+        paired: dict[str, npt.NDArray[np.bool_]] = {}  # camera -> per sweep: paired with it
+        for k, sweep in enumerate(self.sweeps):
+            if counts[k]:
+                for name in set(sweep.crossings_ns) - set(sweep.unpaired):
+                    paired.setdefault(name, np.zeros(len(self.sweeps), bool))[k] = True
+        if not paired:
             return None
         rows, names, extents = [], [], []
-        cameras = sorted(self.to_project)
-        wanted_rows = [np.concatenate(self.to_project[name]) for name in cameras]
+        names_in_order = sorted(paired)
+        wanted_rows = [np.flatnonzero(np.repeat(paired[name], counts)) for name in names_in_order]
         projected = _project_all(
-            boxes,
+            self.boxes,
             [
-                (wanted, self.cameras[name].camera, self.cameras[name].lidar_from_camera.inverse())
-                for name, wanted in zip(cameras, wanted_rows, strict=True)
+                (wanted, cameras[name].camera, cameras[name].lidar_from_camera.inverse())
+                for name, wanted in zip(names_in_order, wanted_rows, strict=True)
             ],
         )
-        for name, wanted, (ext, visible) in zip(cameras, wanted_rows, projected, strict=True):
+        for name, wanted, (ext, visible) in zip(names_in_order, wanted_rows, projected, strict=True):
             rows.append(wanted[visible])
             names.append(pa.repeat(pa.scalar(name, pa.string()), int(visible.sum())))
             extents.append(ext[visible])
@@ -641,35 +717,3 @@ class _Columns:
             x_max=ext[:, 2],
             y_max=ext[:, 3],
         )
-
-    def table(self, sid: str) -> pa.Table:
-        """The labels table; empties the accumulated chunks as each column is joined, so at most
-        one column is held twice (the chunks of a 5-minute 64-beam log are ~50 MB). String columns
-        are passed as Arrow arrays (numpy's take 4 bytes a character)."""
-        n = self.rows
-        boxes = self._joined("boxes", np.zeros((0, 7)))
-        cams = self._camera_boxes(boxes)
-        self.to_project = {}
-        release_free_memory()  # the projection's scratch
-        return labels_table(
-            sequence_id=sid,
-            frame_index=self._joined("frame_index", np.zeros(0, np.int32)),
-            timestamp_ns=self._joined("timestamp", np.zeros(0, np.int64)),
-            track_id=self._joined("track_id", np.zeros(0, np.int64)).astype(np.int64, copy=False),
-            category=pa.array(self._joined("category", np.zeros(0, dtype="<U10")), pa.string()),
-            score=self._joined("score", np.zeros(0, np.float32)),
-            boxes=boxes,
-            num_points=self._joined("num_points", np.zeros(0, np.int32)),
-            origin=pa.array(self._joined("origin", np.zeros(0, dtype="<U10")), pa.string())
-            if n
-            else "detected",
-            world_boxes=self._joined("world", np.zeros((0, 4))),
-            velocity=self._joined("velocity", np.zeros((0, 2))),
-            camera_boxes=cams,
-        )
-
-    def _joined(self, name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The chunks of column `name` joined (`empty` when there are no rows); the chunks are dropped."""
-        chunks: list[npt.NDArray[Any]] = getattr(self, name)
-        setattr(self, name, [])
-        return np.concatenate(chunks) if self.rows else empty

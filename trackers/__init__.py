@@ -7,14 +7,22 @@
 Modules: `online` (Tracker), `motion` (Kalman filters behind `MotionModel`, `MOTION_MODELS`),
 `association` (costs and matchers), `config` (`Params` per category, `TrackerConfig`), `types`
 (`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`), `refine` (offline 4D refinement of
-whole tracks: `track_both_ways`, `refine`, `one_category_per_object`, `TrackTable`, `RefineConfig`).
+whole tracks: `track_both_ways`, `refine` (or `refine_blocks`), `one_category_per_object`, `TrackTable`,
+`RefineConfig`).
 Nothing here knows of bags, Dask or Parquet.
 """
 
 from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
-from trackers.refine import RefineConfig, TrackTable, one_category_per_object, refine, track_both_ways
+from trackers.refine import (
+    RefineConfig,
+    TrackTable,
+    one_category_per_object,
+    refine,
+    refine_blocks,
+    track_both_ways,
+)
 from trackers.types import Track, TrackedBoxes, TrackState
 
 __all__ = [
@@ -30,5 +38,6 @@ __all__ = [
     "TrackingError",
     "one_category_per_object",
     "refine",
+    "refine_blocks",
     "track_both_ways",
 ]

@@ -77,7 +77,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -532,11 +532,34 @@ def _merge(forward: list[I64], backward: list[I64]) -> list[I64]:
 def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable:
     """Refined whole tracks (module docstring): smoothed, one size, consistent yaw, gaps filled,
     static objects held, short or weak tracks removed; rows ordered by (track_id, frame_index)."""
+    blocks = refine_blocks(tracks, config)
+    del tracks  # a caller that passes the table unnamed leaves it to `refine_blocks` alone
+    parts = list(blocks)
+    if not parts:
+        return TrackTable.empty()
+    if len(parts) == 1:
+        return parts[0]
+    refined = [_columns(p) for p in parts]
+    del parts  # joined column by column, each block's column dropped as it is joined
+    return TrackTable(
+        **{f.name: np.concatenate([c.pop(f.name) for c in refined]) for f in fields(TrackTable)}
+    )
+
+
+def refine_blocks(tracks: TrackTable, config: RefineConfig | None = None) -> Iterator[TrackTable]:
+    """`refine`, a block of whole tracks (about `REFINE_BLOCK_ROWS` detections) at a time: the
+    blocks, in order, joined are `refine(tracks, config)`. A caller that keeps only what it needs
+    of each block never holds the whole refined table, nor the blocks beside their join (a
+    5-minute 64-beam log: ~93k rows, ~22 MB). Pass `tracks` unnamed, and it is dropped once its
+    deduplicated copy is made."""
     cfg = config or RefineConfig()
     if not len(tracks):
-        return TrackTable.empty()
-    det = _dedupe(tracks)
-    del tracks  # a caller that passes the table unnamed no longer holds it twice
+        return
+    rows = _dedupe(tracks)
+    columns = _columns(tracks)
+    del tracks  # each column is dropped once its deduplicated copy is made
+    (det,) = _taken(columns, [rows])
+    del rows
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
     category = _track_category(det, starts)
@@ -544,26 +567,26 @@ def refine(tracks: TrackTable, config: RefineConfig | None = None) -> TrackTable
     ranges = np.hypot(*(det.boxes_world[:, :2] - np.nan_to_num(det.sensor_origin[:, :2])).T)
     score = _track_score(det.score, ranges, starts, counts, category, cfg)
     keep = (counts >= cfg.min_track_frames) & (score >= cfg.min_track_score)
-    row_keep = np.repeat(keep, counts)
-    det = det.select(row_keep)
-    if not len(det):
-        return TrackTable.empty()
+    kept = np.flatnonzero(np.repeat(keep, counts))  # rows of the tracks kept
+    if not kept.size:
+        return
     category, score = category[keep], score[keep]
-    starts = _starts(det.track_id)
-    counts = np.diff(np.append(starts, len(det)))
-    known_frames, known_idx = np.unique(det.frame_index, return_index=True)  # stamps of gap frames
-    known_t = det.t_ns[known_idx].astype(np.float64)
-    parts = []
-    for lo, hi in _blocks(counts, REFINE_BLOCK_ROWS):
-        rows = slice(int(starts[lo]), int(starts[hi]) if hi < starts.size else len(det))
-        block = _refine_tracks(det.select(rows), category[lo:hi], score[lo:hi], known_frames, known_t, cfg)
-        parts.append(block)
+    starts = _starts(det.track_id[kept])
+    counts = np.diff(np.append(starts, kept.size))
+    known_frames, known_idx = np.unique(det.frame_index[kept], return_index=True)  # stamps of gap frames
+    known_t = det.t_ns[kept[known_idx]].astype(np.float64)
+    # the kept rows cut into blocks of whole tracks, each its own copy: the deduplicated table is let
+    # go before refinement and each block once refined
+    ranges = _blocks(counts, REFINE_BLOCK_ROWS)
+    columns = _columns(det)
     del det
-    if len(parts) == 1:
-        return parts[0]
-    return TrackTable(
-        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TrackTable)}
+    blocks = _taken(
+        columns,
+        [kept[int(starts[lo]) : int(starts[hi]) if hi < starts.size else kept.size] for lo, hi in ranges],
     )
+    del kept
+    for lo, hi in ranges:  # each block passed on unnamed: `_refine_tracks` drops it before its output
+        yield _refine_tracks(blocks.pop(0), category[lo:hi], score[lo:hi], known_frames, known_t, cfg)
 
 
 REFINE_BLOCK_ROWS: Final = 8192
@@ -857,18 +880,35 @@ def _starts(track_id: I64) -> npt.NDArray[np.intp]:
     return np.flatnonzero(np.r_[True, track_id[1:] != track_id[:-1]])
 
 
-def _dedupe(table: TrackTable) -> TrackTable:
-    """Detected rows sorted by (track, frame), one per (track, frame): the highest-scoring (the
-    first in `table` among equal scores). One copy of the table: the rows are chosen by index
-    first (a table of a 5-minute log is ~22 MB; sorting, filtering and deduplicating it copy by copy
-    held four at once)."""
+def _columns(table: TrackTable) -> dict[str, npt.NDArray[Any]]:
+    """The columns of `table` by name (for `_taken`)."""
+    return {f.name: getattr(table, f.name) for f in fields(TrackTable)}
+
+
+def _taken(columns: dict[str, npt.NDArray[Any]], pieces: Sequence[npt.NDArray[np.intp]]) -> list[TrackTable]:
+    """A table of the rows `pieces[i]` of `columns` for each i; empties `columns` column by column,
+    each dropped once taken, so a table whose columns only `columns` holds is never held whole
+    beside its copies (a 5-minute 64-beam log's track table: ~100k rows, ~24 MB)."""
+    parts: list[dict[str, npt.NDArray[Any]]] = [{} for _ in pieces]
+    for name in list(columns):
+        values = columns.pop(name)
+        for part, rows in zip(parts, pieces, strict=True):
+            part[name] = values[rows]
+        del values
+    return [TrackTable(**part) for part in parts]
+
+
+def _dedupe(table: TrackTable) -> npt.NDArray[np.intp]:
+    """The detected rows sorted by (track, frame), one per (track, frame): the highest-scoring (the
+    first in `table` among equal scores). Indices, so that the table is copied once (sorting,
+    filtering and deduplicating it copy by copy held four at once)."""
     detected = np.flatnonzero(table.origin == "detected")
     order = detected[
         np.lexsort((-table.score[detected], table.frame_index[detected], table.track_id[detected]))
     ]
     track, frame = table.track_id[order], table.frame_index[order]
     dup = np.r_[False, (np.diff(track) == 0) & (np.diff(frame) == 0)]
-    return table.select(order[~dup])
+    return np.asarray(order[~dup], dtype=np.intp)
 
 
 def _track_category(det: TrackTable, starts: npt.NDArray[np.intp]) -> I64:

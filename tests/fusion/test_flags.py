@@ -218,11 +218,14 @@ def test_flags_computed_in_small_blocks_equal_the_whole_log_at_once(
         _rows(truth, track, 12),
         world_x=truth.column("world_x").to_numpy()[_rows(truth, track, 12)] + 10.0,
     )
+    grown = _rows(jumped, track, 20)
+    jumped = _edit(jumped, grown, length=jumped.column("length").to_numpy()[grown] * 2.0)
     labels = pa.concat_tables([jumped, copy])
     whole = review_flags(labels)
-    assert {"overlap", "impossible_motion"} <= set(whole.column("flag").to_pylist())
+    assert {"overlap", "impossible_motion", "implausible_size"} <= set(whole.column("flag").to_pylist())
     monkeypatch.setattr(fusion.flags, "MEDIAN_BLOCK", 7)
     monkeypatch.setattr(fusion.flags, "OVERLAP_FRAMES", 3)
+    monkeypatch.setattr(fusion.flags, "SIZE_BLOCK", 7)  # several tracks' rows, and tracks longer than it
     assert review_flags(labels).equals(whole)
 
 

@@ -34,6 +34,7 @@ from trackers import (
     TrackTable,
     one_category_per_object,
     refine,
+    refine_blocks,
     track_both_ways,
 )
 
@@ -718,6 +719,18 @@ def test_refining_in_blocks_of_tracks_changes_nothing(
         for f in fields(TrackTable):
             a, b = getattr(whole, f.name), getattr(blocks, f.name)
             assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f.name
+        # as the blocks come from `refine_blocks`: whole tracks each, in order, the rows of `refine`
+        parts = list(refine_blocks(tracks))
+        assert len(parts) > 5
+        ids = [set(p.track_id.tolist()) for p in parts]
+        assert all(not (a & b) for k, a in enumerate(ids) for b in ids[k + 1 :])
+        offset = 0
+        for part in parts:
+            for f in fields(TrackTable):
+                a, b = getattr(whole, f.name)[offset : offset + len(part)], getattr(part, f.name)
+                assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f.name
+            offset += len(part)
+        assert offset == len(whole)
 
 
 def _swept_car(x: float, speed: float, length: float = 4.5, y: float = 4.0) -> list[float]:
