@@ -85,8 +85,9 @@ def labels(table: TrackTable) -> pa.Table:
     )
 
 
-def size_errors(refined: TrackTable, gt: pa.Table) -> F64:
-    """(K, 3) |size error| of the ground-truth cars tracked by one refined track for > 20 frames."""
+def matched_cars(refined: TrackTable, gt: pa.Table) -> list[tuple[int, int, F64, int]]:
+    """(gt id, track id, (3,) true l w h, frames the car is in) of the ground-truth cars one refined
+    track matched (BEV IoU >= 0.1, detected rows) in more than 20 frames."""
     frame = gt.column("frame_index").to_numpy()
     ids = gt.column("track_id").to_numpy()
     cars = np.asarray(gt.column("category").to_pylist()) == "car"
@@ -105,8 +106,17 @@ def size_errors(refined: TrackTable, gt: pa.Table) -> F64:
     for gid, tracked in votes.items():
         track, count = np.unique(tracked, return_counts=True)
         if count.max() > 20:
-            size = refined.boxes_world[refined.track_id == track[np.argmax(count)]][0, 3:6]
-            out.append(np.abs(size - boxes[np.flatnonzero(ids == gid)[0], 3:6]))
+            rows = np.flatnonzero(ids == gid)
+            out.append((gid, int(track[np.argmax(count)]), boxes[rows[0], 3:6], int(rows.size)))
+    return out
+
+
+def size_errors(refined: TrackTable, gt: pa.Table) -> F64:
+    """(K, 3) |size error| of the ground-truth cars tracked by one refined track for > 20 frames."""
+    out = [
+        np.abs(refined.boxes_world[refined.track_id == track][0, 3:6] - true)
+        for _, track, true, _ in matched_cars(refined, gt)
+    ]
     return np.array(out).reshape(-1, 3)
 
 

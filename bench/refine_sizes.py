@@ -24,15 +24,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from refine_eval import BOX, load
+from refine_eval import load, matched_cars
 
 from fusion.boxes import Boxes
-from fusion.evaluation.iou import bev_iou
 from trackers import TrackTable, refine, track_both_ways
 
 F64 = npt.NDArray[np.float64]
@@ -48,31 +46,6 @@ def cached(seed: int, seconds: float) -> tuple[list[tuple[Boxes, int, F64 | None
     frames, gt = load(seed, seconds)
     path.write_bytes(pickle.dumps((frames, gt)))
     return frames, gt
-
-
-def cars(refined: TrackTable, gt: pa.Table) -> list[tuple[int, int, F64, int]]:
-    """(gt id, track id, (3,) true l w h, frames the car is in) of the cars one track matched > 20 frames."""
-    frame = gt.column("frame_index").to_numpy()
-    ids = gt.column("track_id").to_numpy()
-    is_car = np.asarray(gt.column("category").to_pylist()) == "car"
-    boxes = np.stack([gt.column(name).to_numpy() for name in BOX], axis=1)
-    votes: dict[int, list[int]] = {}
-    detected = refined.origin == "detected"
-    for f in np.unique(frame).tolist():
-        g, p = np.flatnonzero((frame == f) & is_car), np.flatnonzero((refined.frame_index == f) & detected)
-        if not g.size or not p.size:
-            continue
-        iou = bev_iou(refined.boxes_world[p], boxes[g])
-        for i, j in zip(*linear_sum_assignment(-iou), strict=True):
-            if iou[i, j] >= 0.1:
-                votes.setdefault(int(ids[g[j]]), []).append(int(refined.track_id[p[i]]))
-    out = []
-    for gid, tracked in votes.items():
-        track, count = np.unique(tracked, return_counts=True)
-        if count.max() > 20:
-            rows = np.flatnonzero(ids == gid)
-            out.append((gid, int(track[np.argmax(count)]), boxes[rows[0], 3:6], int(rows.size)))
-    return out
 
 
 def describe(
@@ -120,7 +93,7 @@ def main() -> None:
         frames, gt = cached(seed, args.seconds)
         tracks = track_both_ways(frames)
         refined = refine(tracks)
-        rows = [describe(tracks, refined, *c) for c in cars(refined, gt)]
+        rows = [describe(tracks, refined, *c) for c in matched_cars(refined, gt)]
         totals.append((seed, sum(bool(r["ok"]) for r in rows), len(rows)))
         for r in rows:
             if args.all or not r["ok"]:

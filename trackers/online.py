@@ -138,16 +138,7 @@ class Tracker:
 
         world_from_sensor: (4, 4) pose of the sensor at `t_ns`, or None to track in the sensor frame.
         """
-        pose = self._check_frame(t_ns, world_from_sensor)
-        dt_s = 0.0 if self._last_ns is None else (t_ns - self._last_ns) * 1e-9
-        self._last_ns = t_ns
-        det_boxes, det_cat, det_score, det_row = self._detections(boxes, pose)
-
-        self._predict(dt_s)
-        association = self._associate(det_boxes, det_cat, det_score)
-        self._update(association, det_boxes, det_score, det_row, t_ns)
-        self._birth(association.unmatched_dets, det_boxes, det_cat, det_score, det_row, t_ns)
-        self._retire(t_ns)
+        pose = self._advance(boxes, t_ns, world_from_sensor)
         return self._output(boxes.frame_id, t_ns, pose)
 
     def step_matches(self, boxes: Boxes, t_ns: int, world_from_sensor: npt.ArrayLike | None = None) -> I64:
@@ -156,6 +147,15 @@ class Tracker:
         a detection updated or started is confirmed or tentative, never lost). What offline
         tracking needs of a pass (`trackers.refine.track_both_ways`); the output boxes were a fifth
         of a step's time."""
+        self._advance(boxes, t_ns, world_from_sensor)
+        ids = np.full(len(boxes), -1, np.int64)
+        for bank in self._banks.values():
+            k = np.flatnonzero(bank.detection >= 0)
+            ids[bank.detection[k]] = bank.track_id[k]
+        return ids
+
+    def _advance(self, boxes: Boxes, t_ns: int, world_from_sensor: npt.ArrayLike | None) -> F64 | None:
+        """predict -> associate -> update -> birth -> retire for one frame; the frame's pose."""
         pose = self._check_frame(t_ns, world_from_sensor)
         dt_s = 0.0 if self._last_ns is None else (t_ns - self._last_ns) * 1e-9
         self._last_ns = t_ns
@@ -166,11 +166,7 @@ class Tracker:
         self._update(association, det_boxes, det_score, det_row, t_ns)
         self._birth(association.unmatched_dets, det_boxes, det_cat, det_score, det_row, t_ns)
         self._retire(t_ns)
-        ids = np.full(len(boxes), -1, np.int64)
-        for bank in self._banks.values():
-            k = np.flatnonzero(bank.detection >= 0)
-            ids[bank.detection[k]] = bank.track_id[k]
-        return ids
+        return pose
 
     def _predict(self, dt_s: float) -> None:
         for bank in self._banks.values():
