@@ -684,8 +684,9 @@ def _refine_tracks(
     )
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
-    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length, typical
-    size = _size_prior(size, det, ref_yaw, track_of_det, category, measured, cfg)
+    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length
+    size = _size_prior(size, det, ref_yaw, track_of_det, category, measured, typical, cfg)
+    del typical
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
     static = _static(pos, speed, grid_start, ends, cfg)
@@ -792,12 +793,12 @@ def _close_frames(
 
 
 def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, category: I64,
-                measured: Bool, cfg: RefineConfig) -> F64:  # fmt: skip
+                measured: Bool, typical: Bool, cfg: RefineConfig) -> F64:  # fmt: skip
     """(T, 3) sizes with the category prior as the floor of the length (width) of each track that no
     `size_seen_min` detections viewed at least `size_view_deg` from end-on (side-on): a LiDAR box of an
     object seen end-on is as long as the part seen, never longer than the object. The length's floor
-    too in `size_typical_length` categories where no detection's length was `measured` (N,) (each one
-    a partial view the detector completed to its own floor)."""
+    too of a `typical` (T,) track (a `size_typical_length` category) where no detection's length was
+    `measured` (N,) (each one a partial view the detector completed to its own floor)."""
     prior = np.array([cfg.size_prior.get(c, (np.nan,) * 3) for c in CATEGORIES], np.float64)[category]
     if not np.isfinite(prior).any():
         return size
@@ -816,7 +817,6 @@ def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, cat
         views = np.bincount(track_of_det, (known & (along >= limit)).astype(np.float64), n)
         unseen = views < cfg.size_seen_min
         if dim == 0:
-            typical = np.isin(_CATEGORY_NAMES[category], list(cfg.size_typical_length))
             unseen |= typical & (np.bincount(track_of_det, measured.astype(np.float64), n) == 0)
         unseen &= viewed & np.isfinite(prior[:, dim])
         out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
