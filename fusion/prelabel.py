@@ -625,7 +625,7 @@ def _project_all(
         _, rows, camera, transform = batch
         return boxes_to_image(np.ascontiguousarray(boxes[rows]), camera, transform)
 
-    threads = min(PROJECTION_THREADS, len(os.sched_getaffinity(0)), len(batches))
+    threads = min(PROJECTION_THREADS, _usable_cores(), len(batches))
     if threads > 1:
         with ThreadPoolExecutor(threads, thread_name_prefix="fusion-projection") as pool:
             done = list(pool.map(project, batches))
@@ -637,6 +637,13 @@ def _project_all(
         extents[k].append(ext)
         visible[k].append(vis)
     return [(np.concatenate(e), np.concatenate(v)) for e, v in zip(extents, visible, strict=True)]
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one, as on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, eq=False)

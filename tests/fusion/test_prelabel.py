@@ -102,3 +102,17 @@ def test_labels_are_projected_in_threaded_batches_as_in_one_call(monkeypatch: py
     assert 0 < expected[0][1].sum() < m and 0 < expected[1][1].sum() < len(rows[1])
     ext, vis = prelabel.project_boxes(boxes, *front)
     np.testing.assert_array_equal(ext, expected[0][0])
+
+
+def test_projection_threads_need_no_cpu_affinity_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`os.sched_getaffinity` is Linux's; elsewhere (macOS) the core count is the machine's."""
+    import os
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert prelabel._usable_cores() == 3
+    camera = _camera("front", ())
+    boxes = np.array([[10.0, 0.0, 0.0, 4.0, 1.8, 1.5, 0.0]] * (prelabel.PROJECTION_BATCH + 1))
+    transform = Transform("front_optical", "lidar", OPTICAL_FROM_LIDAR, np.zeros(3))
+    ext, vis = prelabel.project_boxes(boxes, camera, transform)  # two batches, on threads
+    assert vis.all() and np.isfinite(ext).all()
