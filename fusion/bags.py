@@ -680,26 +680,38 @@ class _McapIndex:
         summary (each chunk's message index sizes); the first (last) time from the message
         indexes of the chunks that start (end) early (late) enough to hold it: a few per topic."""
         out: dict[tuple[str, str], tuple[int, int, int]] = {}
+        read: dict[int, dict[tuple[str, str], npt.NDArray[np.int64]]] = {}  # chunk offset -> its rows
         for key, cids in self.channels.items():
             holding = [c for c in self.chunks if not cids.isdisjoint(c.message_index_offsets)]
             count = sum(c.channel_count.get(cid, 0) for c in holding for cid in cids)
             if not count:
                 continue
-            first = self._extreme(key, sorted(holding, key=lambda c: c.message_start_time), first=True)
-            last = self._extreme(key, sorted(holding, key=lambda c: -c.message_end_time), first=False)
+            by_start = sorted(holding, key=lambda c: c.message_start_time)
+            first = self._extreme(key, by_start, read, first=True)
+            last = self._extreme(key, sorted(holding, key=lambda c: -c.message_end_time), read, first=False)
             out[key] = (count, first, last)
         return out
 
-    def _extreme(self, key: tuple[str, str], ordered: list[Any], *, first: bool) -> int:
+    def _extreme(
+        self,
+        key: tuple[str, str],
+        ordered: list[Any],
+        read: dict[int, dict[tuple[str, str], npt.NDArray[np.int64]]],
+        *,
+        first: bool,
+    ) -> int:
         """The earliest (`first`) or latest log time of `key` among `ordered` chunks (sorted by
         their summary start, or by their end latest first), reading a chunk's index only while its
-        summary range could still hold a better time."""
+        summary range could still hold a better time; `read` keeps each chunk's rows of every
+        topic, so a chunk that holds several topics' first or last messages is read once."""
         best: int | None = None
         for chunk in ordered:
             bound = chunk.message_start_time if first else chunk.message_end_time
             if best is not None and (bound >= best if first else bound <= best):
                 break
-            found = self.rows([key], chunks=[chunk]).get(key)
+            if chunk.chunk_start_offset not in read:
+                read[chunk.chunk_start_offset] = self.rows(self.channels, chunks=[chunk])
+            found = read[chunk.chunk_start_offset].get(key)
             if found is not None and len(found):
                 t = int(found[:, 0].min() if first else found[:, 0].max())
                 best = t if best is None else (min(best, t) if first else max(best, t))
