@@ -176,6 +176,52 @@ def test_opening_an_mcap_file_reads_a_few_chunk_indexes_not_all(tmp_path: Path) 
         assert index.blocks_read - before == len(in_range) < len(index.chunks) / 5
 
 
+def test_a_process_parses_an_mcap_summary_once_and_again_when_the_file_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk task of a log opens it, and rosbags parses every chunk's summary record on each
+    open (0.3 s for an hour of sweeps): a process parses a file's summary once, and again when the
+    file at that path is another one."""
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    msgs = _with_images("mcap", 120)
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", msgs)
+    t0 = msgs[0][2]
+    window = (t0 + 40 * 50_000_000, t0 + 52 * 50_000_000)
+    expected = [(m[0], m[2], bytes(m[3])) for m in _rosbags_stream(path, ["/odom", "/image"], *window)]
+    parsed: list[Path] = []
+    real = McapReader.read_index
+
+    def counting(self: McapReader) -> None:
+        parsed.append(Path(str(self.path)))
+        real(self)
+
+    monkeypatch.setattr(McapReader, "read_index", counting)
+
+    def opened() -> tuple[Any, ...]:
+        with open_bag(path) as bag:
+            assert bag._mcap_index is not None
+            topics = {name: (i.count, i.first_log_ns, i.last_log_ns) for name, i in bag.topics.items()}
+            stream = bag.messages(["/odom", "/image"], *window)
+            got = [(m.topic, m.log_time_ns, bytes(m.data)) for m in stream]
+            in_range = [
+                c
+                for c in bag._mcap_index.chunks
+                if c.message_end_time >= window[0] and c.message_start_time < window[1]
+            ]
+            return topics, got, bag._mcap_index.blocks_read - len(in_range)  # index reads for times
+
+    topics, got, _ = opened()
+    assert got == expected != []
+    assert opened() == (topics, got, 0)  # the times are kept too: only the window's chunks read
+    assert parsed == [path]
+    fewer = write_bag(bag_path(tmp_path, "mcap", "other"), "mcap", [m for m in msgs if m[0] != "/tf"])
+    fewer.replace(path)
+    topics2, got2, _ = opened()
+    assert parsed == [path, path] and "/tf" in topics and "/tf" not in topics2
+    assert (topics2["/odom"], got2) == (topics["/odom"], got)
+
+
 def test_mcap_bag_directory_is_read_at_its_index_offsets_too(tmp_path: Path) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
