@@ -253,8 +253,10 @@ class _WindowedBag:
         other = [t for t in topics if t not in {*static, *infos, *poses}]
         if static:
             yield from self._bag.messages(static)
-        for topic in infos:
-            yield from itertools.islice(self._bag.messages([topic]), 1)
+        for topic in infos:  # the first message, read at its record time: not the log's whole index
+            first = self.topics[topic].first_log_ns
+            at: Window = (None, None) if first is None else (first, first + 1)
+            yield from itertools.islice(self._bag.messages([topic], *at), 1)
         if poses:
             yield from self._bag.messages(poses, start_ns=self._lo, end_ns=self._hi)
         if other:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -170,3 +171,33 @@ def test_the_finisher_drops_the_detections_once_the_label_rows_are_made(tmp_path
     assert summary.sweeps == 30 and summary.boxes > 0
     assert finisher.frames == [] and len(finisher.rows) == 30
     assert pq.read_table(out / "labels" / "sim_drive.parquet").num_rows == summary.boxes
+
+
+def test_a_chunk_reads_each_camera_info_at_its_first_record_not_the_logs_whole_index(tmp_path: Path) -> None:
+    """Every chunk takes each camera's first CameraInfo: asking for the topic's whole stream read
+    the message index of every chunk of the log (3 x 3,000 for 5 minutes of 64-beam sweeps, 60 ms
+    of each chunk task, and more the longer the log)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from fusion.bags import typestore_for
+    from fusion.chunks import _WindowedBag
+
+    log = tmp_path / "uncompressed"  # read at the index's offsets (the sample's chunks are zstd)
+    with open_bag(SAMPLE) as src, Writer(log, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns: dict[str, Any] = {}
+        for raw in src.messages():
+            if raw.topic not in conns:
+                conns[raw.topic] = w.add_connection(raw.topic, raw.msgtype, typestore=typestore_for("ros2"))
+            w.write(conns[raw.topic], raw.log_time_ns, bytes(raw.data))
+    with open_bag(log) as bag:
+        index = bag._mcap_index
+        assert index is not None and index.direct and len(index.chunks) >= 10
+        infos = sorted(t for t, info in bag.topics.items() if info.msgtype == "sensor_msgs/msg/CameraInfo")
+        assert len(infos) == 3
+        late = _WindowedBag(bag, bag.topics["/lidar/points"].last_log_ns, None)
+        for topic in infos:
+            before = index.blocks_read
+            (raw,) = late.messages([topic])
+            assert index.blocks_read - before == 1
+            assert raw.log_time_ns == bag.topics[topic].first_log_ns
+            assert bytes(raw.data) == bytes(next(iter(bag.messages([topic]))).data)
