@@ -246,7 +246,8 @@ def finish_sequence(
     """Track and refine the detections (`config.tracker`), write the sequence's labels and frames;
     return the summary and the sequence's row for sequences.parquet. `before_writing` is called
     once the labels are computed and before any file is written (what it raises stops the
-    sequence with nothing written); `executor` runs the backward tracking pass
+    sequence with nothing written; the review flags are computed before it, while a
+    `LogFinisher` still joins the last part files); `executor` runs the backward tracking pass
     (`trackers.track_both_ways`). `detected.frames` is emptied once the label rows are made: the
     detections (~35 MB for a 5-minute 64-beam log) are not held while the labels and flags are
     built."""
@@ -261,11 +262,14 @@ def finish_sequence(
     table = rows.table(sid, ctx)
     del rows  # freed before the flags are computed
     release_free_memory()
+    flags = review_flags(table, tracked=config.tracker.enabled)  # while the last parts are joined
+    release_free_memory()
     if before_writing is not None:
         before_writing()
     labels_path = seq.write_labels(table)
     release_free_memory()
-    seq.write_flags(review_flags(table, tracked=config.tracker.enabled))
+    seq.write_flags(flags)
+    del flags
     release_free_memory()
     seq.write_frames(detected.rows)
     cameras = sorted(ctx.cameras)
