@@ -42,6 +42,9 @@ from fusion.sync import FusedFrame, SweepPhase
 
 F64 = npt.NDArray[np.float64]
 
+_CELL_M: Final = 2.0  # the grid that finds each point's boxes: cells of at least this size (m) ...
+_MAX_CELLS: Final = 1 << 16  # ... and at most this many of them
+
 MIN_POINTS: Final = 3
 """Fewer of a box's points than this (or a cloud without per-point times): the offset comes from the
 sweep's phase and the box's corners instead."""
@@ -115,21 +118,55 @@ def _box_time_range(
     xyz: npt.NDArray[np.float32], t_ns: npt.NDArray[np.int64], boxes: F64
 ) -> tuple[F64, F64, npt.NDArray[np.int64]]:  # pragma: no cover - numba
     """Per box (N, 7): the earliest and latest time (ns) of the points `xyz` (M, 3) inside it, and how
-    many there are (NaN times where none)."""
+    many there are (NaN times where none). The boxes are binned into a ground-plane grid of `_CELL_M`
+    cells (each box into the cells its bounding circle's square covers), so each point is tested
+    against the few boxes of its cell only."""
     n = boxes.shape[0]
     lo = np.full(n, np.inf)
     hi = np.full(n, -np.inf)
     count = np.zeros(n, np.int64)
     cos = np.cos(boxes[:, 6])
     sin = np.sin(boxes[:, 6])
-    radius2 = (boxes[:, 3] * boxes[:, 3] + boxes[:, 4] * boxes[:, 4]) / 4.0
+    radius = np.sqrt(boxes[:, 3] * boxes[:, 3] + boxes[:, 4] * boxes[:, 4]) / 2.0
+    x0 = np.min(boxes[:, 0] - radius)
+    y0 = np.min(boxes[:, 1] - radius)
+    x1 = np.max(boxes[:, 0] + radius)
+    y1 = np.max(boxes[:, 1] + radius)
+    cell = max(_CELL_M, math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS))  # a bounded grid, whatever the spread
+    nx = int((x1 - x0) / cell) + 1
+    ny = int((y1 - y0) / cell) + 1
+    # CSR: the boxes of each cell, members[first[c]:first[c + 1]]
+    first = np.zeros(nx * ny + 1, np.int64)
+    for k in range(n):
+        for cx in range(
+            int((boxes[k, 0] - radius[k] - x0) / cell), int((boxes[k, 0] + radius[k] - x0) / cell) + 1
+        ):
+            for cy in range(
+                int((boxes[k, 1] - radius[k] - y0) / cell), int((boxes[k, 1] + radius[k] - y0) / cell) + 1
+            ):
+                first[min(cx, nx - 1) * ny + min(cy, ny - 1) + 1] += 1
+    first = np.cumsum(first)
+    members = np.empty(first[-1], np.int64)
+    fill = first[:-1].copy()
+    for k in range(n):
+        for cx in range(
+            int((boxes[k, 0] - radius[k] - x0) / cell), int((boxes[k, 0] + radius[k] - x0) / cell) + 1
+        ):
+            for cy in range(
+                int((boxes[k, 1] - radius[k] - y0) / cell), int((boxes[k, 1] + radius[k] - y0) / cell) + 1
+            ):
+                c = min(cx, nx - 1) * ny + min(cy, ny - 1)
+                members[fill[c]] = k
+                fill[c] += 1
     for i in range(xyz.shape[0]):
         px, py, pz = float(xyz[i, 0]), float(xyz[i, 1]), float(xyz[i, 2])
-        for k in range(n):
+        if not (x0 <= px <= x1 and y0 <= py <= y1):
+            continue
+        c = min(int((px - x0) / cell), nx - 1) * ny + min(int((py - y0) / cell), ny - 1)
+        for j in range(first[c], first[c + 1]):
+            k = members[j]
             dx = px - boxes[k, 0]
             dy = py - boxes[k, 1]
-            if dx * dx + dy * dy > radius2[k]:
-                continue
             if abs(pz - boxes[k, 2]) > boxes[k, 5] / 2.0:
                 continue
             if abs(dx * cos[k] + dy * sin[k]) > boxes[k, 3] / 2.0:

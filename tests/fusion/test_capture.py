@@ -128,3 +128,29 @@ def test_detections_of_the_pipeline_carry_their_capture_offsets() -> None:
         centre = np.array([frame.phase.crossing_offset_ns(math.atan2(y, x)) for x, y in boxes.boxes[:, :2]])
         clear = np.abs(centre - 0.5 * PERIOD_NS) < 0.4 * PERIOD_NS  # away from the seam
         assert np.abs(offsets - centre)[clear].max() < 6e6  # a box spans a few ms of the sweep
+
+
+def test_each_box_gets_the_times_of_exactly_the_points_inside_it() -> None:
+    """Boxes spread over 240 m (the grid that finds a point's boxes grows its cells) and boxes that
+    overlap: every box's earliest and latest point time as testing every point against every box."""
+    rng = np.random.default_rng(5)
+    n = 150
+    boxes = np.c_[rng.uniform(-120, 120, (n, 2)), np.zeros(n), rng.uniform(0.5, 12, (n, 2)), np.full(n, 1.5),
+                  rng.uniform(-3, 3, n)]  # fmt: skip
+    boxes[1, :2] = boxes[0, :2] + 0.5  # two boxes sharing points
+    xyz = np.concatenate([surface(list(b), rng, 20) for b in boxes] + [rng.uniform(-130, 130, (5000, 3))])
+    times = rng.integers(0, PERIOD_NS, len(xyz))
+    got = capture_offsets_ns(boxes, cloud(xyz, times), None)
+    xyz32 = xyz.astype(np.float32).astype(np.float64)
+    expected = np.full(n, np.nan)
+    for k, (x, y, z, length, width, height, yaw) in enumerate(boxes):
+        dx, dy = xyz32[:, 0] - x, xyz32[:, 1] - y
+        inside = (
+            (np.abs(dx * math.cos(yaw) + dy * math.sin(yaw)) <= length / 2)
+            & (np.abs(-dx * math.sin(yaw) + dy * math.cos(yaw)) <= width / 2)
+            & (np.abs(xyz32[:, 2] - z) <= height / 2)
+        )
+        if inside.sum() >= 3:
+            expected[k] = 0.5 * (times[inside].min() + times[inside].max())
+    assert np.isfinite(expected).sum() > 100
+    assert np.array_equal(got, expected, equal_nan=True)
