@@ -84,7 +84,7 @@ def main() -> None:
     config = TrackingConfig(recall_sweep=False)
     print("| seed | pairs | detections | dets - v_true x offset | refined, off | refined, on |")
     print("|---:|---:|---:|---:|---:|---:|")
-    metrics = []
+    metrics: list[tuple[int, list[tuple[float | None, ...]], list[str]]] = []
     for seed in args.seeds:
         frames, gt_table = cached(seed, args.seconds)
         gt = truth(seed, args.seconds)
@@ -93,23 +93,27 @@ def main() -> None:
         oracle = err - np.nan_to_num(off) * np.hypot(vel[:, 0], vel[:, 1])  # true speed x offset
         cells = [f"{np.mean(err):+.3f} ({np.mean(np.abs(err)):.3f})",
                  f"{np.mean(oracle):+.3f} ({np.mean(np.abs(oracle)):.3f})"]  # fmt: skip
-        row = []
+        quality: list[tuple[float | None, ...]] = []
+        counts: list[str] = []
         for on in (False, True):
             refined = refine(tracks, RefineConfig(capture_correction=on))
             e, _, _ = along_track(refined, gt)
             cells.append(f"{np.mean(e):+.3f} ({np.mean(np.abs(e)):.3f})")
             m = evaluate_tracking(labels(refined), gt_table, config).overall
-            row.append((m.clear.mota, m.idf1, m.clear.motp, m.hota))
+            quality.append((m.clear.mota, m.idf1, m.clear.motp, m.hota))
             err_size = size_errors(refined, gt_table)
-            row.append((int((err_size.max(axis=1) < 0.10).sum()), len(err_size)))
-        metrics.append((seed, row))
+            counts.append(f"{int((err_size.max(axis=1) < 0.10).sum())}/{len(err_size)}")
+        metrics.append((seed, quality, counts))
         print(f"| {seed} | {len(err)} | " + " | ".join(cells) + " |")
     print("\nalong-track error at the stamp: mean signed (mean absolute), m; moving cars (> 3 m/s)\n")
     print("| seed | MOTA | IDF1 | MOTP | HOTA | cars within 10 cm |")
     print("|---:|---|---|---|---|---|")
-    for seed, ((off_m, off_s), (on_m, on_s)) in ((s, (r[0:2], r[2:4])) for s, r in metrics):
-        cells = [f"{a:.4f} -> {b:.4f}" for a, b in zip(off_m, on_m, strict=True)]
-        print(f"| {seed} | " + " | ".join(cells) + f" | {off_s[0]}/{off_s[1]} -> {on_s[0]}/{on_s[1]} |")
+    for seed, (without, with_), (without_n, with_n) in metrics:
+        cells = [
+            f"{a:.4f} -> {b:.4f}" if a is not None and b is not None else "-"
+            for a, b in zip(without, with_, strict=True)
+        ]
+        print(f"| {seed} | " + " | ".join(cells) + f" | {without_n} -> {with_n} |")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def cloud(xyz: np.ndarray, times_ns: np.ndarray | None) -> PointCloud:
 
 def beam_times(xyz: np.ndarray) -> np.ndarray:
     """When `PHASE`'s beam passes each point's azimuth (ns after the stamp)."""
-    return ((math.pi - np.arctan2(xyz[:, 1], xyz[:, 0])) % math.tau) / math.tau * PERIOD_NS
+    return np.asarray(((math.pi - np.arctan2(xyz[:, 1], xyz[:, 0])) % math.tau) / math.tau * PERIOD_NS)
 
 
 def test_a_box_is_caught_when_the_beam_passes_its_azimuth() -> None:
