@@ -3,7 +3,8 @@
     .venv/bin/python bench/refine_eval.py [--seeds 7 8 9 10] [--seconds 10]
 
 Per seed: a simulated log (vlp32c, small images; cached under $FUSION_BENCH_CACHE or the temp dir),
-the geometric detector on every sweep (fusion.sync, world poses from the log), then three trackers:
+the geometric detector on every sweep (fusion.sync, world poses from the log; each box's capture offset,
+`fusion.capture`, as the pipeline adds it), then three trackers:
 
 - online: `Tracker(TrackerConfig())`, its confirmed boxes (world frame) as they come out;
 - refine(fwd): `refine` over the online tracker's matched boxes (`TrackTable.from_tracked`);
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.bags import open_bag
 from fusion.boxes import Boxes
+from fusion.capture import with_capture_offsets
 from fusion.detect import GeometricDetector
 from fusion.evaluation.iou import bev_iou
 from fusion.evaluation.tracking import TrackingConfig, evaluate_tracking
@@ -64,7 +66,7 @@ def load(seed: int, seconds: float) -> tuple[Frames, pa.Table]:
         ctx = prepare(bag)
         for fused in synchronize(bag, ctx):
             pose = None if fused.world_from_lidar is None else fused.world_from_lidar.matrix
-            frames.append((detector.detect(fused.cloud), fused.stamp_ns, pose))
+            frames.append((with_capture_offsets(detector.detect(fused.cloud), fused), fused.stamp_ns, pose))
     gt = pq.read_table(gt_path)
     cols = {name: gt.column(name) for name in ("frame_index", "track_id", "category")}
     cols["sequence_id"] = pa.array(["sim"] * gt.num_rows)  # the predictions' (one sequence)

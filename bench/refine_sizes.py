@@ -39,7 +39,7 @@ F64 = npt.NDArray[np.float64]
 def cached(seed: int, seconds: float) -> tuple[list[tuple[Boxes, int, F64 | None]], pa.Table]:
     """`refine_eval.load`, kept in a pickle next to its cached log (the detector dominates the time)."""
     cache = Path(os.environ.get("FUSION_BENCH_CACHE", Path(tempfile.gettempdir()) / "fusion-bench-refine"))
-    path = cache / f"refine-s{seed}-{seconds:g}s.frames.pkl"
+    path = cache / f"refine-s{seed}-{seconds:g}s.capture.frames.pkl"  # Boxes with capture offsets
     if path.exists():
         frames, gt = pickle.loads(path.read_bytes())
         return frames, gt

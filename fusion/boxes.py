@@ -108,6 +108,10 @@ class Boxes:
         than the box's where it completed a partial view (a LiDAR sees the near sides of an object)
         to a typical size; the box's own length and width when not given. Not part of the output
         contract: it tells the refinement which sizes are measurements.
+    capture_offset_ns: (N,) float64, when the LiDAR caught each box's object minus `stamp_ns`
+        (`fusion.capture`): a spinning LiDAR sweeps the scene over a period, so a moving object's box
+        lies where the object was then, not at the stamp; NaN when unknown (not given: all NaN). Not
+        part of the output contract: refinement moves each box back to the stamp along its velocity.
     """
 
     boxes: npt.NDArray[np.float64]
@@ -117,6 +121,7 @@ class Boxes:
     frame_id: str
     stamp_ns: int
     measured: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2), np.float64))
+    capture_offset_ns: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
@@ -129,6 +134,10 @@ class Boxes:
             object.__setattr__(self, "measured", self.boxes[:, 3:5].copy())
         if self.measured.shape != (n, 2):
             raise ValueError(f"measured must have shape ({n}, 2), got {self.measured.shape}")
+        if self.capture_offset_ns.shape == (0,) and n:  # not given: unknown
+            object.__setattr__(self, "capture_offset_ns", np.full(n, np.nan))
+        if self.capture_offset_ns.shape != (n,):
+            raise ValueError(f"capture_offset_ns must have shape ({n},), got {self.capture_offset_ns.shape}")
         if n and (bad := {str(c) for c in np.unique(self.category)} - set(CATEGORIES)):
             raise ValueError(f"unknown categories {sorted(bad)}; use one of {', '.join(CATEGORIES)}")
 
@@ -157,9 +166,10 @@ class Boxes:
         frame_id: str,
         stamp_ns: int,
         measured: npt.ArrayLike | None = None,
+        capture_offset_ns: npt.ArrayLike | None = None,
     ) -> Boxes:
         """Boxes from array-likes, with dtypes fixed and yaw wrapped; `measured` (N, 2) or None (the
-        boxes' own lengths and widths)."""
+        boxes' own lengths and widths); `capture_offset_ns` (N,) or None (unknown: NaN)."""
         arr = np.array(boxes, dtype=np.float64).reshape(-1, 7)
         arr[:, 6] = wrap_angle(arr[:, 6])
         return cls(
@@ -172,6 +182,9 @@ class Boxes:
             measured=np.zeros((0, 2), np.float64)
             if measured is None
             else np.asarray(measured, dtype=np.float64).reshape(-1, 2),
+            capture_offset_ns=np.zeros(0, np.float64)
+            if capture_offset_ns is None
+            else np.asarray(capture_offset_ns, dtype=np.float64).reshape(-1),
         )
 
     def select(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Boxes:
@@ -183,4 +196,5 @@ class Boxes:
             self.frame_id,
             self.stamp_ns,
             self.measured[mask],
+            self.capture_offset_ns[mask],
         )

@@ -47,6 +47,7 @@ from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.bags import open_bag
 from fusion.boxes import CATEGORIES, Boxes
+from fusion.capture import with_capture_offsets
 from fusion.config import RunConfig
 from fusion.decode import PointCloud
 from fusion.errors import FusionError
@@ -345,11 +346,14 @@ def detect_in_batches(detector: Detector, frames: Iterable[FusedFrame]) -> Itera
 
 
 def _detect_pending(detector: Detector, pending: list[FusedFrame]) -> Iterator[tuple[FusedFrame, Boxes]]:
+    """The frames with their boxes, each box with its capture offset (`fusion.capture`, whatever the
+    detector: refinement moves a moving object's box from where the beam caught it to the stamp)."""
     if len(pending) == 1:
         found = [detector.detect(pending[0].cloud)]
     else:
         found = detector.detect_batch([f.cloud for f in pending])
-    yield from zip(pending, found, strict=True)
+    for frame, boxes in zip(pending, found, strict=True):
+        yield frame, with_capture_offsets(boxes, frame)
 
 
 @contextmanager

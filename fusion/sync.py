@@ -148,6 +148,8 @@ class FusedFrame:
     crossings_ns: Mapping[str, int]  # per camera: when the sweep crossed its optical axis
     images: Mapping[str, PairedImage]  # per camera with an image within tolerance
     unpaired: tuple[str, ...]  # cameras with no image within tolerance
+    # the sweep's azimuth-versus-time line (when the beam pointed where), from the cloud as recorded
+    phase: SweepPhase | None = None
 
 
 @dataclass
@@ -335,7 +337,7 @@ def synchronize(
             stats.setdefault(c.name, CameraSyncStats(c.name, c.topic, c.calibration_source))
     images: dict[str, deque[tuple[int, Any]]] = {name: deque() for name in cams}
     newest: dict[str, int] = dict.fromkeys(cams, -(2**62))
-    pending: deque[tuple[PointCloud, int, dict[str, int]]] = deque()
+    pending: deque[tuple[PointCloud, int, dict[str, int], SweepPhase]] = deque()
     index = 0
     margin = max((c.tolerance_ns for c in cams.values()), default=0) + config.max_latency_ns
     lo = None if start_ns is None else start_ns - margin
@@ -347,9 +349,9 @@ def synchronize(
             return True
         return all(newest[n] >= t + cams[n].tolerance_ns for n, t in crossings.items())
 
-    def emit(cloud: PointCloud, log_ns: int, crossings: dict[str, int]) -> FusedFrame:
+    def emit(cloud: PointCloud, log_ns: int, crossings: dict[str, int], phase: SweepPhase) -> FusedFrame:
         nonlocal index
-        frame = _fuse(ctx, config, index, cloud, log_ns, crossings, images, stats)
+        frame = _fuse(ctx, config, index, cloud, log_ns, crossings, images, stats, phase)
         index += 1
         return frame
 
@@ -362,7 +364,7 @@ def synchronize(
             cloud = decode_pointcloud2(bag.deserialize(raw))
             phase = sweep_phase(cloud, config)
             crossings = {n: cloud.stamp_ns + phase.crossing_offset_ns(c.azimuth_rad) for n, c in cams.items()}
-            pending.append((cloud, raw.log_time_ns, crossings))
+            pending.append((cloud, raw.log_time_ns, crossings, phase))
         else:
             cam = by_topic[raw.topic]
             msg = bag.deserialize(raw)
@@ -378,7 +380,7 @@ def synchronize(
 
 def _prune(
     images: dict[str, deque[tuple[int, Any]]],
-    pending: deque[tuple[PointCloud, int, dict[str, int]]],
+    pending: deque[tuple[PointCloud, int, dict[str, int], SweepPhase]],
     cams: Mapping[str, CameraSetup],
     config: SyncConfig,
 ) -> None:
@@ -401,6 +403,7 @@ def _fuse(
     crossings: dict[str, int],
     images: Mapping[str, deque[tuple[int, Any]]],
     stats: dict[str, CameraSyncStats] | None,
+    phase: SweepPhase | None = None,
 ) -> FusedFrame:
     paired: dict[str, PairedImage] = {}
     unpaired: list[str] = []
@@ -454,4 +457,5 @@ def _fuse(
         crossings_ns=crossings,
         images=paired,
         unpaired=tuple(sorted(unpaired)),
+        phase=phase,
     )

@@ -47,6 +47,7 @@ class TruthReplay:
             rows.column("num_points").to_numpy().astype(np.int32),
             cloud.frame_id,
             cloud.stamp_ns,
+            capture_offset_ns=np.zeros(rows.num_rows),  # the truth is at the stamp: no capture delay
         )
 
     def detect_batch(self, clouds: Sequence[PointCloud]) -> list[Boxes]:
