@@ -13,8 +13,8 @@ bag: no task reads the whole log's poses, which in a bag are interleaved with th
 and cost a decompression of the whole file), then decodes, synchronises, deskews and detects the
 sweeps of the window and writes their points and images as it goes into its own part files under
 `<out>/.parts/<sid>/` (hidden: no glob reader sees them), encoded as the final files are and
-numbered from the window's first frame; it returns only the small per-sweep records (frame rows,
-detections). `LogFinisher` takes the chunks in order as they come, numbers their records on from
+numbered from the window's first frame; it returns only what the finishing step needs of its
+sweeps (stamps, poses, paired cameras, detections) as a few columns (`fusion.records`). `LogFinisher` takes the chunks in order as they come, numbers their records on from
 the previous chunk's and appends their part files' row groups, byte for byte, to
 `points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`
 (`exporters.parquet_io.AtomicParquetConcat`: nothing is decoded, so joining costs a file copy, not
@@ -302,8 +302,8 @@ class LogFinisher:
         """Have the next chunk's part files appended (in the background; an error surfaces at the
         next call or in `finish`); `finish` must then be given the chunk. A Dask worker does this
         while chunks still run beside it and fetches the chunks' records only once they are all
-        done, so their thousands of small objects are not scattered through a heap that the
-        running chunks keep filling and emptying."""
+        done, so that they are not scattered through a heap that the running chunks keep filling
+        and emptying."""
         sid = self.plan.sequence_id
         expected = self.chunks_added
         if chunk.index != expected:
