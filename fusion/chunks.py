@@ -14,8 +14,9 @@ and cost a decompression of the whole file), then decodes, synchronises, deskews
 sweeps of the window and writes their points and images as it goes into its own part files under
 `<out>/.parts/<sid>/` (hidden: no glob reader sees them), encoded as the final files are and
 numbered from the window's first frame; it returns only what the finishing step needs of its
-sweeps (stamps, poses, paired cameras, detections) as a few columns (`fusion.records`). `LogFinisher` takes the chunks in order as they come, numbers their records on from
-the previous chunk's and appends their part files' row groups, byte for byte, to
+sweeps (stamps, poses, paired cameras, detections) as a few columns (`fusion.records`).
+`LogFinisher` takes the chunks in order as they come, numbers their records on from the previous
+chunk's and appends their part files' row groups, byte for byte, to
 `points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`
 (`exporters.parquet_io.AtomicParquetConcat`: nothing is decoded, so joining costs a file copy, not
 a second encoding of every point on one core). Where the index's count was wrong (a bag damaged
