@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 import sys
 from pathlib import Path
 import pyarrow.parquet as pq

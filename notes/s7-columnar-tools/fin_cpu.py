@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 """CPU time of the 20-s log's finishing records path in-process: unpickle the 4 chunk results, take
 them as the finisher does, finish_sequence (no executor), N times; prints each run's process CPU s."""
 import sys, time, pickle, gc, shutil

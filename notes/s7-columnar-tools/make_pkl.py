@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 """Run the 20-s bench log's chunks in this process (chunks of 5 s, as the bench) and pickle the list
 of ChunkResults (the format of the code on PYTHONPATH)."""
 import pickle, sys, shutil

@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 import sys, time, os, tempfile, shutil
 R = os.environ.get("REPO", "/work/main"); sys.path.insert(0, R); sys.path.insert(0, R + "/bench")
 from pathlib import Path

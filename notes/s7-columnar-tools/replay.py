@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 """In-process replay of the 5-minute log's finishing step: 15 x the 20-s log's pickled chunk results
 (argv[1]; the format of the code on PYTHONPATH), each chunk pickled into bytes as a chunk task returns
 it, unpickled and taken one at a time as the finisher does, then `finish_sequence`. RSS (psutil)

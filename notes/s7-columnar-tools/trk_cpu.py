@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 import sys, pickle, time, gc
 from pathlib import Path
 from dataclasses import replace

@@ -1,3 +1,4 @@
+# ruff: noqa  (a measurement script, not package code)
 import sys, pickle, tracemalloc, functools, gc
 from pathlib import Path
 import numpy as np
