@@ -221,14 +221,6 @@ class BoxColumns:
         np.cumsum(self.counts, out=bounds[1:])
         return bounds
 
-    def categories(self) -> npt.NDArray[np.str_]:
-        """(N,) the category names."""
-        return CATEGORY_NAMES[self.category]
-
-
-CATEGORY_NAMES = np.array(CATEGORIES, dtype="<U10")
-"""`fusion.boxes.CATEGORIES` as an array: a category code's name."""
-
 
 def category_codes(category: npt.NDArray[np.str_]) -> npt.NDArray[np.int8]:
     """(N,) int8 index into `fusion.boxes.CATEGORIES` of category names (N,) (each one of them)."""
