@@ -175,7 +175,7 @@ class SequenceInfo:
     def from_frames(
         cls,
         sequence_id: str,
-        frames: Sequence[FrameRow],
+        frames: Sequence[FrameRow] | FrameColumns,
         *,
         source_path: str,
         source_size_bytes: int,
@@ -185,14 +185,17 @@ class SequenceInfo:
         config: Mapping[str, Any] | None = None,
     ) -> SequenceInfo:
         """The row of a sequence whose sweeps are `frames`: start/end/num_frames taken from them."""
-        stamps = [f.timestamp_ns for f in frames]
+        if isinstance(frames, FrameColumns):
+            stamps = np.asarray(frames.timestamp_ns, dtype=np.int64).tolist()
+        else:
+            stamps = [f.timestamp_ns for f in frames]
         return cls(
             sequence_id=sequence_id,
             source_path=source_path,
             source_size_bytes=source_size_bytes,
             start_ns=min(stamps, default=0),
             end_ns=max(stamps, default=0),
-            num_frames=len(frames),
+            num_frames=len(stamps),
             lidar_topic=lidar_topic,
             world_frame=world_frame,
             cameras=tuple(cameras),
@@ -251,14 +254,7 @@ def frames_table(sequence_id: str, frames: Sequence[FrameRow]) -> pa.Table:
 
     Raises `ExportError` when the indices are not contiguous from 0 or a pose is not 16 finite values.
     """
-    _check_sequence_id(sequence_id)
-    where = f"frames/{sequence_id}.parquet"
     n = len(frames)
-    index = np.array([f.frame_index for f in frames], dtype=np.int64)
-    if not np.array_equal(index, np.arange(n)):
-        raise ExportError(
-            f"cannot write {where}: frame_index must be 0..{n - 1} in order, got {index[:10].tolist()}..."
-        )
     poses = np.zeros((n, 16), dtype=np.float64)
     no_pose = np.zeros(n, dtype=bool)
     for i, f in enumerate(frames):
@@ -267,26 +263,85 @@ def frames_table(sequence_id: str, frames: Sequence[FrameRow]) -> pa.Table:
             continue
         m = f.world_from_lidar.matrix if isinstance(f.world_from_lidar, Transform) else f.world_from_lidar
         values = np.asarray(m, dtype=np.float64).reshape(-1)
-        if values.shape != (16,) or not np.isfinite(values).all():
-            raise ExportError(
-                f"cannot write {where}: world_from_lidar of frame {i} must be 16 finite values "
-                "(4x4 row-major)"
-            )
-        poses[i] = values
+        poses[i] = values if values.shape == (16,) else np.nan  # not 16 values: refused as not finite
+    counts = np.array([len(f.cameras) for f in frames], dtype=np.int64)
+    flat = [c for f in frames for c in f.cameras]
+    return frame_columns_table(
+        sequence_id,
+        FrameColumns(
+            frame_index=np.array([f.frame_index for f in frames], dtype=np.int64),
+            timestamp_ns=np.array([f.timestamp_ns for f in frames], dtype=np.int64),
+            source_log_time_ns=np.array([f.source_log_time_ns for f in frames], dtype=np.int64),
+            num_points=np.array([f.num_points for f in frames], dtype=np.int64),
+            deskewed=np.array([bool(f.deskewed) for f in frames], dtype=bool),
+            world_from_lidar=poses,
+            no_pose=no_pose,
+            camera_counts=counts,
+            camera_name=pa.array([c.name for c in flat], type=pa.string()),
+            camera_timestamp_ns=np.array([c.timestamp_ns for c in flat], dtype=np.int64),
+            camera_offset_ns=np.array([c.offset_ns for c in flat], dtype=np.int64),
+        ),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FrameColumns:
+    """The rows of `frames/<sid>.parquet` as columns (n sweeps, M paired images in all): what
+    `FrameRow`s hold, without a Python object per sweep.
+
+    frame_index, timestamp_ns, source_log_time_ns, num_points: (n,) integers; deskewed: (n,) bool.
+    world_from_lidar: (n, 16) float64, 4x4 row-major (any values where `no_pose`); no_pose: (n,) bool.
+    camera_counts: (n,) the images of each sweep; camera_name (M,) Arrow strings, camera_timestamp_ns
+    and camera_offset_ns (M,) int64: sweep k's are the `camera_counts[k]` after the earlier sweeps'.
+    """
+
+    frame_index: npt.NDArray[np.integer[Any]]
+    timestamp_ns: npt.NDArray[np.integer[Any]]
+    source_log_time_ns: npt.NDArray[np.integer[Any]]
+    num_points: npt.NDArray[np.integer[Any]]
+    deskewed: npt.NDArray[np.bool_]
+    world_from_lidar: npt.NDArray[np.float64]
+    no_pose: npt.NDArray[np.bool_]
+    camera_counts: npt.NDArray[np.integer[Any]]
+    camera_name: pa.Array
+    camera_timestamp_ns: npt.NDArray[np.integer[Any]]
+    camera_offset_ns: npt.NDArray[np.integer[Any]]
+
+
+def frame_columns_table(sequence_id: str, frames: FrameColumns) -> pa.Table:
+    """The FRAMES table of one sequence from columns (`frames_table` of the same rows).
+
+    Raises `ExportError` when the indices are not 0..n-1 in order or a pose is not 16 finite values.
+    """
+    _check_sequence_id(sequence_id)
+    where = f"frames/{sequence_id}.parquet"
+    index = np.asarray(frames.frame_index, dtype=np.int64)
+    n = len(index)
+    if not np.array_equal(index, np.arange(n)):
+        raise ExportError(
+            f"cannot write {where}: frame_index must be 0..{n - 1} in order, got {index[:10].tolist()}..."
+        )
+    poses = np.asarray(frames.world_from_lidar, dtype=np.float64).reshape(n, 16)
+    no_pose = np.asarray(frames.no_pose, dtype=bool)
+    bad = np.flatnonzero(~no_pose & ~np.isfinite(poses).all(axis=1))
+    if bad.size:
+        raise ExportError(
+            f"cannot write {where}: world_from_lidar of frame {int(bad[0])} must be 16 finite values "
+            "(4x4 row-major)"
+        )
+    poses = np.where(no_pose[:, None], 0.0, poses)
     pose_values = pa.array(poses.reshape(-1), type=pa.float64())
     pose_type = FRAMES.field("world_from_lidar").type
     pose_column = pa.FixedSizeListArray.from_arrays(pose_values, type=pose_type, mask=pa.array(no_pose))
 
     camera_type = FRAMES.field("cameras").type
-    counts = np.array([len(f.cameras) for f in frames], dtype=np.int32)
     offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    flat = [c for f in frames for c in f.cameras]
+    np.cumsum(frames.camera_counts, out=offsets[1:])
     struct = pa.StructArray.from_arrays(
         [
-            pa.array([c.name for c in flat], type=pa.string()),
-            pa.array([c.timestamp_ns for c in flat], type=pa.int64()),
-            pa.array([c.offset_ns for c in flat], type=pa.int64()),
+            frames.camera_name.cast(pa.string()),
+            pa.array(np.asarray(frames.camera_timestamp_ns, dtype=np.int64), type=pa.int64()),
+            pa.array(np.asarray(frames.camera_offset_ns, dtype=np.int64), type=pa.int64()),
         ],
         fields=list(camera_type.value_type),
     )
@@ -294,10 +349,10 @@ def frames_table(sequence_id: str, frames: Sequence[FrameRow]) -> pa.Table:
     columns = [
         pa.repeat(pa.scalar(sequence_id, pa.string()), n),
         pa.array(index, type=pa.int32()),
-        pa.array([f.timestamp_ns for f in frames], type=pa.int64()),
-        pa.array([f.source_log_time_ns for f in frames], type=pa.int64()),
-        pa.array([f.num_points for f in frames], type=pa.int32()),
-        pa.array([bool(f.deskewed) for f in frames], type=pa.bool_()),
+        pa.array(np.asarray(frames.timestamp_ns, dtype=np.int64), type=pa.int64()),
+        pa.array(np.asarray(frames.source_log_time_ns, dtype=np.int64), type=pa.int64()),
+        pa.array(np.asarray(frames.num_points, dtype=np.int32), type=pa.int32()),
+        pa.array(np.asarray(frames.deskewed, dtype=bool), type=pa.bool_()),
         pose_column,
         cameras,
     ]
@@ -607,9 +662,12 @@ class SequenceWriter:
         self._open: list[PointsWriter | ImagesWriter | PartsWriter] = []
         self._cameras: dict[str, str] = {}  # file stem -> camera name
 
-    def write_frames(self, frames: Sequence[FrameRow]) -> Path:
-        """Write `frames/<sid>.parquet` (see `frames_table`)."""
-        table = frames_table(self.sequence_id, frames)
+    def write_frames(self, frames: Sequence[FrameRow] | FrameColumns) -> Path:
+        """Write `frames/<sid>.parquet` (see `frames_table`, `frame_columns_table`)."""
+        if isinstance(frames, FrameColumns):
+            table = frame_columns_table(self.sequence_id, frames)
+        else:
+            table = frames_table(self.sequence_id, frames)
         return self._write(table, self.paths["frames"], FRAMES)
 
     def write_labels(self, labels: pa.Table) -> Path:

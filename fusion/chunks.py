@@ -13,9 +13,10 @@ bag: no task reads the whole log's poses, which in a bag are interleaved with th
 and cost a decompression of the whole file), then decodes, synchronises, deskews and detects the
 sweeps of the window and writes their points and images as it goes into its own part files under
 `<out>/.parts/<sid>/` (hidden: no glob reader sees them), encoded as the final files are and
-numbered from the window's first frame; it returns only the small per-sweep records (frame rows,
-detections). `LogFinisher` takes the chunks in order as they come, numbers their records on from
-the previous chunk's and appends their part files' row groups, byte for byte, to
+numbered from the window's first frame; it returns only what the finishing step needs of its
+sweeps (stamps, poses, paired cameras, detections) as a few columns (`fusion.records`).
+`LogFinisher` takes the chunks in order as they come, numbers their records on from the previous
+chunk's and appends their part files' row groups, byte for byte, to
 `points/<sid>.parquet` (one row group per sweep) and `images/<sid>/<camera>.parquet`
 (`exporters.parquet_io.AtomicParquetConcat`: nothing is decoded, so joining costs a file copy, not
 a second encoding of every point on one core). Where the index's count was wrong (a bag damaged
@@ -38,28 +39,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from exporters.dataset import FrameRow, ImagesWriter, PointsWriter, SequenceWriter, camera_file_stem
+from exporters.dataset import ImagesWriter, PointsWriter, SequenceWriter, camera_file_stem
 from exporters.errors import ExportError
 from fusion.bags import Bag, RawMessage, open_bag
 from fusion.boxes import Boxes
 from fusion.config import RunConfig
-from fusion.prelabel import (
-    Detected,
-    DetectSummary,
-    _frame_row,
-    _light,
-    detect_in_batches,
-    finish_sequence,
-    sweep_writers,
-)
-from fusion.sync import FusedFrame, SyncContext, prepare, synchronize
+from fusion.prelabel import Detected, DetectSummary, detect_in_batches, finish_sequence, sweep_writers
+from fusion.records import BoxColumns, SweepColumns, SweepRecorder
+from fusion.sync import SyncContext, prepare, synchronize
 from fusion.topics import CAMERA_INFO, ODOMETRY, TF, lidar_topic
 
 if TYPE_CHECKING:
@@ -108,18 +102,20 @@ class ChunkParts:
 
 @dataclass(frozen=True, eq=False)
 class ChunkResult:
-    """What one chunk returns: per sweep, in order, its frame row and detections (local indices 0..)."""
+    """What one chunk returns: its sweeps (local frame indices 0..) and their detections, in order,
+    as columns (`fusion.records`): a few arrays per chunk, not objects per sweep, so that a long
+    log's results do not fill the finishing worker's heap with ~70 small objects a sweep."""
 
     index: int  # the chunk's number
     first_frame: int  # the frame_index its part files start at
-    frames: list[tuple[FusedFrame, Boxes]]  # the frame without points or images, and its boxes
-    rows: list[FrameRow]
+    sweeps: SweepColumns
+    detections: BoxColumns
     warnings: list[str]
 
     @property
     def parts(self) -> ChunkParts:
         """Its part files' description."""
-        return ChunkParts(self.index, self.first_frame, len(self.rows))
+        return ChunkParts(self.index, self.first_frame, len(self.sweeps))
 
 
 def chunk_windows(first_ns: int, last_ns: int, chunk_ns: int) -> tuple[Window, ...]:
@@ -185,26 +181,25 @@ def run_chunk(
     first = plan.first_frames[index] if plan.first_frames is not None and window is None else 0
     detector = detector if detector is not None else config.detector.build()
     seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
-    frames: list[tuple[FusedFrame, Boxes]] = []
-    rows: list[FrameRow] = []
     sync = config.sync_config()
     with open_bag(plan.log_path) as bag:
         ctx = _prepare_window(bag, config, calibration, (start, end))
         cameras = sorted(set(ctx.cameras) & set(plan.ctx.cameras))
         ctx.cameras = {name: ctx.cameras[name] for name in cameras}
         part = parts_dir(out, plan.sequence_id)
+        # the plan's cameras, so that every chunk's columns are the same
+        records = SweepRecorder(sorted(plan.ctx.cameras), ctx.lidar_frame)
         with sweep_writers(
             seq, cameras, config, part_dir=part, part=f"{index:05d}", first_frame=first
         ) as writers:
             swept = synchronize(bag, ctx, sync, start_ns=start, end_ns=end)
             for frame, boxes in detect_in_batches(detector, swept):
-                frames.append((_light(frame), boxes))
-                rows.append(_frame_row(frame))
+                records.add(frame, boxes)
                 writers.add(frame, first + frame.index)
                 if progress is not None:
-                    progress(len(rows))
+                    progress(len(records))
         warnings = [w for w in [*bag.warnings, *ctx.warnings] if w not in plan.warnings]
-    return ChunkResult(index, first, frames, rows, warnings)
+    return ChunkResult(index, first, records.sweeps(), records.detections(), warnings)
 
 
 POSE_PAD_NS: Final = 1_000_000_000
@@ -283,8 +278,8 @@ class LogFinisher:
         self.config = config
         self.seq = SequenceWriter(out, plan.sequence_id, overwrite=True)
         _remove_stale_temporaries(self.seq)
-        self.frames: list[tuple[FusedFrame, Boxes]] = []
-        self.rows: list[FrameRow] = []
+        self.sweeps: list[SweepColumns] = []  # per chunk taken, its sweeps numbered in the log
+        self.detections: list[BoxColumns] = []  # per chunk taken, its detections; emptied by `finish`
         self.warnings = list(plan.warnings)
         self._added = 0
         self._counts: list[int] = []  # sweeps per chunk appended
@@ -310,8 +305,8 @@ class LogFinisher:
         """Have the next chunk's part files appended (in the background; an error surfaces at the
         next call or in `finish`); `finish` must then be given the chunk. A Dask worker does this
         while chunks still run beside it and fetches the chunks' records only once they are all
-        done, so their thousands of small objects are not scattered through a heap that the
-        running chunks keep filling and emptying."""
+        done, so that they are not scattered through a heap that the running chunks keep filling
+        and emptying."""
         sid = self.plan.sequence_id
         expected = self.chunks_added
         if chunk.index != expected:
@@ -354,15 +349,15 @@ class LogFinisher:
                 writer.append(numbered)
 
     def _take_records(self, chunk: ChunkResult) -> None:
-        offset = len(self.rows)
+        offset = sum(len(s) for s in self.sweeps)
         k = len(self._taken)
-        if chunk.index != k or len(chunk.rows) != self._counts[k]:
+        if chunk.index != k or len(chunk.sweeps) != self._counts[k]:
             raise ExportError(
                 f"cannot finish {self.plan.sequence_id}: chunk {chunk.index} given again as chunk {k} "
-                f"with {len(chunk.rows)} sweeps, appended with {self._counts[k]}"
+                f"with {len(chunk.sweeps)} sweeps, appended with {self._counts[k]}"
             )
-        self.frames += [(replace(f, index=offset + f.index), b) for f, b in chunk.frames]
-        self.rows += [replace(r, frame_index=offset + r.frame_index) for r in chunk.rows]
+        self.sweeps.append(chunk.sweeps.renumbered(offset))
+        self.detections.append(chunk.detections)
         self.warnings += [w for w in chunk.warnings if w not in self.warnings]
         self._taken.append(chunk.index)
 
@@ -395,8 +390,8 @@ class LogFinisher:
         detected = Detected(
             log_path=self.plan.log_path,
             ctx=self.plan.ctx,
-            frames=self.frames,
-            rows=self.rows,
+            sweeps=SweepColumns.join(self.sweeps),
+            detections=self.detections,  # emptied once tracked
             warnings=self.warnings,
             source_size_bytes=self.plan.source_size_bytes,
             started_s=self.plan.started_s,

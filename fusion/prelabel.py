@@ -30,8 +30,6 @@ from calib.projection import boxes_to_image
 from calib.transform import wrap_angle
 from exporters.dataset import (
     DatasetWriter,
-    FrameCamera,
-    FrameRow,
     ImagesWriter,
     PipelineInfo,
     PointsWriter,
@@ -49,10 +47,10 @@ from fusion.bags import open_bag
 from fusion.boxes import CATEGORIES, Boxes
 from fusion.capture import with_capture_offsets
 from fusion.config import RunConfig
-from fusion.decode import PointCloud
 from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
 from fusion.memory import release_free_memory
+from fusion.records import BoxColumns, SweepColumns, SweepRecorder, frame_detections
 from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepare, synchronize
 
 if TYPE_CHECKING:
@@ -60,7 +58,7 @@ if TYPE_CHECKING:
     from calib.camera import Camera
     from calib.transform import Transform
     from fusion.detect import Detector
-    from trackers.refine import Frame, Submitter, TrackTable
+    from trackers.refine import Submitter, TrackTable
 
 log = logging.getLogger(__name__)
 
@@ -197,24 +195,22 @@ def prelabel_sequence(
     """Pre-label one log into its sequence's files (`seq`) in this process; returns the summary and
     the sequence's row for sequences.parquet. (`fusion.chunks` does the same in time chunks.)"""
     started = time.time()
-    detected: list[tuple[FusedFrame, Boxes]] = []
-    rows: list[FrameRow] = []
     with open_bag(log_path) as bag:
         ctx = prepare(bag, config.sync_config(), calibration=calibration)
         total = bag.topics[ctx.lidar_topic].count
+        records = SweepRecorder(sorted(ctx.cameras), ctx.lidar_frame)
         with sweep_writers(seq, sorted(ctx.cameras), config) as writers:
             frames = synchronize(bag, ctx, config.sync_config())
             for frame, boxes in detect_in_batches(detector, frames):
-                detected.append((_light(frame), boxes))
-                rows.append(_frame_row(frame))
+                records.add(frame, boxes)
                 writers.add(frame)
                 if progress is not None:
-                    progress(sid, len(rows), total)
+                    progress(sid, len(records), total)
         log_data = Detected(
             log_path=log_path,
             ctx=ctx,
-            frames=detected,
-            rows=rows,
+            sweeps=records.sweeps(),
+            detections=[records.detections()],
             warnings=[*bag.warnings, *ctx.warnings],
             source_size_bytes=bag.size_bytes,
             started_s=started,
@@ -228,9 +224,9 @@ class Detected:
 
     log_path: Path
     ctx: SyncContext
-    frames: list[tuple[FusedFrame, Boxes]]  # per sweep, frame_index order: the frame without its
-    # points and images (`_light`), and its detections; `finish_sequence` empties it once tracked
-    rows: Sequence[FrameRow]  # per sweep, its frames.parquet row
+    sweeps: SweepColumns  # per sweep, frame_index 0..n-1 in order: its frames row, pose and cameras
+    detections: list[BoxColumns]  # the sweeps' detections, in parts (a chunk's each) one after
+    # another; `finish_sequence` empties it once they are tracked
     warnings: Sequence[str]
     source_size_bytes: int
     started_s: float  # time.time() when the log's work began
@@ -249,16 +245,17 @@ def finish_sequence(
     once the labels are computed and before any file is written (what it raises stops the
     sequence with nothing written; the review flags are computed before it, while a
     `LogFinisher` still joins the last part files); `executor` runs the backward tracking pass
-    (`trackers.track_both_ways`). `detected.frames` is emptied once the label rows are made: the
-    detections (~35 MB for a 5-minute 64-beam log) are not held while the labels and flags are
+    (`trackers.track_both_ways`). `detected.detections` is emptied once they are tracked: the
+    detections (~16 MB for a 5-minute 64-beam log) are not held while the labels and flags are
     built."""
     sid = seq.sequence_id
     ctx = detected.ctx
+    sweeps = detected.sweeps
     if config.tracker.enabled:
-        rows = _tracked_rows(detected.frames, config, executor)
+        rows = _tracked_rows(sweeps, detected.detections, config, executor)
     else:
-        rows = _detected_rows(detected.frames)
-    detected.frames.clear()
+        rows = _detected_rows(sweeps, detected.detections)
+    detected.detections.clear()
     release_free_memory()  # each step's freed memory handed back before the next one's peak
     table = rows.table(sid, ctx)
     del rows  # freed before the flags are computed
@@ -272,14 +269,15 @@ def finish_sequence(
     seq.write_flags(flags)
     del flags
     release_free_memory()
-    seq.write_frames(detected.rows)
+    frames = sweeps.frame_columns()
+    seq.write_frames(frames)
     cameras = sorted(ctx.cameras)
     effective = config.to_mapping()
     effective["topics"] = {"lidar": ctx.lidar_topic, "cameras": [ctx.cameras[n].topic for n in cameras]}
     effective["calibration"] = calibration.source if calibration else None
     info = SequenceInfo.from_frames(
         sid,
-        detected.rows,
+        frames,
         source_path=str(detected.log_path),
         source_size_bytes=detected.source_size_bytes,
         lidar_topic=ctx.lidar_topic,
@@ -294,7 +292,7 @@ def finish_sequence(
     summary = DetectSummary(
         sequence_id=sid,
         labels_path=labels_path,
-        sweeps=len(detected.rows),
+        sweeps=len(sweeps),
         boxes=table.num_rows,
         tracks=len(set(table.column("track_id").to_pylist())),
         by_category={str(c): int(n) for c, n in zip(cats, counts, strict=True)},
@@ -402,20 +400,6 @@ def _or_zeros(values: npt.NDArray[Any] | None, n: int) -> npt.NDArray[Any]:
     return values if values is not None else np.zeros(n, np.float32)
 
 
-def _frame_row(frame: FusedFrame) -> FrameRow:
-    return FrameRow(
-        frame_index=frame.index,
-        timestamp_ns=frame.stamp_ns,
-        source_log_time_ns=frame.log_time_ns,
-        num_points=len(frame.cloud),
-        deskewed=frame.deskewed,
-        world_from_lidar=frame.world_from_lidar,
-        cameras=tuple(
-            FrameCamera(name, img.stamp_ns, img.offset_ns) for name, img in sorted(frame.images.items())
-        ),
-    )
-
-
 def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage, image_format: str) -> None:
     """Store a compressed image's own bytes when it is in `image_format` ("recorded": JPEG or PNG
     as logged); otherwise decode it and encode it with OpenCV (a raw image as JPEG by default)."""
@@ -429,39 +413,32 @@ def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage, image_f
     writer.add_array(frame_index, img.stamp_ns, img.decoded.pixels, encoding=target)  # type: ignore[arg-type]
 
 
-def _light(frame: FusedFrame) -> FusedFrame:
-    """The frame without its points and images (their names stay in `unpaired`'s complement via
-    `crossings_ns`): what tracking needs to keep per sweep, so memory does not grow with points."""
-    empty = PointCloud(np.zeros((0, 3), np.float32), None, None, None, frame.cloud.frame_id, frame.stamp_ns)
-    return replace(frame, cloud=empty, images={})
-
-
-def _tracked(frames: list[Frame], config: RunConfig, executor: Submitter | None) -> TrackTable:
-    """`trackers.track_both_ways` of `frames`, which it empties (the per-sweep boxes are not needed
-    once the tracks are)."""
+def _tracked(
+    sweeps: SweepColumns, detections: list[BoxColumns], config: RunConfig, executor: Submitter | None
+) -> TrackTable:
+    """`trackers.track_both_ways` of the sweeps and their detections, which it empties (joined into
+    the tracker's input, which is let go once the tracks are made)."""
     from trackers import track_both_ways
 
-    tracked = track_both_ways(frames, config.tracker.online, executor=executor)
-    frames.clear()
+    tracked = track_both_ways(
+        frame_detections(sweeps, BoxColumns.join(detections)), config.tracker.online, executor=executor
+    )
     release_free_memory()
     return tracked
 
 
 def _tracked_rows(
-    per_frame: list[tuple[FusedFrame, Boxes]], config: RunConfig, executor: Submitter | None = None
+    sweeps: SweepColumns,
+    detections: list[BoxColumns],
+    config: RunConfig,
+    executor: Submitter | None = None,
 ) -> _LabelRows:
     """Track all sweeps both ways, refine the whole tracks, and bring the rows into each sweep's
-    frame. Empties `per_frame`: its detections are let go once tracked, before refinement's peak."""
+    frame. Empties `detections`: they are let go once tracked, before refinement's peak."""
     from trackers import RefineConfig, TrackTable, refine_blocks
 
-    frames: list[Frame] = [
-        (boxes, f.stamp_ns, f.world_from_lidar.matrix if f.world_from_lidar is not None else None)
-        for f, boxes in per_frame
-    ]
-    sweeps = [f for f, _ in per_frame]
-    per_frame.clear()
     # without poses the tracks live in the moving sensor frame, where velocities are not headings
-    world = all(pose is not None for _, _, pose in frames)
+    world = bool(sweeps.has_pose.all())
     refine_config = config.tracker.refine or RefineConfig()
     if not world:
         refine_config = replace(refine_config, heading_from_velocity=False)
@@ -469,7 +446,7 @@ def _tracked_rows(
     # copy, so the two are not both held through refinement (~24 MB each for a 5-minute 64-beam log).
     # Of each refined block only what the labels take is kept, the strings as codes: the whole
     # refined table (~22 MB, a third of it category and origin at 4 bytes a character) is never held
-    blocks = refine_blocks(_tracked(frames, config, executor), refine_config)
+    blocks = refine_blocks(_tracked(sweeps, detections, config, executor), refine_config)
     parts = [_label_columns(block) for block in blocks] or [_label_columns(TrackTable.empty())]
     del blocks
     release_free_memory()
@@ -491,7 +468,7 @@ def _tracked_rows(
     in_world_frame = np.full((order.size, 4), np.nan, order="F")
     for k in np.flatnonzero(np.diff(bounds)).tolist():  # the sweeps with rows, one at a time
         lo, hi = int(bounds[k]), int(bounds[k + 1])
-        pose = sweeps[k].world_from_lidar
+        pose = sweeps.pose(k)
         # in each sweep's frame by the same steps (and array layouts) as a sweep's detections,
         # so that the boxes and their world copies are bit for bit what they always were
         sensor = boxes_world[order[lo:hi]]
@@ -541,32 +518,28 @@ _CATEGORY_NAMES: Final = pa.array(CATEGORIES, pa.string())
 _ORIGIN_NAMES: Final = pa.array(["detected", "interpolated"], pa.string())
 
 
-def _detected_rows(per_frame: list[tuple[FusedFrame, Boxes]]) -> _LabelRows:
-    """Every detection its own label row (and its own track), in sweep order."""
-    sweeps = [f for f, _ in per_frame]
-    counts = np.array([len(b) for _, b in per_frame], np.intp)
-    bounds = np.zeros(len(per_frame) + 1, np.intp)
-    np.cumsum(counts, out=bounds[1:])
+def _detected_rows(sweeps: SweepColumns, detections: list[BoxColumns]) -> _LabelRows:
+    """Every detection its own label row (and its own track), in sweep order. Empties `detections`."""
+    found = BoxColumns.join(detections)
+    if len(found.counts) != len(sweeps):
+        raise ValueError(f"{len(sweeps)} sweeps but detections of {len(found.counts)}")
+    bounds = found.bounds().astype(np.intp)
     n = int(bounds[-1])
-
-    def joined(name: str, empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return np.concatenate([getattr(b, name) for _, b in per_frame]) if n else empty
-
     boxes = np.empty((n, 7), order="F")
+    boxes[:] = found.boxes
     world = np.full((n, 4), np.nan, order="F")
-    for k, (frame, found) in enumerate(per_frame):
-        if len(found):
-            boxes[bounds[k] : bounds[k + 1]] = found.boxes
-            world[bounds[k] : bounds[k + 1]] = _world_of(frame.world_from_lidar, found.boxes)
+    for k in np.flatnonzero(found.counts).tolist():
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        world[lo:hi] = _world_of(sweeps.pose(k), found.boxes[lo:hi])
     return _LabelRows(
         sweeps=sweeps,
         bounds=bounds,
         track_id=np.arange(n, dtype=np.int64),
-        category=pa.array(joined("category", np.zeros(0, "<U10")), pa.string()),
-        score=joined("score", np.zeros(0, np.float32)),
+        category=_CATEGORY_NAMES.take(pa.array(found.category)),
+        score=found.score,
         boxes=boxes,
         world=world,
-        num_points=joined("num_points", np.zeros(0, np.int32)),
+        num_points=found.num_points,
         origin="detected",
         velocity=np.full((n, 2), np.nan),
     )
@@ -661,7 +634,7 @@ class _LabelRows:
     arrays held every column twice, and their ~40,000 small arrays scattered the heap).
     `table` makes the labels table."""
 
-    sweeps: Sequence[FusedFrame]  # per frame_index, the sweep (without points or images)
+    sweeps: SweepColumns  # per frame_index, the sweep
     bounds: npt.NDArray[np.intp]  # (len(sweeps) + 1,): sweep k's rows are [bounds[k], bounds[k + 1])
     track_id: npt.NDArray[np.int64]  # (N,)
     category: pa.Array  # (N,) strings: a few bytes a row, not numpy's 4 a character
@@ -679,8 +652,8 @@ class _LabelRows:
         release_free_memory()  # the projection's scratch
         return labels_table(
             sequence_id=sid,
-            frame_index=np.repeat(np.array([s.index for s in self.sweeps], np.int32), counts),
-            timestamp_ns=np.repeat(np.array([s.stamp_ns for s in self.sweeps], np.int64), counts),
+            frame_index=np.repeat(self.sweeps.frame_index.astype(np.int32), counts),
+            timestamp_ns=np.repeat(self.sweeps.stamp_ns, counts),
             track_id=self.track_id,
             category=self.category,
             score=self.score,
@@ -702,11 +675,9 @@ class _LabelRows:
         and the extents back cost more than the two cameras' projection it took off this task (a
         5-minute log: 3.1 s for the labels table with it, 2.6 s without; a 20-s log 0.22-0.26 s,
         0.15-0.17 s)."""
-        paired: dict[str, npt.NDArray[np.bool_]] = {}  # camera -> per sweep: paired with it
-        for k, sweep in enumerate(self.sweeps):
-            if counts[k]:
-                for name in set(sweep.crossings_ns) - set(sweep.unpaired):
-                    paired.setdefault(name, np.zeros(len(self.sweeps), bool))[k] = True
+        with_rows = self.sweeps.paired & (counts > 0)[:, None]  # (sweeps, cameras)
+        columns = enumerate(self.sweeps.cameras)
+        paired = {name: with_rows[:, j] for j, name in columns if with_rows[:, j].any()}
         if not paired:
             return None
         rows, names, extents = [], [], []

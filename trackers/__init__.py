@@ -7,8 +7,8 @@
 Modules: `online` (Tracker), `motion` (Kalman filters behind `MotionModel`, `MOTION_MODELS`),
 `association` (costs and matchers), `config` (`Params` per category, `TrackerConfig`), `types`
 (`Track`, `TrackState`, `TrackedBoxes`), `errors` (`TrackingError`), `refine` (offline 4D refinement of
-whole tracks: `track_both_ways`, `refine` (or `refine_blocks`), `one_category_per_object`, `TrackTable`,
-`RefineConfig`).
+whole tracks: `track_both_ways` (its frames as a list or as columns, `FrameDetections`), `refine` (or
+`refine_blocks`), `one_category_per_object`, `TrackTable`, `RefineConfig`).
 Nothing here knows of bags, Dask or Parquet.
 """
 
@@ -16,6 +16,7 @@ from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
 from trackers.refine import (
+    FrameDetections,
     RefineConfig,
     TrackTable,
     one_category_per_object,
@@ -27,6 +28,7 @@ from trackers.types import Track, TrackedBoxes, TrackState
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "FrameDetections",
     "Params",
     "RefineConfig",
     "Track",

@@ -92,7 +92,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -118,6 +118,60 @@ _CATEGORY_NAMES: Final = np.array(CATEGORIES, dtype="<U10")
 
 Frame = tuple[Boxes, int, npt.ArrayLike | None]
 """One frame for `track_both_ways`: detections (sensor frame), stamp ns, world_from_sensor (4, 4) or None."""
+
+
+@dataclass(frozen=True, eq=False)
+class FrameDetections(Sequence[Frame]):
+    """The frames of a sequence (F) and their detections (N) as a few columns, for `track_both_ways`:
+    as a sequence, frame i is (`Boxes` of rows bounds[i]:bounds[i + 1] (views), t_ns[i], its pose),
+    each made when asked for. What a long log's detections are held as instead of a `Boxes` and a
+    pose per frame (a 5-minute 64-beam log: ~200k detections in 3,000 frames), and what is pickled
+    when the backward pass runs elsewhere.
+
+    bounds: (F + 1,) int64, frame i's rows are [bounds[i], bounds[i + 1]).
+    t_ns: (F,) int64 stamps; world_from_sensor: (F, 4, 4) float64, a frame's pose where has_pose (F,).
+    boxes: (N, 7) float64 (C order), category: (N,) int8 index into `fusion.boxes.CATEGORIES`,
+    score: (N,) float32, num_points: (N,) int32, measured: (N, 2) float64, capture_offset_ns: (N,)
+    float64 (`Boxes`' columns). frame_id: the sensor frame of the boxes.
+    """
+
+    bounds: I64
+    t_ns: I64
+    world_from_sensor: F64
+    has_pose: Bool
+    boxes: F64
+    category: npt.NDArray[np.int8]
+    score: F32
+    num_points: I32
+    measured: F64
+    capture_offset_ns: F64
+    frame_id: str
+
+    def __len__(self) -> int:
+        return int(self.t_ns.shape[0])
+
+    @overload
+    def __getitem__(self, i: int) -> Frame: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Frame]: ...
+    def __getitem__(self, i: int | slice) -> Frame | list[Frame]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"frame {i} of {len(self)}")
+        i %= len(self)
+        lo, hi = int(self.bounds[i]), int(self.bounds[i + 1])
+        boxes = Boxes(
+            self.boxes[lo:hi],
+            _CATEGORY_NAMES[self.category[lo:hi]],
+            self.score[lo:hi],
+            self.num_points[lo:hi],
+            self.frame_id,
+            int(self.t_ns[i]),
+            self.measured[lo:hi],
+            self.capture_offset_ns[lo:hi],
+        )
+        return boxes, int(self.t_ns[i]), self.world_from_sensor[i] if self.has_pose[i] else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -433,8 +487,18 @@ def track_both_ways(
     result is the same as without it.
     """
     cfg = replace(config or TrackerConfig(), output_tentative=True, output_lost=False)
-    world = [_world_boxes(boxes, pose) for boxes, _, pose in frames]
-    stamps = [int(t_ns) for _, t_ns, _ in frames]
+    columns = frames if isinstance(frames, FrameDetections) else None
+    if columns is not None:  # each frame's boxes a view of the columns, not a `Boxes` made for it
+        world = [
+            _world_boxes(columns.boxes[lo:hi], pose)
+            for lo, hi, pose in zip(
+                columns.bounds[:-1].tolist(), columns.bounds[1:].tolist(), _poses(columns), strict=True
+            )
+        ]
+        stamps = columns.t_ns.tolist()
+    else:
+        world = [_world_boxes(boxes.boxes, pose) for boxes, _, pose in frames]
+        stamps = [int(t_ns) for _, t_ns, _ in frames]
     if any(b < a for a, b in itertools.pairwise(stamps)):
         raise TrackingError("frames must be in time order (stamps not decreasing)")
     pending = executor.submit(track_pass, frames, cfg, True) if executor is not None else None
@@ -446,7 +510,7 @@ def track_both_ways(
     kept = np.flatnonzero(gi >= 0)  # flat detection indices (all frames' detections in order)
     if not kept.size:
         return TrackTable.empty()
-    counts = [len(boxes) for boxes, _, _ in frames]
+    counts = np.diff(columns.bounds) if columns is not None else [len(boxes) for boxes, _, _ in frames]
     fi = np.repeat(np.arange(len(frames), dtype=np.int64), counts)[kept]
     gi = gi[kept]
 
@@ -459,6 +523,20 @@ def track_both_ways(
     order = np.sort(first)
     renumber = np.empty(int(gi.max()) + 1, np.int64)
     renumber[gi[order]] = np.arange(order.size)
+    if columns is not None:
+        origins = np.where(columns.has_pose[:, None], columns.world_from_sensor[:, :3, 3], 0.0)
+        return TrackTable.build(
+            frame_index=fi,
+            t_ns=np.array(stamps, dtype=np.int64)[fi],
+            track_id=renumber[gi],
+            category=_CATEGORY_NAMES[columns.category[kept]],
+            score=columns.score[kept],
+            boxes_world=flat(world, (7,), np.float64),
+            num_points=columns.num_points[kept],
+            measured=columns.measured[kept],
+            capture_offset_ns=columns.capture_offset_ns[kept],
+            sensor_origin=origins[fi],
+        )
     return TrackTable.build(
         frame_index=fi,
         t_ns=np.array(stamps, dtype=np.int64)[fi],
@@ -478,13 +556,20 @@ def _origin(pose: npt.ArrayLike | None) -> F64:
     return np.zeros(3) if pose is None else np.asarray(pose, dtype=np.float64)[:3, 3]
 
 
-def _world_boxes(boxes: Boxes, pose: npt.ArrayLike | None) -> F64:
+def _poses(frames: FrameDetections) -> list[F64 | None]:
+    """Each frame's world_from_sensor (4, 4) (a view), None where it has none."""
+    has_pose = frames.has_pose.tolist()
+    return [m if has else None for m, has in zip(frames.world_from_sensor, has_pose, strict=True)]
+
+
+def _world_boxes(boxes: F64, pose: npt.ArrayLike | None) -> F64:
+    """(M, 7) sensor-frame boxes (M, 7) in the world at `pose` (4, 4), or copied without one."""
     if pose is None:
-        return boxes.boxes.copy()
+        return boxes.copy()
     m = np.asarray(pose, dtype=np.float64)
-    out = boxes.boxes.copy()
-    out[:, :3] = boxes.boxes[:, :3] @ m[:3, :3].T + m[:3, 3]
-    cos, sin = np.cos(boxes.boxes[:, 6]), np.sin(boxes.boxes[:, 6])
+    out = boxes.copy()
+    out[:, :3] = boxes[:, :3] @ m[:3, :3].T + m[:3, 3]
+    cos, sin = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
     out[:, 6] = wrap_angle(np.arctan2(m[1, 0] * cos + m[1, 1] * sin, m[0, 0] * cos + m[0, 1] * sin))
     return out
 
@@ -500,7 +585,11 @@ def track_pass(frames: Sequence[Frame], config: TrackerConfig, backward: bool = 
 def _run(frames: Sequence[Frame], order: range, cfg: TrackerConfig, sign: int) -> list[I64]:
     """Per frame: the track id each detection got in this pass (-1: none). Time runs as sign * t_ns."""
     tracker = Tracker(cfg)
-    ids = [np.full(len(b), -1, np.int64) for b, _, _ in frames]
+    if isinstance(frames, FrameDetections):
+        counts = np.diff(frames.bounds).tolist()
+    else:
+        counts = [len(b) for b, _, _ in frames]
+    ids = [np.full(n, -1, np.int64) for n in counts]
     for i in order:
         boxes, t_ns, pose = frames[i]
         ids[i] = tracker.step_matches(boxes, sign * int(t_ns), pose)

@@ -52,7 +52,7 @@ def _chunked(out: Path, config: RunConfig, *, border_on_a_sweep: bool, first_fra
         )
     detector = config.detector.build()
     results = [run_chunk(plan, k, out, config, detector=detector) for k in range(len(plan.windows))]
-    assert sum(len(r.rows) for r in results) == plan.total_sweeps == 30
+    assert sum(len(r.sweeps) for r in results) == plan.total_sweeps == 30
     with DatasetWriter(out, pipeline=pipeline_info(config, "geometric")) as ds:
         summary, info = finish_log(plan, results, out, config)
         assert summary.sweeps == 30 and summary.boxes > 0
@@ -110,6 +110,7 @@ def test_chunks_give_the_same_dataset_as_one_pass(
 def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp_path: Path) -> None:
     from exporters.errors import ExportError
     from fusion.chunks import ChunkResult, LogFinisher
+    from fusion.records import BoxColumns, SweepColumns
 
     config = RunConfig().with_overrides(chunk_s=1.0)
     plan = plan_log(SAMPLE, "sim_drive", config)
@@ -119,7 +120,7 @@ def test_finishing_refuses_chunks_out_of_order_or_missing_and_leaves_no_file(tmp
         pytest.raises(ExportError, match="got chunk 1, expected chunk 0"),
         LogFinisher(plan, out, config) as f,
     ):
-        f.add(ChunkResult(1, 0, [], [], []))
+        f.add(ChunkResult(1, 0, SweepColumns.empty(), BoxColumns.empty(), []))
     with pytest.raises(ExportError, match="0 of 3 chunks added"), LogFinisher(plan, out, config) as f:
         f.finish()
     assert [p for p in out.rglob("*") if p.is_file()] == []  # temporaries dropped, nothing final
@@ -166,10 +167,10 @@ def test_the_finisher_drops_the_detections_once_the_label_rows_are_made(tmp_path
     (chunk,) = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]
     with LogFinisher(plan, out, config) as finisher:
         finisher.add(chunk)
-        assert len(finisher.frames) == 30 and sum(len(b) for _, b in finisher.frames) > 0
+        assert sum(len(s) for s in finisher.sweeps) == 30 and sum(len(d) for d in finisher.detections) > 0
         summary, _ = finisher.finish()
     assert summary.sweeps == 30 and summary.boxes > 0
-    assert finisher.frames == [] and len(finisher.rows) == 30
+    assert finisher.detections == [] and sum(len(s) for s in finisher.sweeps) == 30
     assert pq.read_table(out / "labels" / "sim_drive.parquet").num_rows == summary.boxes
 
 
