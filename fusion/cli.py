@@ -185,6 +185,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from fusion.pipeline import Progress, run
 
     config = _run_config(args)
+    if args.scheduler is not None:
+        _check_scheduler(args.scheduler)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
@@ -677,6 +679,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_empty_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty path or name ('') is a mistake (an unset shell variable, say), never "here": `--out ''`
+    would otherwise write the dataset into the current directory."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices[args.command]._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            name = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
+            raise FusionError(f"{name} is empty (''); give a path or name (. for the current directory)")
+
+
+def _check_scheduler(address: str) -> None:
+    """A --scheduler address Dask can connect to (tcp://HOST:PORT); raises FusionError before any output."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    full = address if "://" in address else f"tcp://{address}"  # as dask.distributed.Client reads it
+    try:
+        if parse_address(full, strict=True)[0] != "inproc":  # an in-process cluster has no host:port
+            get_address_host_port(full)
+    except ValueError as err:
+        raise FusionError(
+            f"--scheduler {address}: not a Dask scheduler address ({err}); "
+            "give the tcp://HOST:PORT that `dask scheduler` prints"
+        ) from err
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -688,7 +716,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        _refuse_empty_arguments(parser, args)
         return func(args)
+    except BrokenPipeError:  # `fusion inspect LOG --json | head`: the reader has gone, so is our output
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 128 + 13  # as a process killed by SIGPIPE
     except FusionError as err:
         if args.debug:
             traceback.print_exc()

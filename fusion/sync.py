@@ -214,9 +214,12 @@ def prepare(
     lidar = config.lidar_topic or lidar_topic(topics)
     if lidar is None:
         raise SyncError(f"{bag.path}: no PointCloud2 topic; fusion needs a LiDAR (see `fusion inspect`)")
-    if lidar not in topics:
+    if lidar not in topics or topics[lidar].msgtype != POINTCLOUD2:
         clouds = ", ".join(topics_of(topics, [POINTCLOUD2])) or "none"
-        raise SyncError(f"{bag.path}: no topic {lidar}; PointCloud2 topics: {clouds}")
+        what = f"no topic {lidar}"
+        if lidar in topics:
+            what = f"{lidar} is a {topics[lidar].msgtype}, not a PointCloud2"
+        raise SyncError(f"{bag.path}: {what}; set --lidar-topic ([topics] lidar) to one of: {clouds}")
     overrides = {t.child: t for t in calibration_transforms}
     buffer = TransformBuffer()
     info_msgs: dict[str, Any] = {}
@@ -248,7 +251,11 @@ def prepare(
     if wanted is not None:
         by_camera = {name: t for name, t in by_camera.items() if t in wanted}
         if missing := sorted(set(wanted) - set(by_camera.values())):
-            raise SyncError(f"{bag.path}: no image topic {', '.join(missing)}")
+            images = ", ".join(sorted(image_topics_by_camera(topics).values())) or "none"
+            raise SyncError(
+                f"{bag.path}: no image topic {', '.join(missing)}; set --camera-topic ([topics] cameras) "
+                f"to some of: {images}"
+            )
     file_cams = {c.frame_id: c for c in calibration_cameras.values()}
     for name, topic in sorted(by_camera.items()):
         info_topic = camera_info_for(topic, info_msgs)
