@@ -255,7 +255,7 @@ class Bag:
             f"{self.path}: bag is damaged or truncated ({why}); "
             f"read {rec.messages_seen} messages {where}"
         )
-        log.warning(self.warnings[-1])
+        log.info(self.warnings[-1])  # in bag.warnings: the CLI prints it once (summary, inspect's problems)
         self._conns = rec.connections
         self._build_index(self._conns, rec.times)
 
@@ -390,7 +390,7 @@ class Bag:
             "stream; the rest of the stream is lost"
         )
         self.warnings.append(msg)
-        log.warning(msg)
+        log.info(msg)  # in bag.warnings, as above
 
     def _select(self, topics: Iterable[str] | None) -> set[str]:
         if topics is None:

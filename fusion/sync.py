@@ -291,8 +291,8 @@ def prepare(
             tolerance_ns=config.tolerance_ns if config.tolerance_ns is not None else max(period // 2, 1),
             calibration_source=source,
         )
-    for w in ctx.warnings:
-        log.warning(w)
+    for w in ctx.warnings:  # the summary and inspect's problems list them; every chunk task finds them again
+        log.info(w)
     return ctx
 
 

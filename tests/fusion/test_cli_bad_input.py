@@ -100,3 +100,29 @@ def test_json_piped_into_a_reader_that_stops_early_is_no_traceback() -> None:
         code = proc.wait(timeout=60)
     assert "Traceback" not in err and err == "", err
     assert code == 141
+
+
+def _fusion(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "fusion.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+
+
+def test_a_damaged_log_is_reported_once_not_by_every_process_that_opens_it(tmp_path: Path) -> None:
+    """Before: `fusion run --quiet` on a truncated log printed its warning to stderr once per task
+    that opened it (the plan and every chunk: 7 copies at --chunk-s 0.5 on a 3-s log) and one line per
+    hidden part file renumbered ("frame numbers moved by 5"), 27 lines, besides the summary's one."""
+    cut = tmp_path / "cut.mcap"
+    data = SAMPLE.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.5)])
+    out = tmp_path / "out"
+    done = _fusion(
+        "run", str(cut), "--out", str(out), "--workers", "1", "--chunk-s", "0.5", "--quiet", "--no-images"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    warned = [line for line in done.stdout.splitlines() if "bag is damaged or truncated" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"  warning: {cut}: "), done.stdout
+    inspected = _fusion("inspect", str(cut))
+    assert inspected.returncode == 0 and inspected.stderr == ""
+    assert sum("bag is damaged or truncated" in line for line in inspected.stdout.splitlines()) == 1
