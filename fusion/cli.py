@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fusion import __version__
 from fusion.errors import FusionError
@@ -461,7 +462,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
     p.add_argument(
-        "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+        "--batch-size",
+        type=_positive(int),
+        metavar="N",
+        help="learned detectors: sweeps per forward pass (8)",
     )
     p.add_argument(
         "--score-calibration",
@@ -491,10 +495,33 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0 (`--workers -1` hung waiting for workers that never came;
+    `--dpi 0` was a matplotlib traceback)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error, like every other error of fusion (not a usage block of
+    ten lines above it); `--help` still prints the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out."
-    )
+    parser = _Parser(prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out.")
     parser.add_argument("--version", action="version", version=f"fusion {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -535,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: local)"
     )
-    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
+    p.add_argument(
+        "--workers", type=_positive(int), metavar="N", help="local worker processes (default: one per core)"
+    )
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument(
         "--overwrite",
@@ -635,9 +664,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", required=True, type=int, metavar="N", help="the frame index (0-based)")
     p.add_argument("--out", dest="dest", required=True, metavar="FILE.png", help="the picture to write")
     p.add_argument(
-        "--range", type=float, default=40.0, metavar="M", help="bird's-eye view: +-M metres (default 40)"
+        "--range",
+        type=_positive(float),
+        default=40.0,
+        metavar="M",
+        help="bird's-eye view: +-M metres (default 40)",
     )
-    p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: about 1660 px wide)")
+    p.add_argument(
+        "--dpi", type=_positive(int), default=100, help="pixels per inch (default 100: about 1660 px wide)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     p.set_defaults(func=_cmd_render)
 
@@ -659,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
     p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")
     p.add_argument("--flags", metavar="OUT", help="print OUT's review queue (flags), most severe first")
-    p.add_argument("--top", type=int, metavar="N", help="with --flags: only the N most severe")
+    p.add_argument("--top", type=_positive(int), metavar="N", help="with --flags: only the N most severe")
     p.add_argument("--json", action="store_true", help="print JSON on standard output")
     p.set_defaults(func=_cmd_qa)
 

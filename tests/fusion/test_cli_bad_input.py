@@ -126,3 +126,26 @@ def test_a_damaged_log_is_reported_once_not_by_every_process_that_opens_it(tmp_p
     inspected = _fusion("inspect", str(cut))
     assert inspected.returncode == 0 and inspected.stderr == ""
     assert sum("bag is damaged or truncated" in line for line in inspected.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", str(SAMPLE), "--out", "OUT", "--workers", "-1"],  # before: hung, waiting for workers
+        ["run", str(SAMPLE), "--out", "OUT", "--workers", "0"],  # before: silently one per core
+        ["render", "OUT", "--sequence", "s", "--frame", "1", "--out", "OUT/x.png", "--dpi", "0"],  # traceback
+        ["render", "OUT", "--sequence", "s", "--frame", "1", "--out", "OUT/x.png", "--range", "-3"],
+        ["qa", "--flags", "OUT", "--top", "-1"],
+        ["detect", str(SAMPLE), "--out", "OUT", "--batch-size", "nan"],
+    ],
+)
+def test_a_count_or_size_that_is_not_positive_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exited:
+        main([str(out) if a == "OUT" else a.replace("OUT", str(out)) for a in argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"fusion {argv[0]}: error: argument --" in err and "--help" in err, err
+    assert not out.exists()
