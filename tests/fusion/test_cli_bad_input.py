@@ -149,3 +149,19 @@ def test_a_count_or_size_that_is_not_positive_is_a_one_line_usage_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"fusion {argv[0]}: error: argument --" in err and "--help" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["run", "detect"])
+def test_an_output_path_that_is_a_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str
+) -> None:
+    """Before: `cannot create out: File exists; choose a writable --out` (it exists, but is no directory)."""
+    out = tmp_path / "out"
+    out.write_text("notes")
+    assert main([verb, str(SAMPLE), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"fusion: error: cannot write the dataset into {out}: it is not a directory (a file, or a broken link); choose another --out (a directory, new or holding a dataset)\n"
+    )
+    assert out.read_text() == "notes"
