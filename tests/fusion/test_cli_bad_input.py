@@ -160,8 +160,6 @@ def test_an_output_path_that_is_a_file_says_so(
     out.write_text("notes")
     assert main([verb, str(SAMPLE), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err
-        == f"fusion: error: cannot write the dataset into {out}: it is not a directory (a file, or a broken link); choose another --out (a directory, new or holding a dataset)\n"
-    )
+    assert err.startswith(f"fusion: error: cannot write the dataset into {out}: it is not a directory")
+    assert err.count("\n") == 1 and "choose another --out" in err
     assert out.read_text() == "notes"
