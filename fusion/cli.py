@@ -162,15 +162,16 @@ def _print_summary(
     for f in failures:
         print(f"FAILED {f.log_path}: {f.error}")
     failed = f", {len(failures)} FAILED" if failures else ""
+    written = (out / "dataset.json").exists()
     print(
         f"{len(summaries)} log(s) done{failed}, {total_sweeps} sweeps, {total_boxes} boxes in "
         f"{total_tracks} tracks, {warnings} warning(s), {wall_s:.1f} s "
-        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> dataset {out}"
+        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> "
+        + (f"dataset {out}" if written or summaries or skipped else "nothing written")
     )
     if summaries or skipped:
         print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
     else:
-        written = (out / "dataset.json").exists()
         print(f"no log finished{'' if written else f': no dataset was written at {out}'}")
     if failures:
         print(

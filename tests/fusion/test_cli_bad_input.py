@@ -77,7 +77,9 @@ def test_a_topic_of_the_wrong_type_fails_the_log_naming_it_and_the_topics_to_use
     flag to change."""
     out = tmp_path / "out"
     assert main(["detect", str(SAMPLE), "--out", str(out), flag, topic, "--quiet"]) == 1
-    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAILED")]
+    printed = capsys.readouterr().out
+    assert "-> nothing written" in printed and "-> dataset" not in printed  # before: "-> dataset OUT"
+    failed = [line for line in printed.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and f"{SAMPLE}: " in failed[0] and said in failed[0], failed
     assert flag in failed[0]
     assert (
