@@ -291,9 +291,30 @@ def prepare(
             tolerance_ns=config.tolerance_ns if config.tolerance_ns is not None else max(period // 2, 1),
             calibration_source=source,
         )
+    if calibration_cameras:
+        ctx.warnings += _unmatched_calibration_cameras(bag, calibration_cameras, calibration_source)
     for w in ctx.warnings:  # the summary and inspect's problems list them; every chunk task finds them again
         log.info(w)
     return ctx
+
+
+def _unmatched_calibration_cameras(bag: Bag, cameras: Mapping[str, Camera], source: str) -> list[str]:
+    """When no --calibration camera has the frame_id of an image topic of the log, the file's cameras
+    are never used: say so, rather than run on as if it had been read (a typo'd or renamed frame, or
+    another rig's file). A file describing more cameras than the log has (KITTI's four) is fine."""
+    frames: set[str] = set()
+    for topic in image_topics_by_camera(bag.topics).values():
+        try:
+            frames.add(_first_frame(bag, topic))
+        except (SyncError, DecodeError):
+            continue
+    if not frames or any(cam.frame_id in frames for cam in cameras.values()):
+        return []
+    theirs = ", ".join(sorted(cam.frame_id for cam in cameras.values()))
+    return [
+        f"{source}: no camera's frame_id ({theirs}) is the frame of an image topic of {bag.path}, so none "
+        f"is used; set frame_id to the camera's: {', '.join(sorted(frames))}"
+    ]
 
 
 def _add_static(buffer: TransformBuffer, tr: Transform) -> None:

@@ -3,6 +3,7 @@ nothing written. Found in a new user's pass over every documented command; none 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,35 @@ def test_an_output_path_that_is_a_file_says_so(
     assert err.startswith(f"fusion: error: cannot write the dataset into {out}: it is not a directory")
     assert err.count("\n") == 1 and "choose another --out" in err
     assert out.read_text() == "notes"
+
+
+CALIBRATION = """cameras:
+  - name: front
+    frame_id: {frame}
+    width: 640
+    height: 400
+    model: plumb_bob
+    K: [360, 0, 320, 0, 360, 200, 0, 0, 1]
+    D: []
+"""
+
+
+def test_a_calibration_camera_that_matches_no_camera_of_the_log_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `--calibration FILE` whose camera frame_id is not the log's (a typo, the README's example
+    `camera_front_optical`) was silently not used: "Problems: none found", calibration "from bag"."""
+    found = {}
+    for frame in ("camera_front_optical", "camera_front"):
+        calibration = tmp_path / f"{frame}.yaml"
+        calibration.write_text(CALIBRATION.format(frame=frame))
+        assert main(["inspect", str(SAMPLE), "--calibration", str(calibration), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        found[frame] = [p for p in doc["problems"] if "is the frame of an image topic" in p]
+        sources = {s["camera"]: s["calibration"] for s in doc["sync"]}
+        assert sources["camera_front"] == ("bag" if frame == "camera_front_optical" else str(calibration))
+    assert found["camera_front"] == []
+    (problem,) = found["camera_front_optical"]
+    assert problem.startswith(f"{tmp_path / 'camera_front_optical.yaml'}: no camera's frame_id")
+    assert "(camera_front_optical)" in problem and str(SAMPLE) in problem
+    assert problem.endswith("set frame_id to the camera's: camera_front, camera_left, camera_rear")
