@@ -371,6 +371,7 @@ def synchronize(
     lo = None if start_ns is None else start_ns - margin
     hi = None if end_ns is None else end_ns + margin
     topics = [ctx.lidar_topic, *by_topic]
+    no_finite: list[int] = []  # stamps of sweeps whose every point was NaN/inf
 
     def ready(crossings: dict[str, int], now_ns: int, stamp: int) -> bool:
         if now_ns > stamp + config.sweep_period_ns + config.max_latency_ns:
@@ -390,6 +391,8 @@ def synchronize(
             ):
                 continue
             cloud = decode_pointcloud2(bag.deserialize(raw))
+            if not len(cloud) and cloud.num_dropped:
+                no_finite.append(cloud.stamp_ns)
             phase = sweep_phase(cloud, config)
             crossings = {n: cloud.stamp_ns + phase.crossing_offset_ns(c.azimuth_rad) for n, c in cams.items()}
             pending.append((cloud, raw.log_time_ns, crossings, phase))
@@ -404,6 +407,11 @@ def synchronize(
             _prune(images, pending, cams, config)
     while pending:
         yield emit(*pending.popleft())
+    if no_finite:  # such a sweep can hold no box; a run's summary would otherwise just show fewer boxes
+        ctx.warnings.append(
+            f"{bag.path}: {len(no_finite)} sweep(s) of {ctx.lidar_topic} had no finite point (every x, y, z "
+            f"NaN or inf; the first stamped {no_finite[0]} ns) and have no boxes; check the LiDAR driver"
+        )
 
 
 def _prune(

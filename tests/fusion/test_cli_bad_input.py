@@ -198,3 +198,47 @@ def test_a_calibration_camera_that_matches_no_camera_of_the_log_is_reported(
     assert problem.startswith(f"{tmp_path / 'camera_front_optical.yaml'}: no camera's frame_id")
     assert "(camera_front_optical)" in problem and str(SAMPLE) in problem
     assert problem.endswith("set frame_id to the camera's: camera_front, camera_left, camera_rear")
+
+
+def _with_nan_sweeps(path: Path, every: int) -> Path:
+    """The sample log with every `every`-th sweep's x, y, z all NaN (a LiDAR driver's failure)."""
+    import numpy as np
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from fusion.bags import typestore_for
+
+    ts = typestore_for("ros2")
+    target = path.with_suffix("")
+    with Reader(SAMPLE) as reader, Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=ts) for c in reader.connections}
+        sweep = 0
+        for conn, t, recorded in reader.messages():
+            raw = recorded
+            if conn.msgtype == "sensor_msgs/msg/PointCloud2":
+                if sweep % every == 0:
+                    msg = ts.deserialize_cdr(raw, conn.msgtype)
+                    rows = np.frombuffer(bytes(msg.data), np.uint8).copy().reshape(-1, msg.point_step)
+                    rows[:, :12] = np.full((len(rows), 3), np.nan, np.float32).view(np.uint8)
+                    msg.data = rows.reshape(-1)
+                    raw = ts.serialize_cdr(msg, conn.msgtype)
+                sweep += 1
+            writer.write(conns[conn.id], t, raw)
+    next(target.glob("*.mcap")).rename(path)
+    for p in target.iterdir():
+        p.unlink()
+    target.rmdir()
+    return path
+
+
+def test_sweeps_without_a_finite_point_are_a_warning_in_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a log whose LiDAR sent all-NaN sweeps ran with "0 warning(s)", just fewer boxes."""
+    log = _with_nan_sweeps(tmp_path / "nan.mcap", every=3)
+    out = tmp_path / "out"
+    assert main(["detect", str(log), "--out", str(out), "--quiet", "--no-images", "--no-points"]) == 0
+    printed = capsys.readouterr().out
+    warned = [line for line in printed.splitlines() if "had no finite point" in line]
+    assert len(warned) == 1 and f"{log}: 10 sweep(s) of /lidar/points" in warned[0], printed
+    assert "check the LiDAR driver" in warned[0]
+    assert "nan: 30 sweeps" in printed and "1 warning(s)" in printed
