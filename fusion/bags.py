@@ -252,8 +252,7 @@ class Bag:
             lost = size - rec.good_bytes
             where = f"from the first {rec.good_bytes} of {size} bytes; {lost} bytes after that are lost"
         self.warnings.append(
-            f"{self.path}: bag is damaged or truncated ({why}); "
-            f"read {rec.messages_seen} messages {where}"
+            f"{self.path}: bag is damaged or truncated ({why}); read {rec.messages_seen} messages {where}"
         )
         log.info(self.warnings[-1])  # in bag.warnings: the CLI prints it once (summary, inspect's problems)
         self._conns = rec.connections
