@@ -776,6 +776,11 @@ class DatasetWriter:
             _remove_previous_dataset(self.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as err:  # mkdir(exist_ok) raises it only for a file (or a dangling link)
+            raise ExportError(
+                f"cannot write the dataset into {self.out}: it is not a directory (a file, or a broken "
+                "link); choose another --out (a directory, new or holding a dataset)"
+            ) from err
         except OSError as err:
             raise ExportError(f"cannot create {self.out}: {err.strerror}; choose a writable --out") from err
 

@@ -18,6 +18,7 @@ import bz2
 import logging
 import mmap
 import os
+import re
 import sqlite3
 import struct
 import tempfile
@@ -211,6 +212,7 @@ class Bag:
             KeyError,
             OSError,
             sqlite3.Error,
+            TypeError,  # rosbags' MCAP reader on a file that ends right after its magic: ord(b"")
         ) as err:
             self._open_recovery(err)
             return
@@ -225,6 +227,7 @@ class Bag:
         self._build_index(self._conns, times)
 
     def _open_recovery(self, err: Exception) -> None:
+        why = "the file ends inside its first record" if isinstance(err, TypeError) else _reason(err)
         files = _storage_files(self.path, self.format)
         if self.format is BagFormat.ROS2_SQLITE3:
             self._tmp = tempfile.TemporaryDirectory(prefix="fusion-recover-")
@@ -233,23 +236,25 @@ class Bag:
             rec = _Recovery.scan(files, self.format)
         except Exception as scan_err:
             self.close()
-            raise BagError(f"{self.path}: cannot open bag: {_reason(err)}") from scan_err
+            raise BagError(f"{self.path}: cannot open bag: {why}") from scan_err
         if not rec.messages_seen:
             self.close()
-            raise BagError(f"{self.path}: damaged bag with no readable message ({_reason(err)})")
+            raise BagError(
+                f"{self.path}: damaged bag with no readable message ({why}); "
+                "copy it again from the recording, or leave it out"
+            )
         self._recovery = rec
         self.recovered = True
         if self.format is BagFormat.ROS2_SQLITE3:
-            where = "the rest of the database is unreadable"
+            where = "before the damage; the rest of the database is unreadable"
         else:
             size = sum(f.stat().st_size for f in files)
             lost = size - rec.good_bytes
             where = f"from the first {rec.good_bytes} of {size} bytes; {lost} bytes after that are lost"
         self.warnings.append(
-            f"{self.path}: bag is damaged or truncated ({_reason(err)}); "
-            f"read {rec.messages_seen} messages {where}"
+            f"{self.path}: bag is damaged or truncated ({why}); read {rec.messages_seen} messages {where}"
         )
-        log.warning(self.warnings[-1])
+        log.info(self.warnings[-1])  # in bag.warnings: the CLI prints it once (summary, inspect's problems)
         self._conns = rec.connections
         self._build_index(self._conns, rec.times)
 
@@ -384,7 +389,7 @@ class Bag:
             "stream; the rest of the stream is lost"
         )
         self.warnings.append(msg)
-        log.warning(msg)
+        log.info(msg)  # in bag.warnings, as above
 
     def _select(self, topics: Iterable[str] | None) -> set[str]:
         if topics is None:
@@ -431,6 +436,8 @@ class Bag:
 
 def _reason(err: BaseException) -> str:
     text = " ".join(str(a) for a in err.args) if err.args else type(err).__name__
+    # rosbags formats some messages with a tuple of its own: "...damaged: ('Header could not be read.',)"
+    text = re.sub(r"\(\s*'([^']*)',?\s*\)", lambda m: m.group(1).rstrip("."), text)
     return " ".join(text.split()).rstrip(".") or type(err).__name__
 
 

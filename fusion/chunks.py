@@ -486,7 +486,7 @@ def _renumbered(path: Path, shift: int, rewrite: Callable[[Path, Path, int], Non
     if shift == 0:
         yield path
         return
-    log.warning("%s: frame numbers moved by %d (the bag's index miscounted earlier sweeps)", path, shift)
+    log.info("%s: frame numbers moved by %d (the bag's index miscounted earlier sweeps)", path, shift)
     renumbered = path.with_name(f"{path.stem}.renumbered.parquet")
     try:
         rewrite(path, renumbered, shift)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fusion import __version__
 from fusion.errors import FusionError
@@ -161,15 +162,16 @@ def _print_summary(
     for f in failures:
         print(f"FAILED {f.log_path}: {f.error}")
     failed = f", {len(failures)} FAILED" if failures else ""
+    written = (out / "dataset.json").exists()
     print(
         f"{len(summaries)} log(s) done{failed}, {total_sweeps} sweeps, {total_boxes} boxes in "
         f"{total_tracks} tracks, {warnings} warning(s), {wall_s:.1f} s "
-        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> dataset {out}"
+        f"({total_sweeps / max(wall_s, 1e-9):.1f} sweeps/s) -> "
+        + (f"dataset {out}" if written or summaries or skipped else "nothing written")
     )
     if summaries or skipped:
         print(f'load the labels: pandas.read_parquet("{out / "labels"}")')
     else:
-        written = (out / "dataset.json").exists()
         print(f"no log finished{'' if written else f': no dataset was written at {out}'}")
     if failures:
         print(
@@ -185,6 +187,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from fusion.pipeline import Progress, run
 
     config = _run_config(args)
+    if args.scheduler is not None:
+        _check_scheduler(args.scheduler)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     out = Path(args.out)
@@ -459,7 +463,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="learned detectors: auto (default: CUDA when available), cpu, cuda[:N]")
     p.add_argument(
-        "--batch-size", type=int, metavar="N", help="learned detectors: sweeps per forward pass (8)"
+        "--batch-size",
+        type=_positive(int),
+        metavar="N",
+        help="learned detectors: sweeps per forward pass (8)",
     )
     p.add_argument(
         "--score-calibration",
@@ -489,10 +496,33 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0 (`--workers -1` hung waiting for workers that never came;
+    `--dpi 0` was a matplotlib traceback)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error, like every other error of fusion (not a usage block of
+    ten lines above it); `--help` still prints the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out."
-    )
+    parser = _Parser(prog="fusion", description="Drive logs (ROS bags) in, 4D pre-labels out.")
     parser.add_argument("--version", action="version", version=f"fusion {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -533,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: local)"
     )
-    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per core)")
+    p.add_argument(
+        "--workers", type=_positive(int), metavar="N", help="local worker processes (default: one per core)"
+    )
     p.add_argument("--calibration", metavar="FILE", help="calibration overriding the bag's (see inspect)")
     p.add_argument(
         "--overwrite",
@@ -633,9 +665,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", required=True, type=int, metavar="N", help="the frame index (0-based)")
     p.add_argument("--out", dest="dest", required=True, metavar="FILE.png", help="the picture to write")
     p.add_argument(
-        "--range", type=float, default=40.0, metavar="M", help="bird's-eye view: +-M metres (default 40)"
+        "--range",
+        type=_positive(float),
+        default=40.0,
+        metavar="M",
+        help="bird's-eye view: +-M metres (default 40)",
     )
-    p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: about 1660 px wide)")
+    p.add_argument(
+        "--dpi", type=_positive(int), default=100, help="pixels per inch (default 100: about 1660 px wide)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     p.set_defaults(func=_cmd_render)
 
@@ -657,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
     p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")
     p.add_argument("--flags", metavar="OUT", help="print OUT's review queue (flags), most severe first")
-    p.add_argument("--top", type=int, metavar="N", help="with --flags: only the N most severe")
+    p.add_argument("--top", type=_positive(int), metavar="N", help="with --flags: only the N most severe")
     p.add_argument("--json", action="store_true", help="print JSON on standard output")
     p.set_defaults(func=_cmd_qa)
 
@@ -677,6 +715,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_empty_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty path or name ('') is a mistake (an unset shell variable, say), never "here": `--out ''`
+    would otherwise write the dataset into the current directory."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices[args.command]._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            name = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
+            raise FusionError(f"{name} is empty (''); give a path or name (. for the current directory)")
+
+
+def _check_scheduler(address: str) -> None:
+    """A --scheduler address Dask can connect to (tcp://HOST:PORT); raises FusionError before any output."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    full = address if "://" in address else f"tcp://{address}"  # as dask.distributed.Client reads it
+    try:
+        if parse_address(full, strict=True)[0] != "inproc":  # an in-process cluster has no host:port
+            get_address_host_port(full)
+    except ValueError as err:
+        raise FusionError(
+            f"--scheduler {address}: not a Dask scheduler address ({err}); "
+            "give the tcp://HOST:PORT that `dask scheduler` prints"
+        ) from err
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -688,7 +752,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        _refuse_empty_arguments(parser, args)
         return func(args)
+    except BrokenPipeError:  # `fusion inspect LOG --json | head`: the reader has gone, so is our output
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 128 + 13  # as a process killed by SIGPIPE
     except FusionError as err:
         if args.debug:
             traceback.print_exc()

@@ -30,18 +30,22 @@ A config file (every table and key optional; a missing one keeps its default)::
     image_format = "recorded"                      # or "jpeg" / "png": re-encoded with OpenCV
     chunk_s = 10.0                                 # seconds of log per Dask task
 
-A key no dataclass has is an error naming the key and the file (`ConfigError`), never ignored.
+A key no dataclass has is an error naming the key and the file (`ConfigError`), never ignored; so is
+a value of the wrong type (a string where the field is an integer, say), checked against the
+dataclasses' annotations before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, Union, get_args, get_origin, get_type_hints
 
 from fusion.errors import FusionError
 from fusion.sync import SyncConfig
@@ -230,6 +234,7 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> R
     """A `RunConfig` from nested mappings (a parsed TOML document). Raises ConfigError naming `source`
     and the unknown or bad key."""
     _known(data, {"topics", "sync", "detector", "tracker", "output"}, source, "")
+    _check_types(data, source)
     try:
         topics = _section(TopicsConfig, data.get("topics", {}), source, "topics")
         sync_keys = {f.name for f in fields(SyncConfig)} - set(_TOPIC_FIELDS)
@@ -302,3 +307,106 @@ def _section(kind: Any, value: Any, source: str, where: str) -> Any:
         if isinstance(item, list):
             data[key] = tuple(item)
     return kind(**data)
+
+
+def _check_types(data: Mapping[str, Any], source: str) -> None:
+    """Every value against its dataclass field's annotation (unknown keys are left to `_known` and the
+    sections' own loaders). Raises ConfigError: `run.toml: sync.tolerance_ns = 'five'; use an integer`."""
+    from trackers.config import TrackerConfig
+    from trackers.refine import RefineConfig
+
+    sections: list[tuple[str, Any, Any]] = [
+        ("topics", TopicsConfig, data.get("topics")),
+        ("sync", SyncConfig, data.get("sync")),
+        ("output", OutputConfig, data.get("output")),
+    ]
+    tracker = data.get("tracker")
+    if isinstance(tracker, Mapping):
+        sections += [
+            ("tracker.online", TrackerConfig, tracker.get("online")),
+            ("tracker.refine", RefineConfig, tracker.get("refine")),
+        ]
+    detector = data.get("detector")
+    if isinstance(detector, Mapping):
+        if not isinstance(detector.get("name", ""), str):
+            raise ConfigError(f"{source}: detector.name = {detector['name']!r}; use a string")
+        if detector.get("name", "geometric") == "geometric":
+            from fusion.detect.geometric import GeometricConfig
+
+            sections.append(("detector.options", GeometricConfig, detector.get("options")))
+    for where, kind, value in sections:
+        if isinstance(value, Mapping):  # a non-table is reported by the section's loader
+            problem = _type_problem(kind, value, where)
+            if problem is not None:
+                raise ConfigError(f"{source}: {problem}")
+
+
+def _type_problem(hint: Any, value: Any, where: str) -> str | None:
+    """Why `value` does not fit the annotation `hint` (None: it fits, or the hint is not checked)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return _union_problem(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        hints = get_type_hints(hint)
+        return _items_problem(value, where, hints.get)
+    if origin is Literal:
+        return _literal_problem(get_args(hint), value, where)
+    if origin is tuple:
+        return _tuple_problem(get_args(hint), value, where)
+    if origin is Mapping or hint is Mapping:
+        args = get_args(hint)
+        return _items_problem(value, where, lambda key: args[1] if args else None)
+    return _scalar_problem(hint, value, where)
+
+
+def _literal_problem(choices: tuple[Any, ...], value: Any, where: str) -> str | None:
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return None
+    return f"{where} {value!r}; use one of {', '.join(str(c) for c in choices)}"
+
+
+def _union_problem(hint: Any, value: Any, where: str) -> str | None:
+    if value is None and type(None) in get_args(hint):
+        return None  # as the effective config writes a field left to auto-detection
+    arms = [a for a in get_args(hint) if a is not type(None)]
+    problems = [_type_problem(a, value, where) for a in arms]
+    return None if any(p is None for p in problems) else problems[0]
+
+
+def _items_problem(value: Any, where: str, hint_of: Callable[[str], Any]) -> str | None:
+    """A table's values, each against `hint_of(key)` (None: not checked)."""
+    if not isinstance(value, Mapping):
+        return f"{where} = {value!r}; use a table"
+    for key, item in value.items():
+        hint = hint_of(key)
+        if hint is not None and (problem := _type_problem(hint, item, f"{where}.{key}")):
+            return problem
+    return None
+
+
+def _tuple_problem(args: tuple[Any, ...], value: Any, where: str) -> str | None:
+    if not isinstance(value, list | tuple):
+        return f"{where} = {value!r}; use a list"
+    items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+    if len(items) != len(value):
+        return f"{where} = {value!r}; use a list of {len(items)} values"
+    pairs = enumerate(zip(items, value, strict=True))
+    problems = (_type_problem(arg, item, f"{where}[{i}]") for i, (arg, item) in pairs)
+    return next((p for p in problems if p is not None), None)
+
+
+_SCALARS: Final[Mapping[Any, str]] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
+
+
+def _scalar_problem(hint: Any, value: Any, where: str) -> str | None:
+    if hint not in _SCALARS:
+        return None  # Any, or a type the sections' loaders check themselves
+    allowed: tuple[type, ...] = (int, float) if hint is float else (hint,)
+    if isinstance(value, bool) == (hint is bool) and isinstance(value, allowed):
+        return None
+    return f"{where} = {value!r}; use {_SCALARS[hint]}"

@@ -301,6 +301,11 @@ def _build(
     for name, info in bag.topics.items():
         if not info.decodable:
             problems.append(f"{name}: undecodable ({info.problem})")
+    if lidar_topic(bag.topics) is None:
+        problems.append(
+            "no decodable PointCloud2 topic: fusion detect / run need a LiDAR point cloud, so this log "
+            "cannot be pre-labelled (a driver's packets must be converted to PointCloud2 first)"
+        )
     problems = list(dict.fromkeys(problems))  # bag warnings and topic problems may repeat
 
     edges = [TfEdge(p, c, s, n) for (p, c, s), n in sorted(tf_edges.items())]

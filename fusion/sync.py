@@ -214,9 +214,12 @@ def prepare(
     lidar = config.lidar_topic or lidar_topic(topics)
     if lidar is None:
         raise SyncError(f"{bag.path}: no PointCloud2 topic; fusion needs a LiDAR (see `fusion inspect`)")
-    if lidar not in topics:
+    if lidar not in topics or topics[lidar].msgtype != POINTCLOUD2:
         clouds = ", ".join(topics_of(topics, [POINTCLOUD2])) or "none"
-        raise SyncError(f"{bag.path}: no topic {lidar}; PointCloud2 topics: {clouds}")
+        what = f"no topic {lidar}"
+        if lidar in topics:
+            what = f"{lidar} is a {topics[lidar].msgtype}, not a PointCloud2"
+        raise SyncError(f"{bag.path}: {what}; set --lidar-topic ([topics] lidar) to one of: {clouds}")
     overrides = {t.child: t for t in calibration_transforms}
     buffer = TransformBuffer()
     info_msgs: dict[str, Any] = {}
@@ -248,7 +251,11 @@ def prepare(
     if wanted is not None:
         by_camera = {name: t for name, t in by_camera.items() if t in wanted}
         if missing := sorted(set(wanted) - set(by_camera.values())):
-            raise SyncError(f"{bag.path}: no image topic {', '.join(missing)}")
+            images = ", ".join(sorted(image_topics_by_camera(topics).values())) or "none"
+            raise SyncError(
+                f"{bag.path}: no image topic {', '.join(missing)}; set --camera-topic ([topics] cameras) "
+                f"to some of: {images}"
+            )
     file_cams = {c.frame_id: c for c in calibration_cameras.values()}
     for name, topic in sorted(by_camera.items()):
         info_topic = camera_info_for(topic, info_msgs)
@@ -284,9 +291,30 @@ def prepare(
             tolerance_ns=config.tolerance_ns if config.tolerance_ns is not None else max(period // 2, 1),
             calibration_source=source,
         )
-    for w in ctx.warnings:
-        log.warning(w)
+    if calibration_cameras:
+        ctx.warnings += _unmatched_calibration_cameras(bag, calibration_cameras, calibration_source)
+    for w in ctx.warnings:  # the summary and inspect's problems list them; every chunk task finds them again
+        log.info(w)
     return ctx
+
+
+def _unmatched_calibration_cameras(bag: Bag, cameras: Mapping[str, Camera], source: str) -> list[str]:
+    """When no --calibration camera has the frame_id of an image topic of the log, the file's cameras
+    are never used: say so, rather than run on as if it had been read (a typo'd or renamed frame, or
+    another rig's file). A file describing more cameras than the log has (KITTI's four) is fine."""
+    frames: set[str] = set()
+    for topic in image_topics_by_camera(bag.topics).values():
+        try:
+            frames.add(_first_frame(bag, topic))
+        except (SyncError, DecodeError):
+            continue
+    if not frames or any(cam.frame_id in frames for cam in cameras.values()):
+        return []
+    theirs = ", ".join(sorted(cam.frame_id for cam in cameras.values()))
+    return [
+        f"{source}: no camera's frame_id ({theirs}) is the frame of an image topic of {bag.path}, so none "
+        f"is used; set frame_id to the camera's: {', '.join(sorted(frames))}"
+    ]
 
 
 def _add_static(buffer: TransformBuffer, tr: Transform) -> None:
@@ -343,6 +371,7 @@ def synchronize(
     lo = None if start_ns is None else start_ns - margin
     hi = None if end_ns is None else end_ns + margin
     topics = [ctx.lidar_topic, *by_topic]
+    no_finite: list[int] = []  # stamps of sweeps whose every point was NaN/inf
 
     def ready(crossings: dict[str, int], now_ns: int, stamp: int) -> bool:
         if now_ns > stamp + config.sweep_period_ns + config.max_latency_ns:
@@ -362,6 +391,8 @@ def synchronize(
             ):
                 continue
             cloud = decode_pointcloud2(bag.deserialize(raw))
+            if not len(cloud) and cloud.num_dropped:
+                no_finite.append(cloud.stamp_ns)
             phase = sweep_phase(cloud, config)
             crossings = {n: cloud.stamp_ns + phase.crossing_offset_ns(c.azimuth_rad) for n, c in cams.items()}
             pending.append((cloud, raw.log_time_ns, crossings, phase))
@@ -376,6 +407,11 @@ def synchronize(
             _prune(images, pending, cams, config)
     while pending:
         yield emit(*pending.popleft())
+    if no_finite:  # such a sweep can hold no box; a run's summary would otherwise just show fewer boxes
+        ctx.warnings.append(
+            f"{bag.path}: {len(no_finite)} sweep(s) of {ctx.lidar_topic} had no finite point (every x, y, z "
+            f"NaN or inf; the first stamped {no_finite[0]} ns) and have no boxes; check the LiDAR driver"
+        )
 
 
 def _prune(

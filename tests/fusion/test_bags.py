@@ -365,3 +365,21 @@ def test_asking_for_a_missing_topic_names_what_exists(tmp_path: Path) -> None:
     path = write_bag(bag_path(tmp_path, "ros1"), "ros1", _odom_and_tf("ros1", 2))
     with open_bag(path) as bag, pytest.raises(BagError, match="no topic /points; the bag has /odom, /tf"):
         list(bag.messages(["/points"]))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_bag_cut_at_any_early_byte_opens_or_gives_one_line_error(tmp_path: Path, fmt: Fmt) -> None:
+    """Cut just after the magic, inside the header or the first record: never a raw Python error.
+    (An MCAP file holding only its 8-byte magic raised TypeError from rosbags' reader.)"""
+    path = write_bag(bag_path(tmp_path, fmt), fmt, _odom_and_tf(fmt, 4))
+    storage = path if path.is_file() else next(path.glob("*.db3"))
+    data = storage.read_bytes()
+    cut = tmp_path / f"cut{storage.suffix}"
+    for n in [*range(1, 40), 64, 100, 200, 400, len(data) // 2]:
+        cut.write_bytes(data[:n])
+        try:
+            with open_bag(cut) as bag:
+                list(bag.messages())
+        except BagError as err:
+            assert str(cut) in str(err) and "\n" not in str(err), (n, err)
+            assert "ord()" not in str(err) and "('" not in str(err), (n, err)  # no Python internals

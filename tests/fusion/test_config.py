@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -104,6 +105,48 @@ def test_a_bad_value_is_an_error_naming_the_file(tmp_path: Path, text: str, matc
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError, match=rf"^{path}: .*{match}"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[sync]\ntolerance_ns = 'five'\n", "sync.tolerance_ns = 'five'; use an integer"),
+        ("[sync]\nmax_latency_ns = 1.5\n", "sync.max_latency_ns = 1.5; use an integer"),
+        ("[sync]\ndeskew = 'yes'\n", "sync.deskew = 'yes'; use true or false"),
+        ("[sync]\nspin = 'up'\n", "sync.spin 'up'; use one of ccw, cw"),
+        ("[sync]\nstamp_azimuth_rad = 'pi'\n", "sync.stamp_azimuth_rad = 'pi'; use a number"),
+        ("[topics]\nlidar = 5\n", "topics.lidar = 5; use a string"),
+        ("[topics]\ncameras = '/cam/image'\n", "topics.cameras = '/cam/image'; use a list"),
+        ("[output]\npoints = 'no'\n", "output.points = 'no'; use true or false"),
+        ("[output]\nchunk_s = true\n", "output.chunk_s = True; use a number"),
+        ("[tracker.refine]\nmax_gap_frames = 'x'\n", "tracker.refine.max_gap_frames = 'x'; use an integer"),
+        (
+            "[tracker.online.params.pedestrian]\ncost_threshold = 'x'\n",
+            "tracker.online.params.pedestrian.cost_threshold = 'x'; use a number",
+        ),
+        ("[detector.options.cluster]\nmin_points = 'x'\n", "detector.options.cluster.min_points = 'x'"),
+        ("[detector]\nname = 5\n", "detector.name = 5; use a string"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_an_error_naming_the_key_and_the_file(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    """Before: accepted, then each log failed mid-run with `TypeError: can only concatenate str...`
+    (or `'<' not supported between 'str' and 'int'`), naming neither the key nor the file."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{path}: {re.escape(match)}"):
+        load_config(path)
+
+
+def test_a_wrong_type_in_the_config_stops_run_before_any_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "[sync]\ntolerance_ns = 'five'\n")
+    out = tmp_path / "out"
+    assert main(["run", str(SAMPLE), "--out", str(out), "--config", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"fusion: error: {path}: sync.tolerance_ns = 'five'; use an integer"
+    assert not out.exists()
 
 
 def test_flags_override_the_file() -> None:

@@ -221,6 +221,17 @@ def test_inspect_reports_undecodable_driver_packets_with_record_time_rate(
     assert points["count"] == 18 and points["rate_source"] == "header"
 
 
+def test_inspect_says_a_log_without_a_pointcloud2_cannot_be_prelabelled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "Problems: none found" for a log that `fusion run` then fails on ("no PointCloud2 topic")."""
+    msgs = [m for m in small_log("mcap") if m[0] != "/points"]
+    path = write_bag(bag_path(tmp_path, "mcap"), "mcap", msgs)
+    assert main(["inspect", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p for p in doc["problems"] if "no decodable PointCloud2 topic" in p and "LiDAR" in p]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
