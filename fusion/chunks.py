@@ -53,7 +53,7 @@ from fusion.boxes import Boxes
 from fusion.config import RunConfig
 from fusion.prelabel import Detected, DetectSummary, detect_in_batches, finish_sequence, sweep_writers
 from fusion.records import BoxColumns, SweepColumns, SweepRecorder
-from fusion.sync import SyncContext, prepare, synchronize
+from fusion.sync import SyncContext, merged_warnings, prepare, synchronize
 from fusion.topics import CAMERA_INFO, ODOMETRY, TF, lidar_topic
 
 if TYPE_CHECKING:
@@ -358,7 +358,7 @@ class LogFinisher:
             )
         self.sweeps.append(chunk.sweeps.renumbered(offset))
         self.detections.append(chunk.detections)
-        self.warnings += [w for w in chunk.warnings if w not in self.warnings]
+        self.warnings = merged_warnings([*self.warnings, *chunk.warnings])
         self._taken.append(chunk.index)
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -408,10 +409,41 @@ def synchronize(
     while pending:
         yield emit(*pending.popleft())
     if no_finite:  # such a sweep can hold no box; a run's summary would otherwise just show fewer boxes
-        ctx.warnings.append(
-            f"{bag.path}: {len(no_finite)} sweep(s) of {ctx.lidar_topic} had no finite point (every x, y, z "
-            f"NaN or inf; the first stamped {no_finite[0]} ns) and have no boxes; check the LiDAR driver"
-        )
+        ctx.warnings.append(_no_finite_warning(str(bag.path), ctx.lidar_topic, len(no_finite), no_finite[0]))
+
+
+def _no_finite_warning(path: str, topic: str, count: int, first_ns: int) -> str:
+    return (
+        f"{path}: {count} sweep(s) of {topic} had no finite point (every x, y, z NaN or inf; the first "
+        f"stamped {first_ns} ns) and have no boxes; check the LiDAR driver"
+    )
+
+
+_NO_FINITE = re.compile(
+    r"(?P<path>.*): (?P<count>\d+) sweep\(s\) of (?P<topic>\S+) had no finite point \(every x, y, z NaN "
+    r"or inf; the first stamped (?P<first>-?\d+) ns\) and have no boxes; check the LiDAR driver"
+)
+
+
+def merged_warnings(warnings: Sequence[str]) -> list[str]:
+    """`warnings` of a log's time chunks as one list: the chunks' counts of sweeps without a finite
+    point summed into one warning (at the first one's place), the others as they are, each once."""
+    out: list[str] = []
+    totals: dict[tuple[str, str], tuple[int, int, int]] = {}  # (path, topic) -> place, count, first
+    for w in warnings:
+        m = _NO_FINITE.fullmatch(w)
+        if m is None:
+            if w not in out:
+                out.append(w)
+            continue
+        key = (m["path"], m["topic"])
+        place, count, first = totals.get(key, (len(out), 0, int(m["first"])))
+        if key not in totals:
+            out.append("")  # its place, filled below
+        totals[key] = (place, count + int(m["count"]), min(first, int(m["first"])))
+    for (path, topic), (place, count, first) in totals.items():
+        out[place] = _no_finite_warning(path, topic, count, first)
+    return out
 
 
 def _prune(

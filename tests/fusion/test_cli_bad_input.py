@@ -242,3 +242,40 @@ def test_sweeps_without_a_finite_point_are_a_warning_in_the_summary(
     assert len(warned) == 1 and f"{log}: 10 sweep(s) of /lidar/points" in warned[0], printed
     assert "check the LiDAR driver" in warned[0]
     assert "nan: 30 sweeps" in printed and "1 warning(s)" in printed
+
+
+def test_a_chunked_run_gives_one_warning_for_the_sweeps_without_a_finite_point(tmp_path: Path) -> None:
+    """Each time chunk counts its own all-NaN sweeps; the log's summary says it once, summed."""
+    from exporters.dataset import DatasetWriter
+    from fusion.chunks import finish_log, plan_log, remove_parts, run_chunk
+    from fusion.config import RunConfig
+    from fusion.prelabel import pipeline_info
+
+    log = _with_nan_sweeps(tmp_path / "nan.mcap", every=3)
+    config = RunConfig().with_overrides(chunk_s=1.0, points=False, images=False)
+    plan = plan_log(log, "nan", config)
+    assert len(plan.windows) >= 3
+    out = tmp_path / "out"
+    results = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]
+    assert sum(any("had no finite point" in w for w in r.warnings) for r in results) >= 3
+    with DatasetWriter(out, pipeline=pipeline_info(config, "geometric")) as ds:
+        summary, info = finish_log(plan, results, out, config)
+        ds.add_sequence(info)
+    remove_parts(out, ["nan"])
+    warned = [w for w in summary.warnings if "had no finite point" in w]
+    assert warned == [w for w in summary.warnings if "no finite" in w] and len(warned) == 1
+    assert f"{log}: 10 sweep(s) of /lidar/points" in warned[0]
+
+
+def test_merged_warnings_sum_the_chunks_counts_and_keep_the_others_once() -> None:
+    from fusion.sync import _no_finite_warning, merged_warnings
+
+    a = _no_finite_warning("/logs/a: b.mcap", "/lidar", 2, 50)
+    b = _no_finite_warning("/logs/a: b.mcap", "/lidar", 3, 20)
+    other = _no_finite_warning("/logs/c.mcap", "/lidar", 1, 7)
+    assert merged_warnings(["x", a, "y", b, "x", other]) == [
+        "x",
+        _no_finite_warning("/logs/a: b.mcap", "/lidar", 5, 20),
+        "y",
+        other,
+    ]
