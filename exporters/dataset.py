@@ -774,6 +774,7 @@ class DatasetWriter:
                     )
         else:
             _remove_previous_dataset(self.out)
+        self._made_out = not self.out.exists()  # then an aborted run takes its empty folders away too
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except FileExistsError as err:  # mkdir(exist_ok) raises it only for a file (or a dangling link)
@@ -868,9 +869,15 @@ class DatasetWriter:
         return self.out
 
     def abort(self) -> None:
-        """Abort every open incremental writer; no `dataset.json` is written."""
+        """Abort every open incremental writer; no `dataset.json` is written. An output directory this
+        writer made is removed again where nothing is left in it but empty folders."""
         for writer in self._writers:
             writer.abort()
+        if self._made_out and self.out.is_dir():
+            folders = sorted((p for p in self.out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for folder in [*folders, self.out]:
+                with contextlib.suppress(OSError):  # not empty: a file is left in it, kept
+                    folder.rmdir()
 
     def __enter__(self) -> Self:
         return self

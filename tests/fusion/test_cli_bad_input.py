@@ -279,3 +279,17 @@ def test_merged_warnings_sum_the_chunks_counts_and_keep_the_others_once() -> Non
         "y",
         other,
     ]
+
+
+def test_a_run_where_every_log_fails_leaves_no_output_folder_it_made(tmp_path: Path) -> None:
+    """"Nothing written": not even the empty folders of a dataset that never was; a folder the user
+    made beforehand is left as it was."""
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(SAMPLE.read_bytes()[:100])
+    made = tmp_path / "out"
+    assert main(["detect", str(bad), "--out", str(made), "--quiet"]) == 1
+    assert not made.exists()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    assert main(["detect", str(bad), "--out", str(theirs), "--quiet"]) == 1
+    assert theirs.is_dir() and not any(theirs.iterdir())
