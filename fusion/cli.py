@@ -191,6 +191,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _check_scheduler(args.scheduler)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
+    if missing := [log for log in args.logs if not Path(log).exists()]:  # before the progress bar is drawn
+        raise FusionError(f"{missing[0]}: no such file or directory; check the path")
     out = Path(args.out)
     failures: list[LogFailure] = []
     skipped: list[str] = []
@@ -593,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
         "annotations.feather, or a KITTI label_2 / tracking label .txt (with --gt-calib)",
     )
     p.add_argument("--gt-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --gt")
-    p.add_argument("--max-range", type=float, metavar="M", help="evaluate only boxes within M metres")
+    p.add_argument(
+        "--max-range", type=_positive(float), metavar="M", help="evaluate only boxes within M metres"
+    )
     p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
     p.add_argument(
         "--iou", type=float, metavar="X", help="operating IoU X for every category (default: per category)"
@@ -691,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)"
     )
     p.add_argument("--score", type=float, metavar="S", help="pre-labels shown to reviewers: score >= S (0.5)")
-    p.add_argument("--max-range", type=float, metavar="M", help="only boxes within M metres")
+    p.add_argument("--max-range", type=_positive(float), metavar="M", help="only boxes within M metres")
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
     p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")
     p.add_argument("--flags", metavar="OUT", help="print OUT's review queue (flags), most severe first")

@@ -282,7 +282,7 @@ def test_merged_warnings_sum_the_chunks_counts_and_keep_the_others_once() -> Non
 
 
 def test_a_run_where_every_log_fails_leaves_no_output_folder_it_made(tmp_path: Path) -> None:
-    """"Nothing written": not even the empty folders of a dataset that never was; a folder the user
+    """ "Nothing written": not even the empty folders of a dataset that never was; a folder the user
     made beforehand is left as it was."""
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(SAMPLE.read_bytes()[:100])
@@ -293,3 +293,18 @@ def test_a_run_where_every_log_fails_leaves_no_output_folder_it_made(tmp_path: P
     theirs.mkdir()
     assert main(["detect", str(bad), "--out", str(theirs), "--quiet"]) == 1
     assert theirs.is_dir() and not any(theirs.iterdir())
+
+
+def test_a_missing_log_is_one_line_before_any_progress_bar(tmp_path: Path) -> None:
+    log, out = tmp_path / "nope.mcap", tmp_path / "o"
+    argv = [sys.executable, "-m", "fusion.cli", "run", str(log), "--out", str(out)]
+    run = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert run.returncode == 2 and not out.exists()
+    assert run.stderr == f"fusion: error: {log}: no such file or directory; check the path\n"
+
+
+def test_eval_max_range_must_be_positive_and_says_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--pred", "x", "--gt", "y", "--max-range", "-5"])
+    assert stop.value.code == 2
+    assert "argument --max-range: must be positive, got -5" in capsys.readouterr().err
