@@ -360,7 +360,8 @@ class RefineConfig:
     # also held still: tracks whose detected centres, robustly, neither move faster than `static_speed_mps`
     # nor further than `static_displacement_m` over the track (the median centre of the track's later
     # half of detections against that of its earlier half): a parked car's boxes the detector turned and
-    # shifted scatter around one point, which the smoother takes for a velocity; a mover progresses
+    # shifted scatter around one point, which the smoother takes for a velocity; a mover progresses. And a
+    # held track's heading is the weighted median of its yaws, not their mean (False: neither)
     static_robust: bool = True
     anchor_seen_faces: bool = True  # centres follow the track size from the faces the sensor saw
     # a detection's centre is where the object was when the LiDAR caught it (`TrackTable.capture_offset_ns`
@@ -826,10 +827,12 @@ def _refine_tracks(
     static |= _static(pos, speed, grid_start, ends, cfg)
     if cfg.static_robust:
         static |= _static_robust(det.boxes_world[:, :2], det.t_ns, starts, cfg)
+        static |= _static_robust(centres[:, :2], det.t_ns, starts, cfg)
     if static.any():
         held = np.repeat(static, span)
         centre = np.stack([_segment_median(centres[:, a], starts) for a in range(3)], axis=1)
-        heading = _track_heading(yaw, det.score * usable, starts, counts, mean=True)[starts]  # not across
+        # the yaws of boxes not fitted across the object
+        heading = _held_heading(yaw, det.score * usable, starts, counts, static, cfg.static_robust)
         pos[held] = centre[track_of_grid[held]]
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
@@ -1201,6 +1204,25 @@ def _static(pos: F64, speed: F64, grid_start: I64, ends: I64, cfg: RefineConfig)
     moved = np.hypot(*(pos[ends - 1, :2] - pos[grid_start, :2]).T)
     median_speed = np.array([np.median(s) for s in np.split(speed, grid_start[1:])])
     return np.asarray((median_speed < cfg.static_speed_mps) & (moved < cfg.static_displacement_m))
+
+
+def _held_heading(
+    yaw: F64, weight: F32, starts: npt.NDArray[np.intp], counts: I64, static: Bool, median: bool
+) -> F64:
+    """(T,) per track: the weighted circular mean of its aligned yaws (N,); with `median`, for `static`
+    tracks, their weighted median taken about that mean instead (a box turned 15-45 degrees, inside the
+    yaw gate, pulls a mean, not a median; all weights 0: the mean)."""
+    mean = _track_heading(yaw, weight, starts, counts, mean=True)[starts]
+    out = mean.copy()
+    for k in np.flatnonzero(static & median).tolist():
+        rows = slice(int(starts[k]), int(starts[k] + counts[k]))
+        w = weight[rows].astype(np.float64)
+        if w.sum() > 0.0:
+            off = wrap_angle(yaw[rows] - mean[k])
+            order = np.argsort(off)
+            cumulative = np.cumsum(w[order])
+            out[k] = wrap_angle(mean[k] + off[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    return out
 
 
 def _static_robust(xy: F64, t_ns: I64, starts: npt.NDArray[np.intp], cfg: RefineConfig) -> Bool:
