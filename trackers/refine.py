@@ -76,7 +76,15 @@ themselves (world frame), one row per tracked detection.
    smoothed path moves less than `static_displacement_m` (first to last frame), from the detected
    centres or from the anchored ones, is held at one pose,
    the median of its detections' centres and the mean aligned heading of those not gated out;
-   velocity zero.
+   velocity zero. With `static_robust` (default), also a track whose centres (detected or anchored)
+   pass the same two limits robustly: its velocity the difference of the per-axis median centres of
+   the later and the earlier half of its detections over the difference of their median times, its
+   path that velocity times the track's duration. A parked car passed close by gets boxes the detector
+   turned 15-120 degrees and shifted ~1 m in a run of frames; the smoother takes those for motion (a
+   false 1-3 m/s), the halves' medians hardly move. A mover progresses, so its halves' medians part
+   at its speed (a car creeping at 1.5 m/s is not held). A held track's heading is then the weighted
+   median of its aligned yaws (about their mean), not the mean: turned boxes inside the yaw gate pull
+   a mean.
 6. output: the detected frames (origin "detected") and the frames of gaps of at most
    `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
 
