@@ -76,7 +76,15 @@ themselves (world frame), one row per tracked detection.
    smoothed path moves less than `static_displacement_m` (first to last frame), from the detected
    centres or from the anchored ones, is held at one pose,
    the median of its detections' centres and the mean aligned heading of those not gated out;
-   velocity zero.
+   velocity zero. With `static_robust` (default), also a track whose centres (detected or anchored)
+   pass the same two limits robustly: its velocity the difference of the per-axis median centres of
+   the later and the earlier half of its detections over the difference of their median times, its
+   path that velocity times the track's duration. A parked car passed close by gets boxes the detector
+   turned 15-120 degrees and shifted ~1 m in a run of frames; the smoother takes those for motion (a
+   false 1-3 m/s), the halves' medians hardly move. A mover progresses, so its halves' medians part
+   at its speed (a car creeping at 1.5 m/s is not held). A held track's heading is then the weighted
+   median of its aligned yaws (about their mean), not the mean: turned boxes inside the yaw gate pull
+   a mean.
 6. output: the detected frames (origin "detected") and the frames of gaps of at most
    `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
 
@@ -357,6 +365,12 @@ class RefineConfig:
     yaw_gate_rad: float = math.pi / 4  # aligned yaws further than this from the reference are not used
     static_speed_mps: float = 0.5  # tracks slower than this (median smoothed speed) ...
     static_displacement_m: float = 1.0  # ... that move less than this, first to last frame, are held still
+    # also held still: tracks whose detected centres, robustly, neither move faster than `static_speed_mps`
+    # nor further than `static_displacement_m` over the track (the median centre of the track's later
+    # half of detections against that of its earlier half): a parked car's boxes the detector turned and
+    # shifted scatter around one point, which the smoother takes for a velocity; a mover progresses. And a
+    # held track's heading is the weighted median of its yaws, not their mean (False: neither)
+    static_robust: bool = True
     anchor_seen_faces: bool = True  # centres follow the track size from the faces the sensor saw
     # a detection's centre is where the object was when the LiDAR caught it (`TrackTable.capture_offset_ns`
     # after the stamp): the smoother takes it as the position at that instant, so a moving object's boxes
@@ -819,10 +833,14 @@ def _refine_tracks(
         speed = np.hypot(vel[:, 0], vel[:, 1])
     del lag
     static |= _static(pos, speed, grid_start, ends, cfg)
+    if cfg.static_robust:
+        static |= _static_robust(det.boxes_world[:, :2], det.t_ns, starts, cfg)
+        static |= _static_robust(centres[:, :2], det.t_ns, starts, cfg)
     if static.any():
         held = np.repeat(static, span)
         centre = np.stack([_segment_median(centres[:, a], starts) for a in range(3)], axis=1)
-        heading = _track_heading(yaw, det.score * usable, starts, counts, mean=True)[starts]  # not across
+        # the yaws of boxes not fitted across the object
+        heading = _held_heading(yaw, det.score * usable, starts, counts, static, cfg.static_robust)
         pos[held] = centre[track_of_grid[held]]
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
@@ -1194,6 +1212,45 @@ def _static(pos: F64, speed: F64, grid_start: I64, ends: I64, cfg: RefineConfig)
     moved = np.hypot(*(pos[ends - 1, :2] - pos[grid_start, :2]).T)
     median_speed = np.array([np.median(s) for s in np.split(speed, grid_start[1:])])
     return np.asarray((median_speed < cfg.static_speed_mps) & (moved < cfg.static_displacement_m))
+
+
+def _held_heading(
+    yaw: F64, weight: F32, starts: npt.NDArray[np.intp], counts: I64, static: Bool, median: bool
+) -> F64:
+    """(T,) per track: the weighted circular mean of its aligned yaws (N,); with `median`, for `static`
+    tracks, their weighted median taken about that mean instead (a box turned 15-45 degrees, inside the
+    yaw gate, pulls a mean, not a median; all weights 0: the mean)."""
+    mean = _track_heading(yaw, weight, starts, counts, mean=True)[starts]
+    out = mean.copy()
+    for k in np.flatnonzero(static & median).tolist():
+        rows = slice(int(starts[k]), int(starts[k] + counts[k]))
+        w = weight[rows].astype(np.float64)
+        if w.sum() > 0.0:
+            off = wrap_angle(yaw[rows] - mean[k])
+            order = np.argsort(off)
+            cumulative = np.cumsum(w[order])
+            out[k] = wrap_angle(mean[k] + off[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    return out
+
+
+def _static_robust(xy: F64, t_ns: I64, starts: npt.NDArray[np.intp], cfg: RefineConfig) -> Bool:
+    """Per track: its detected centres xy (N, 2) at t_ns (N,) (rows sorted by track, then time) neither
+    move faster than `static_speed_mps` nor further than `static_displacement_m` over the track, robustly:
+    the velocity is the difference of the per-axis median centres of the later and the earlier half of
+    its detections over that of their median times (a box in four turned and shifted moves neither
+    median), and the distance that velocity times the track's duration. Tracks of fewer than 4
+    detections: False (their halves say nothing)."""
+    out = np.zeros(starts.size, bool)
+    for k, (c, t) in enumerate(zip(np.split(xy, starts[1:]), np.split(t_ns, starts[1:]), strict=True)):
+        half = c.shape[0] // 2
+        if half < 2:
+            continue
+        dt = (float(np.median(t[-half:])) - float(np.median(t[:half]))) * 1e-9
+        if dt <= 0.0:
+            continue
+        speed = float(np.hypot(*(np.median(c[-half:], axis=0) - np.median(c[:half], axis=0)))) / dt
+        out[k] = speed < cfg.static_speed_mps and speed * (t[-1] - t[0]) * 1e-9 < cfg.static_displacement_m
+    return out
 
 
 def _fill_per_track(values: F64, grid_start: I64, ends: I64) -> F64:

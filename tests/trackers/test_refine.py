@@ -152,6 +152,47 @@ def test_parked_car_with_noisy_detections_is_held_at_one_pose() -> None:
     assert (out.velocity == 0.0).all()
 
 
+def wandering_parked_car(rng: np.random.Generator, n: int = 30) -> tuple[F64, F64]:
+    """(truth (7,), boxes (n, 7)): a parked car whose detections, as the geometric detector's of a car
+    passed close by, scatter 0.15 m for the first 3/4 of the track, then for the rest are turned 15-120
+    degrees and shifted about 1 m towards the passing sensor (the near face's points pull the box)."""
+    truth = np.array(car(12.0, -3.0, 0.3))
+    boxes = np.tile(truth, (n, 1))
+    boxes[:, :2] += rng.normal(0.0, 0.15, (n, 2))
+    late = np.arange(n) >= n - n // 4
+    boxes[late, 6] += rng.choice([-1.0, 1.0], late.sum()) * np.radians(rng.uniform(15.0, 120.0, late.sum()))
+    boxes[late, :2] += np.array([0.3, 1.0]) + rng.normal(0.0, 0.3, (late.sum(), 2))
+    return truth, boxes
+
+
+def test_parked_car_whose_boxes_wander_is_held_still() -> None:
+    """The turned, shifted boxes at the end give the smoother a false velocity and a path of more than
+    1 m (not held by the smoothed test alone: `static_robust=False`); the median centres of the track's
+    two halves hardly move, so it is held at one pose, near the truth, heading from the unturned boxes."""
+    truth, boxes = wandering_parked_car(np.random.default_rng(11))
+    smoothed_only = refine(one_track(boxes), RefineConfig(static_robust=False))
+    assert np.abs(smoothed_only.velocity[:, :2]).max() > 0.5  # the false velocity the issue describes
+    out = refine(one_track(boxes))
+    assert (out.velocity == 0.0).all()
+    assert np.unique(out.boxes_world, axis=0).shape[0] == 1  # one pose for the whole track
+    assert np.hypot(*(out.boxes_world[0, :2] - truth[:2])) < 0.3
+    assert abs(wrap_angle(out.boxes_world[0, 6] - truth[6])) < 0.1
+
+
+@pytest.mark.parametrize("frames", [10, 30])
+def test_car_creeping_at_1_5_mps_with_wandering_boxes_keeps_moving(frames: int) -> None:
+    """A car creeping in traffic at 1.5 m/s for 1 or 3 s, its boxes as jittered (0.3 m) and, in one frame
+    in five, turned as a parked car's: it progresses steadily, so it is not held still."""
+    rng = np.random.default_rng(12)
+    boxes = moving_car(frames, speed=1.5)
+    boxes[:, :2] += rng.normal(0.0, 0.3, (frames, 2))
+    boxes[::5, 6] += np.radians(rng.uniform(15.0, 120.0, boxes[::5].shape[0]))
+    out = refine(one_track(boxes))
+    speed = np.hypot(out.velocity[:, 0], out.velocity[:, 1])
+    assert np.median(speed) > 1.0
+    assert out.boxes_world[-1, 0] - out.boxes_world[0, 0] > 0.5 * 1.5 * (frames - 1) * 0.1
+
+
 def test_size_of_a_car_seen_for_30_frames_is_within_10_cm_of_the_truth() -> None:
     """Detector-like sizes: a LiDAR box is the object's visible part (too short when one side is seen,
     truncation ~ exponential, mean 40 cm in length, 5 cm across), plus 3 cm noise and two merges."""
