@@ -22,6 +22,7 @@ import re
 import sqlite3
 import struct
 import tempfile
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -608,6 +609,7 @@ class _McapSummary:
 
 MCAP_SUMMARIES_KEPT: Final = 2  # files whose summary a process keeps (a worker runs one log's chunks)
 _mcap_summaries: OrderedDict[tuple[int, ...], _McapSummary] = OrderedDict()
+_mcap_summaries_lock = threading.Lock()
 
 
 class _McapReader(McapReader):
@@ -623,7 +625,10 @@ class _McapReader(McapReader):
         assert self.bio is not None
         st = os.fstat(self.bio.fileno())
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, self.data_end)
-        found = _mcap_summaries.get(key)
+        with _mcap_summaries_lock:  # a worker's threads may open logs at once
+            found = _mcap_summaries.get(key)
+            if found is not None:
+                _mcap_summaries.move_to_end(key)
         if found is None:
             super().read_index()  # raises for a damaged summary: nothing kept
             found = _McapSummary(
@@ -633,11 +638,11 @@ class _McapReader(McapReader):
                 self.statistics,
                 [c._replace(owner=None) for c in self.connections],
             )
-            _mcap_summaries[key] = found
-            while len(_mcap_summaries) > MCAP_SUMMARIES_KEPT:
-                _mcap_summaries.popitem(last=False)
+            with _mcap_summaries_lock:
+                _mcap_summaries[key] = found
+                while len(_mcap_summaries) > MCAP_SUMMARIES_KEPT:
+                    _mcap_summaries.popitem(last=False)
         else:
-            _mcap_summaries.move_to_end(key)
             self.schemas.update(found.schemas)
             self.channels.update(found.channels)
             self.chunks.extend(found.chunks)  # ChunkInfo records: only read, by rosbags and here
