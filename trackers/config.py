@@ -47,7 +47,8 @@ class Params:
     cost_threshold: float = 1.2  # pairs with a larger cost never match (1.2: fewest id switches, KITTI train)
     gate_m: float = 8.0  # pairs with centres further apart (m) never match (also skips the cost)
     # a LOST (coasting) track never matches a detection whose ground-plane centre is more than this many
-    # standard deviations from its prediction (Mahalanobis: predicted x, y covariance plus r_pos^2); 0: off
+    # standard deviations from its prediction (Mahalanobis: predicted x, y covariance plus r_pos^2); 0: off.
+    # World-frame tracking only (poses given)
     gate_sigma: float = 6.0
     # motion model and noise (standard deviations)
     motion: str = "cv"  # key of trackers.motion.MOTION_MODELS: "cv" or "ctrv"

@@ -18,7 +18,8 @@ tracks still unmatched. Only unmatched high-score detections start tracks. A LOS
 its prediction) also never matches a detection whose ground-plane centre is more than `Params.gate_sigma`
 standard deviations from that prediction (Mahalanobis, its x, y covariance plus r_pos^2): the box of
 the next car parked nose to tail touches a still car's box (GIoU about -0.1, inside the cost
-threshold), so without it a track that lost its parked car for a few frames slid onto the next one. Time steps come from the
+threshold), so without it a track that lost its parked car for a few frames slid onto the next one.
+World frame only (with poses): in the sensor frame the prediction leaves out the ego's own motion. Time steps come from the
 stamps, so a dropped frame is just a longer prediction.
 
 Output: CONFIRMED tracks, and LOST ones for their first `Params.output_misses` missed frames
@@ -210,7 +211,11 @@ class Tracker:
         """Set `cost` (D, T) to inf where a detection's ground-plane centre is further than its category's
         `gate_sigma` standard deviations from a track's prediction (Mahalanobis, the track's x, y
         covariance (2, 2) plus r_pos^2 I). A track that coasted (LOST) with a small velocity keeps a
-        small covariance, so it cannot jump onto the next parked car whose box its box touches."""
+        small covariance, so it cannot jump onto the next parked car whose box its box touches. World
+        frame only: in the sensor frame a track's prediction leaves out the ego's turns and speed changes,
+        which its covariance does not cover (on KITTI, sensor frame, it cost Cyclist MOTA 0.19)."""
+        if not self._world:  # sensor frame: the ego's unmodelled motion is in the innovation
+            return
         sigma = self._gate_sigma[det_cat]
         live = np.flatnonzero((sigma > 0) & np.isfinite(cost).any(axis=1))
         if not live.size:
