@@ -19,8 +19,8 @@ its prediction) also never matches a detection whose ground-plane centre is more
 standard deviations from that prediction (Mahalanobis, its x, y covariance plus r_pos^2): the box of
 the next car parked nose to tail touches a still car's box (GIoU about -0.1, inside the cost
 threshold), so without it a track that lost its parked car for a few frames slid onto the next one.
-World frame only (with poses): in the sensor frame the prediction leaves out the ego's own motion. Time steps come from the
-stamps, so a dropped frame is just a longer prediction.
+World frame only (with poses): in the sensor frame the prediction leaves out the ego's own motion.
+Time steps come from the stamps, so a dropped frame is just a longer prediction.
 
 Output: CONFIRMED tracks, and LOST ones for their first `Params.output_misses` missed frames
 (`TrackerConfig.output_tentative` / `output_lost` add every TENTATIVE / LOST track). A track's output
