@@ -46,6 +46,10 @@ class Params:
     cost: CostName = "giou_3d"  # "giou_3d" (1 - GIoU, in [0, 2]), "bev_iou" (1 - IoU), "centre_distance" (m)
     cost_threshold: float = 1.2  # pairs with a larger cost never match (1.2: fewest id switches, KITTI train)
     gate_m: float = 8.0  # pairs with centres further apart (m) never match (also skips the cost)
+    # a LOST (coasting) track never matches a detection whose ground-plane centre is more than this many
+    # standard deviations from its prediction (Mahalanobis: predicted x, y covariance plus r_pos^2); 0: off.
+    # World-frame tracking only (poses given)
+    gate_sigma: float = 6.0
     # motion model and noise (standard deviations)
     motion: str = "cv"  # key of trackers.motion.MOTION_MODELS: "cv" or "ctrv"
     q_accel: float = 2.0  # process: linear acceleration, m/s^2
@@ -61,6 +65,8 @@ class Params:
     def __post_init__(self) -> None:
         if self.cost not in COST_NAMES:
             raise TrackingError(f"cost {self.cost!r} is not one of {', '.join(COST_NAMES)}")
+        if self.gate_sigma < 0:
+            raise TrackingError(f"gate_sigma must be >= 0 (0: off), got {self.gate_sigma}")
         if self.min_hits < 1 or self.max_age_frames < 0 or self.max_age_s < 0:
             raise TrackingError("min_hits must be >= 1 and max_age_frames, max_age_s >= 0")
         if self.output_misses < 0 or self.score_ramp_hits < 1:

@@ -14,8 +14,13 @@ it they live in the sensor frame. Pass a pose for every frame or for none.
 
 Association is ByteTrack-style in two stages: detections scoring at least `score_high` against every
 live track, then the remaining detections in [score_low, score_high) against the confirmed and lost
-tracks still unmatched. Only unmatched high-score detections start tracks. Time steps come from the
-stamps, so a dropped frame is just a longer prediction.
+tracks still unmatched. Only unmatched high-score detections start tracks. A LOST track (coasting on
+its prediction) also never matches a detection whose ground-plane centre is more than `Params.gate_sigma`
+standard deviations from that prediction (Mahalanobis, its x, y covariance plus r_pos^2): the box of
+the next car parked nose to tail touches a still car's box (GIoU about -0.1, inside the cost
+threshold), so without it a track that lost its parked car for a few frames slid onto the next one.
+World frame only (with poses): in the sensor frame the prediction leaves out the ego's own motion.
+Time steps come from the stamps, so a dropped frame is just a longer prediction.
 
 Output: CONFIRMED tracks, and LOST ones for their first `Params.output_misses` missed frames
 (`TrackerConfig.output_tentative` / `output_lost` add every TENTATIVE / LOST track). A track's output
@@ -37,7 +42,7 @@ from fusion.boxes import CATEGORIES, Boxes
 from trackers.association import COST_KINDS, MATCHERS, Association, associate, cost_matrix
 from trackers.config import TrackerConfig
 from trackers.errors import TrackingError
-from trackers.motion import MOTION_MODELS, MotionModel, noise_row
+from trackers.motion import MOTION_MODELS, NOISE_FIELDS, MotionModel, noise_row
 from trackers.types import Track, TrackedBoxes, TrackState
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,7 @@ Idx = npt.NDArray[np.intp]
 _CATEGORY_INDEX: Final = {c: i for i, c in enumerate(CATEGORIES)}
 _CATEGORY_NAMES: Final = np.array(CATEGORIES, dtype="<U10")
 _TENTATIVE, _CONFIRMED, _LOST, _DEAD = (int(s) for s in TrackState)
+_R_POS: Final = NOISE_FIELDS.index("r_pos")
 
 
 @dataclass
@@ -110,6 +116,7 @@ class Tracker:
         # per-category parameters as arrays indexed by category index
         self._kind = np.array([COST_KINDS[p.cost] for p in params], np.int64)
         self._gate = np.array([p.gate_m for p in params])
+        self._gate_sigma = np.array([p.gate_sigma for p in params])
         self._threshold = np.array([p.cost_threshold for p in params])
         self._score_high = np.array([p.score_high for p in params])
         self._score_low = np.array([p.score_low for p in params])
@@ -183,6 +190,7 @@ class Tracker:
             det_boxes, track_boxes, det_cat, track_cat, self._kind[det_cat], self._gate[det_cat],
             self._threshold[det_cat], across_categories=self.config.match_across_categories,
         )  # fmt: skip
+        self._gate_innovation(cost, det_boxes, det_cat)
         high_idx, low_idx = np.flatnonzero(high), np.flatnonzero(~high)
         first = associate(cost[high_idx], self._matcher)
         matches = [np.stack([high_idx[first.matches[:, 0]], first.matches[:, 1]], axis=1)]
@@ -198,6 +206,33 @@ class Tracker:
         matched_dets = np.zeros(det_boxes.shape[0], bool)
         matched_dets[all_matches[:, 0]] = True
         return Association(all_matches, np.flatnonzero(~matched_dets), unmatched_tracks.astype(np.intp))
+
+    def _gate_innovation(self, cost: F64, det_boxes: F64, det_cat: I64) -> None:
+        """Set `cost` (D, T) to inf where a detection's ground-plane centre is further than its category's
+        `gate_sigma` standard deviations from a track's prediction (Mahalanobis, the track's x, y
+        covariance (2, 2) plus r_pos^2 I). A track that coasted (LOST) with a small velocity keeps a
+        small covariance, so it cannot jump onto the next parked car whose box its box touches. World
+        frame only: in the sensor frame a track's prediction leaves out the ego's turns and speed changes,
+        which its covariance does not cover (on KITTI, sensor frame, it cost Cyclist MOTA 0.19)."""
+        if not self._world:  # sensor frame: the ego's unmodelled motion is in the innovation
+            return
+        sigma = self._gate_sigma[det_cat]
+        live = np.flatnonzero((sigma > 0) & np.isfinite(cost).any(axis=1))
+        if not live.size:
+            return
+        xy = np.concatenate([b.x[:, :2] for b in self._banks.values()])
+        p = np.concatenate([b.p[:, :2, :2] for b in self._banks.values()])
+        r = np.concatenate([b.noise[:, _R_POS] for b in self._banks.values()])
+        s = p + (r**2)[:, None, None] * np.eye(2)
+        det = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
+        d = det_boxes[live, None, :2] - xy[None, :, :]  # (L, T, 2)
+        dx, dy = d[..., 0], d[..., 1]
+        d2 = (dx**2 * s[:, 1, 1] - 2 * dx * dy * s[:, 0, 1] + dy**2 * s[:, 0, 0]) / det  # d' S^-1 d
+        lost = np.concatenate([b.state for b in self._banks.values()]) == _LOST
+        far = (d2 > sigma[live, None] ** 2) & lost[None, :]
+        block = cost[live]
+        block[far] = np.inf
+        cost[live] = block
 
     def _update(
         self, association: Association, det_boxes: F64, det_score: F64, det_row: I64, t_ns: int

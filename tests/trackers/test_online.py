@@ -235,6 +235,7 @@ def test_config_from_toml(tmp_path: Path) -> None:
         ({"params": {"tram": {}}}, "unknown categories"),
         ({"params": {"car": {"cost": "iou"}}}, "cost 'iou'"),
         ({"matcher": "auction"}, "matcher 'auction'"),
+        ({"params": {"car": {"gate_sigma": -1.0}}}, "gate_sigma must be >= 0"),
     ],
 )
 def test_config_rejects_bad_values(mapping: dict[str, object], match: str) -> None:
@@ -330,3 +331,35 @@ def test_step_matches_gives_each_detection_the_track_step_would_show_it_in() -> 
         expected[out.detection_index[shown]] = out.track_id[shown]
         assert light.step_matches(boxes, t).tolist() == expected.tolist(), k
     assert (expected >= 0).sum() > 3  # tracks are being followed at the end
+
+
+def _pass_parked_row(tracker: Tracker, rng: np.random.Generator) -> dict[int, set[int]]:
+    """The sensor drives at 8 m/s past five cars parked nose to tail 5.6 m apart (1.1 m gaps); each is
+    detected for 10 frames, then none is for 2 frames before the next one is (the last hidden, the next
+    not yet seen). Per output track id: the cars (indices) its boxes lay on."""
+    cars_x = 10.0 + 5.6 * np.arange(5)
+    on: dict[int, set[int]] = {}
+    for k in range(60):
+        t = k * FRAME_NS
+        pose = np.eye(4)
+        pose[0, 3] = 0.8 * k  # sensor position in the world
+        seen = [i for i in range(5) if 12 * i <= k < 12 * i + 10]
+        dets = [noisy(rng, car(cars_x[i] - pose[0, 3], 4.0, 0.0), sigma=0.1) for i in seen]
+        out = tracker.step(frame(dets, ["car"] * len(dets), [0.9] * len(dets), t), t, pose)
+        for tid, x in zip(out.track_id.tolist(), out.boxes_world[:, 0].tolist(), strict=True):
+            on.setdefault(tid, set()).add(int(np.argmin(np.abs(cars_x - x))))
+    return on
+
+
+def test_coasting_track_of_a_parked_car_does_not_slide_onto_the_next_one() -> None:
+    # the next car's box touches the lost track's (GIoU -0.11, inside the cost threshold 1.2) but lies
+    # 5.6 m off a still track's prediction, dozens of its standard deviations
+    on = _pass_parked_row(Tracker(), np.random.default_rng(5))
+    assert all(len(cars) == 1 for cars in on.values()), on
+    assert sorted(next(iter(c)) for c in on.values()) == [0, 1, 2, 3, 4]
+
+
+def test_without_the_innovation_gate_the_coasting_track_slides_along_the_row() -> None:
+    params = {c: replace(p, gate_sigma=0.0) for c, p in DEFAULT_PARAMS.items()}
+    on = _pass_parked_row(Tracker(TrackerConfig(params=params)), np.random.default_rng(5))
+    assert any(len(cars) > 1 for cars in on.values()), on
