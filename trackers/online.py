@@ -36,6 +36,7 @@ from typing import ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from calib.transform import invert_matrices, wrap_angle
 from fusion.boxes import CATEGORIES, Boxes
@@ -217,22 +218,12 @@ class Tracker:
         if not self._world:  # sensor frame: the ego's unmodelled motion is in the innovation
             return
         sigma = self._gate_sigma[det_cat]
-        live = np.flatnonzero((sigma > 0) & np.isfinite(cost).any(axis=1))
-        if not live.size:
-            return
-        xy = np.concatenate([b.x[:, :2] for b in self._banks.values()])
-        p = np.concatenate([b.p[:, :2, :2] for b in self._banks.values()])
-        r = np.concatenate([b.noise[:, _R_POS] for b in self._banks.values()])
-        s = p + (r**2)[:, None, None] * np.eye(2)
-        det = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
-        d = det_boxes[live, None, :2] - xy[None, :, :]  # (L, T, 2)
-        dx, dy = d[..., 0], d[..., 1]
-        d2 = (dx**2 * s[:, 1, 1] - 2 * dx * dy * s[:, 0, 1] + dy**2 * s[:, 0, 0]) / det  # d' S^-1 d
-        lost = np.concatenate([b.state for b in self._banks.values()]) == _LOST
-        far = (d2 > sigma[live, None] ** 2) & lost[None, :]
-        block = cost[live]
-        block[far] = np.inf
-        cost[live] = block
+        column = 0
+        for bank in self._banks.values():  # the tracks' columns of `cost`, bank after bank
+            n = len(bank)
+            if n:
+                _gate_lost(cost, det_boxes, sigma, column, bank.x, bank.p, bank.noise[:, _R_POS], bank.state)
+            column += n
 
     def _update(
         self, association: Association, det_boxes: F64, det_score: F64, det_row: I64, t_ns: int
@@ -401,3 +392,27 @@ class Tracker:
                     )
                 )
         return sorted(out, key=lambda t: t.track_id)
+
+
+@njit(cache=True)
+def _gate_lost(
+    cost: F64, det_boxes: F64, sigma: F64, column: int, x: F64, p: F64, r_pos: F64, state: npt.NDArray[np.int8]
+) -> None:  # pragma: no cover - numba
+    """`Tracker._gate_innovation` for one bank of tracks (columns `column`.. of `cost` (D, T)): inf where
+    a LOST track's predicted x, y (`x` (n, k), covariance `p` (n, k, k), plus `r_pos` (n,) squared) is
+    more than `sigma` (D,) standard deviations from a detection's centre (`det_boxes` (D, 7))."""
+    for j in range(x.shape[0]):
+        if state[j] != _LOST:
+            continue
+        s00 = p[j, 0, 0] + r_pos[j] * r_pos[j]
+        s11 = p[j, 1, 1] + r_pos[j] * r_pos[j]
+        s01 = p[j, 0, 1]
+        det = s00 * s11 - s01 * s01
+        for i in range(det_boxes.shape[0]):
+            if sigma[i] <= 0.0 or not np.isfinite(cost[i, column + j]):
+                continue
+            dx = det_boxes[i, 0] - x[j, 0]
+            dy = det_boxes[i, 1] - x[j, 1]
+            d2 = (dx * dx * s11 - 2.0 * dx * dy * s01 + dy * dy * s00) / det  # d' S^-1 d
+            if d2 > sigma[i] * sigma[i]:
+                cost[i, column + j] = np.inf
