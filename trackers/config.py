@@ -49,7 +49,7 @@ class Params:
     # a LOST (coasting) track never matches a detection whose ground-plane centre is more than this many
     # standard deviations from its prediction (Mahalanobis: predicted x, y covariance plus r_pos^2); 0: off.
     # World-frame tracking only (poses given)
-    gate_sigma: float = 6.0
+    gate_sigma: float = 7.0
     # motion model and noise (standard deviations)
     motion: str = "cv"  # key of trackers.motion.MOTION_MODELS: "cv" or "ctrv"
     q_accel: float = 2.0  # process: linear acceleration, m/s^2
