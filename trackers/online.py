@@ -396,7 +396,14 @@ class Tracker:
 
 @njit(cache=True)
 def _gate_lost(
-    cost: F64, det_boxes: F64, sigma: F64, column: int, x: F64, p: F64, r_pos: F64, state: npt.NDArray[np.int8]
+    cost: F64,
+    det_boxes: F64,
+    sigma: F64,
+    column: int,
+    x: F64,
+    p: F64,
+    r_pos: F64,
+    state: npt.NDArray[np.int8],
 ) -> None:  # pragma: no cover - numba
     """`Tracker._gate_innovation` for one bank of tracks (columns `column`.. of `cost` (D, T)): inf where
     a LOST track's predicted x, y (`x` (n, k), covariance `p` (n, k, k), plus `r_pos` (n,) squared) is
