@@ -39,11 +39,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow.parquet as pq
 
 from exporters.dataset import ImagesWriter, PointsWriter, SequenceWriter, camera_file_stem
@@ -53,7 +54,7 @@ from fusion.boxes import Boxes
 from fusion.config import RunConfig
 from fusion.prelabel import Detected, DetectSummary, detect_in_batches, finish_sequence, sweep_writers
 from fusion.records import BoxColumns, SweepColumns, SweepRecorder
-from fusion.sync import SyncContext, merged_warnings, prepare, synchronize
+from fusion.sync import SyncContext, no_finite_warning, prepare, synchronize
 from fusion.topics import CAMERA_INFO, ODOMETRY, TF, lidar_topic
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ class ChunkResult:
     sweeps: SweepColumns
     detections: BoxColumns
     warnings: list[str]
+    # stamps of its sweeps without a finite point (`fusion.sync.no_finite_warning`: one warning a log)
+    no_finite_ns: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def parts(self) -> ChunkParts:
@@ -199,7 +202,8 @@ def run_chunk(
                 if progress is not None:
                     progress(len(records))
         warnings = [w for w in [*bag.warnings, *ctx.warnings] if w not in plan.warnings]
-    return ChunkResult(index, first, records.sweeps(), records.detections(), warnings)
+    no_finite = np.array(ctx.no_finite_ns, np.int64)
+    return ChunkResult(index, first, records.sweeps(), records.detections(), warnings, no_finite)
 
 
 POSE_PAD_NS: Final = 1_000_000_000
@@ -281,6 +285,7 @@ class LogFinisher:
         self.sweeps: list[SweepColumns] = []  # per chunk taken, its sweeps numbered in the log
         self.detections: list[BoxColumns] = []  # per chunk taken, its detections; emptied by `finish`
         self.warnings = list(plan.warnings)
+        self._no_finite_ns: list[int] = []  # of the chunks taken
         self._added = 0
         self._counts: list[int] = []  # sweeps per chunk appended
         self._taken: list[int] = []  # chunks whose records are in frames/rows
@@ -358,7 +363,8 @@ class LogFinisher:
             )
         self.sweeps.append(chunk.sweeps.renumbered(offset))
         self.detections.append(chunk.detections)
-        self.warnings = merged_warnings([*self.warnings, *chunk.warnings])
+        self.warnings += [w for w in chunk.warnings if w not in self.warnings]
+        self._no_finite_ns += chunk.no_finite_ns.tolist()
         self._taken.append(chunk.index)
 
     @property
@@ -392,7 +398,10 @@ class LogFinisher:
             ctx=self.plan.ctx,
             sweeps=SweepColumns.join(self.sweeps),
             detections=self.detections,  # emptied once tracked
-            warnings=self.warnings,
+            warnings=[
+                *self.warnings,
+                *no_finite_warning(str(self.plan.log_path), self.plan.ctx.lidar_topic, self._no_finite_ns),
+            ],
             source_size_bytes=self.plan.source_size_bytes,
             started_s=self.plan.started_s,
         )

@@ -180,7 +180,7 @@ def inspect_log(
 
 def _sync_report(bag: Bag, calibration: Calibration | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Pair every sweep with every camera (fusion.sync) and summarise per camera."""
-    from fusion.sync import CameraSyncStats, SyncConfig, prepare, synchronize
+    from fusion.sync import CameraSyncStats, SyncConfig, no_finite_warning, prepare, synchronize
 
     if lidar_topic(bag.topics) is None or not image_topics_by_camera(bag.topics):
         return [], []
@@ -192,7 +192,7 @@ def _sync_report(bag: Bag, calibration: Calibration | None) -> tuple[list[dict[s
             pass
     except (SyncError, CalibrationError, DecodeError) as err:
         return [], [f"sync: {err}"]
-    problems = list(ctx.warnings)
+    problems = [*ctx.warnings, *no_finite_warning(str(bag.path), ctx.lidar_topic, ctx.no_finite_ns)]
     summaries = [s.summary() for s in stats.values()]
     for s in summaries:
         if s["unpaired_sweeps"]:

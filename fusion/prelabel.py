@@ -51,7 +51,15 @@ from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
 from fusion.memory import release_free_memory
 from fusion.records import BoxColumns, SweepColumns, SweepRecorder, frame_detections
-from fusion.sync import CameraSetup, FusedFrame, PairedImage, SyncContext, prepare, synchronize
+from fusion.sync import (
+    CameraSetup,
+    FusedFrame,
+    PairedImage,
+    SyncContext,
+    no_finite_warning,
+    prepare,
+    synchronize,
+)
 
 if TYPE_CHECKING:
     from calib.calibration import Calibration
@@ -211,7 +219,11 @@ def prelabel_sequence(
             ctx=ctx,
             sweeps=records.sweeps(),
             detections=[records.detections()],
-            warnings=[*bag.warnings, *ctx.warnings],
+            warnings=[
+                *bag.warnings,
+                *ctx.warnings,
+                *no_finite_warning(str(bag.path), ctx.lidar_topic, ctx.no_finite_ns),
+            ],
             source_size_bytes=bag.size_bytes,
             started_s=started,
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +173,8 @@ class SyncContext:
     fixed_frame: str | None
     cameras: dict[str, CameraSetup]
     warnings: list[str] = field(default_factory=list)
+    # stamps of the sweeps `synchronize` found without a finite point (`no_finite_warning` says it once)
+    no_finite_ns: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -372,7 +373,6 @@ def synchronize(
     lo = None if start_ns is None else start_ns - margin
     hi = None if end_ns is None else end_ns + margin
     topics = [ctx.lidar_topic, *by_topic]
-    no_finite: list[int] = []  # stamps of sweeps whose every point was NaN/inf
 
     def ready(crossings: dict[str, int], now_ns: int, stamp: int) -> bool:
         if now_ns > stamp + config.sweep_period_ns + config.max_latency_ns:
@@ -393,7 +393,7 @@ def synchronize(
                 continue
             cloud = decode_pointcloud2(bag.deserialize(raw))
             if not len(cloud) and cloud.num_dropped:
-                no_finite.append(cloud.stamp_ns)
+                ctx.no_finite_ns.append(cloud.stamp_ns)
             phase = sweep_phase(cloud, config)
             crossings = {n: cloud.stamp_ns + phase.crossing_offset_ns(c.azimuth_rad) for n, c in cams.items()}
             pending.append((cloud, raw.log_time_ns, crossings, phase))
@@ -408,42 +408,18 @@ def synchronize(
             _prune(images, pending, cams, config)
     while pending:
         yield emit(*pending.popleft())
-    if no_finite:  # such a sweep can hold no box; a run's summary would otherwise just show fewer boxes
-        ctx.warnings.append(_no_finite_warning(str(bag.path), ctx.lidar_topic, len(no_finite), no_finite[0]))
 
 
-def _no_finite_warning(path: str, topic: str, count: int, first_ns: int) -> str:
-    return (
-        f"{path}: {count} sweep(s) of {topic} had no finite point (every x, y, z NaN or inf; the first "
-        f"stamped {first_ns} ns) and have no boxes; check the LiDAR driver"
-    )
-
-
-_NO_FINITE = re.compile(
-    r"(?P<path>.*): (?P<count>\d+) sweep\(s\) of (?P<topic>\S+) had no finite point \(every x, y, z NaN "
-    r"or inf; the first stamped (?P<first>-?\d+) ns\) and have no boxes; check the LiDAR driver"
-)
-
-
-def merged_warnings(warnings: Sequence[str]) -> list[str]:
-    """`warnings` of a log's time chunks as one list: the chunks' counts of sweeps without a finite
-    point summed into one warning (at the first one's place), the others as they are, each once."""
-    out: list[str] = []
-    totals: dict[tuple[str, str], tuple[int, int, int]] = {}  # (path, topic) -> place, count, first
-    for w in warnings:
-        m = _NO_FINITE.fullmatch(w)
-        if m is None:
-            if w not in out:
-                out.append(w)
-            continue
-        key = (m["path"], m["topic"])
-        place, count, first = totals.get(key, (len(out), 0, int(m["first"])))
-        if key not in totals:
-            out.append("")  # its place, filled below
-        totals[key] = (place, count + int(m["count"]), min(first, int(m["first"])))
-    for (path, topic), (place, count, first) in totals.items():
-        out[place] = _no_finite_warning(path, topic, count, first)
-    return out
+def no_finite_warning(path: str, topic: str, stamps_ns: Sequence[int]) -> list[str]:
+    """The warning about the sweeps of `topic` stamped `stamps_ns` that had no finite point (none:
+    no warning). Such a sweep can hold no box; a run's summary would otherwise just show fewer boxes.
+    A chunked run sums its chunks' sweeps into this one warning."""
+    if not len(stamps_ns):
+        return []
+    return [
+        f"{path}: {len(stamps_ns)} sweep(s) of {topic} had no finite point (every x, y, z NaN or inf; "
+        f"the first stamped {min(stamps_ns)} ns) and have no boxes; check the LiDAR driver"
+    ]
 
 
 def _prune(

@@ -257,7 +257,7 @@ def test_a_chunked_run_gives_one_warning_for_the_sweeps_without_a_finite_point(t
     assert len(plan.windows) >= 3
     out = tmp_path / "out"
     results = [run_chunk(plan, k, out, config) for k in range(len(plan.windows))]
-    assert sum(any("had no finite point" in w for w in r.warnings) for r in results) >= 3
+    assert sum(len(r.no_finite_ns) > 0 for r in results) >= 3  # each chunk counts its own
     with DatasetWriter(out, pipeline=pipeline_info(config, "geometric")) as ds:
         summary, info = finish_log(plan, results, out, config)
         ds.add_sequence(info)
@@ -267,18 +267,13 @@ def test_a_chunked_run_gives_one_warning_for_the_sweeps_without_a_finite_point(t
     assert f"{log}: 10 sweep(s) of /lidar/points" in warned[0]
 
 
-def test_merged_warnings_sum_the_chunks_counts_and_keep_the_others_once() -> None:
-    from fusion.sync import _no_finite_warning, merged_warnings
+def test_the_no_finite_warning_counts_the_sweeps_and_names_the_first() -> None:
+    from fusion.sync import no_finite_warning
 
-    a = _no_finite_warning("/logs/a: b.mcap", "/lidar", 2, 50)
-    b = _no_finite_warning("/logs/a: b.mcap", "/lidar", 3, 20)
-    other = _no_finite_warning("/logs/c.mcap", "/lidar", 1, 7)
-    assert merged_warnings(["x", a, "y", b, "x", other]) == [
-        "x",
-        _no_finite_warning("/logs/a: b.mcap", "/lidar", 5, 20),
-        "y",
-        other,
-    ]
+    assert no_finite_warning("/logs/a.mcap", "/lidar", []) == []
+    (warning,) = no_finite_warning("/logs/a.mcap", "/lidar", [50, 20, 70])
+    assert warning.startswith("/logs/a.mcap: 3 sweep(s) of /lidar had no finite point")
+    assert "the first stamped 20 ns" in warning and warning.endswith("check the LiDAR driver")
 
 
 def test_a_run_where_every_log_fails_leaves_no_output_folder_it_made(tmp_path: Path) -> None:
