@@ -50,7 +50,7 @@ from fusion.config import RunConfig
 from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
 from fusion.memory import release_free_memory
-from fusion.records import BoxColumns, SweepColumns, SweepRecorder, frame_detections
+from fusion.records import BoxColumns, SweepColumns, SweepRecorder, category_codes, frame_detections
 from fusion.sync import (
     CameraSetup,
     FusedFrame,
@@ -509,13 +509,10 @@ def _tracked_rows(
 def _label_columns(block: TrackTable) -> dict[str, npt.NDArray[Any]]:
     """What the labels take of refined tracks (`_LABEL_COLUMNS`), the category as its index in
     `fusion.boxes.CATEGORIES` and the origin as whether it is interpolated (a byte, not 40-48)."""
-    category = np.zeros(len(block), np.int8)
-    for code, name in enumerate(CATEGORIES):
-        category[block.category == name] = code
     return {
         "frame_index": block.frame_index,
         "track_id": block.track_id,
-        "category": category,
+        "category": category_codes(block.category),
         "interpolated": block.origin == "interpolated",
         "score": block.score,
         "num_points": block.num_points,
