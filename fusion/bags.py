@@ -711,11 +711,6 @@ class _McapIndex:
             summary=getattr(storage[0], "summary", None),
         )
 
-    @property
-    def where(self) -> dict[tuple[str, str], npt.NDArray[np.int64]]:
-        """Per (topic, type): (n, 3) log time, chunk offset, record offset of every message."""
-        return self.rows(self.channels)
-
     def rows(
         self,
         keys: Iterable[tuple[str, str]],
@@ -723,7 +718,8 @@ class _McapIndex:
         end_ns: int | None = None,
         chunks: Sequence[Any] | None = None,
     ) -> dict[tuple[str, str], npt.NDArray[np.int64]]:
-        """`where` of `keys` from the chunks (default: all) that hold messages of log time in
+        """Per (topic, type) of `keys`: (n, 3) log time, chunk offset and record offset of every
+        message in the chunks (default: all) that hold messages of log time in
         [start_ns, end_ns) by their summary's message time range (as rosbags selects them); the
         rows themselves are not cut to the range."""
         owner = {cid: key for key in keys for cid in self.channels.get(key, ())}

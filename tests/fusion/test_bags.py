@@ -263,7 +263,8 @@ def test_mcap_record_not_where_its_index_says_stops_the_stream_with_a_warning(tm
     with open_bag(path) as bag:
         index = bag._mcap_index
         assert index is not None
-        where = index.where["/odom", "nav_msgs/msg/Odometry"]
+        key = ("/odom", "nav_msgs/msg/Odometry")
+        where = index.rows([key])[key]
         broken = int(where[20, 2])
     data = bytearray(path.read_bytes())
     assert data[broken] == 0x05  # a message record's opcode
