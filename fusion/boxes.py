@@ -27,6 +27,15 @@ OVERLAP_SCRATCH: Final = 16
 F64 = npt.NDArray[np.float64]
 
 
+def category_codes(category: npt.NDArray[np.str_]) -> npt.NDArray[np.int8]:
+    """(N,) int8 index into `CATEGORIES` of category names (N,) (each one of them): a byte a box where
+    a columnar record keeps the category (`CATEGORIES[code]`, or a numpy array of them, turns it back)."""
+    codes = np.zeros(category.shape[0], np.int8)
+    for code, name in enumerate(CATEGORIES):
+        codes[category == name] = code
+    return codes
+
+
 # ---- rotated footprint overlap (numba), shared by evaluation (IoU) and tracking (GIoU) ------------
 
 

@@ -44,13 +44,13 @@ from exporters.labels import CameraBoxes, labels_table
 from exporters.schema import sequence_id_for
 from fusion import __version__
 from fusion.bags import open_bag
-from fusion.boxes import CATEGORIES, Boxes
+from fusion.boxes import CATEGORIES, Boxes, category_codes
 from fusion.capture import with_capture_offsets
 from fusion.config import RunConfig
 from fusion.errors import FusionError
 from fusion.flags import FlagConfig, review_flags
 from fusion.memory import release_free_memory
-from fusion.records import BoxColumns, SweepColumns, SweepRecorder, category_codes, frame_detections
+from fusion.records import BoxColumns, SweepColumns, SweepRecorder, frame_detections
 from fusion.sync import (
     CameraSetup,
     FusedFrame,

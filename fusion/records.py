@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from calib.transform import Transform
 from exporters.dataset import FrameColumns
-from fusion.boxes import CATEGORIES, Boxes
+from fusion.boxes import Boxes, category_codes
 
 if TYPE_CHECKING:
     from fusion.sync import FusedFrame
@@ -223,14 +223,6 @@ class BoxColumns:
         bounds = np.zeros(self.counts.shape[0] + 1, np.int64)
         np.cumsum(self.counts, out=bounds[1:])
         return bounds
-
-
-def category_codes(category: npt.NDArray[np.str_]) -> npt.NDArray[np.int8]:
-    """(N,) int8 index into `fusion.boxes.CATEGORIES` of category names (N,) (each one of them)."""
-    codes = np.zeros(category.shape[0], np.int8)
-    for code, name in enumerate(CATEGORIES):
-        codes[category == name] = code
-    return codes
 
 
 def frame_detections(sweeps: SweepColumns, detections: BoxColumns) -> FrameDetections:
