@@ -107,7 +107,7 @@ import numpy.typing as npt
 from numba import njit
 
 from calib.transform import wrap_angle
-from fusion.boxes import CATEGORIES, Boxes
+from fusion.boxes import CATEGORIES, Boxes, category_codes
 from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
@@ -157,6 +157,36 @@ class FrameDetections(Sequence[Frame]):
 
     def __len__(self) -> int:
         return int(self.t_ns.shape[0])
+
+    @classmethod
+    def of(cls, frames: Sequence[Frame]) -> FrameDetections:
+        """The columns of `frames` (per frame: `Boxes`, stamp ns, world_from_sensor (4, 4) or None)."""
+
+        def joined(name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+            values = [getattr(boxes, name) for boxes, _, _ in frames]
+            out = np.concatenate(values) if values else np.zeros((0, *shape), dtype)
+            return np.ascontiguousarray(out.reshape(-1, *shape), dtype=dtype)
+
+        bounds = np.zeros(len(frames) + 1, np.int64)
+        np.cumsum([len(boxes) for boxes, _, _ in frames], out=bounds[1:])
+        poses = np.zeros((len(frames), 4, 4))
+        has_pose = np.array([pose is not None for _, _, pose in frames], bool).reshape(-1)
+        for k, (_, _, pose) in enumerate(frames):
+            if pose is not None:
+                poses[k] = np.asarray(pose, dtype=np.float64)
+        return cls(
+            bounds=bounds,
+            t_ns=np.array([int(t_ns) for _, t_ns, _ in frames], np.int64),
+            world_from_sensor=poses,
+            has_pose=has_pose,
+            boxes=joined("boxes", (7,), np.float64),
+            category=category_codes(joined("category", (), np.str_)),
+            score=joined("score", (), np.float32),
+            num_points=joined("num_points", (), np.int32),
+            measured=joined("measured", (2,), np.float64),
+            capture_offset_ns=joined("capture_offset_ns", (), np.float64),
+            frame_id=frames[0][0].frame_id if frames else "",
+        )
 
     @overload
     def __getitem__(self, i: int) -> Frame: ...
@@ -501,18 +531,17 @@ def track_both_ways(
     result is the same as without it.
     """
     cfg = replace(config or TrackerConfig(), output_tentative=True, output_lost=False)
-    columns = frames if isinstance(frames, FrameDetections) else None
-    if columns is not None:  # each frame's boxes a view of the columns, not a `Boxes` made for it
-        world = [
-            _world_boxes(columns.boxes[lo:hi], pose)
-            for lo, hi, pose in zip(
-                columns.bounds[:-1].tolist(), columns.bounds[1:].tolist(), _poses(columns), strict=True
-            )
-        ]
-        stamps = columns.t_ns.tolist()
-    else:
-        world = [_world_boxes(boxes.boxes, pose) for boxes, _, pose in frames]
-        stamps = [int(t_ns) for _, t_ns, _ in frames]
+    # the detections as columns, for the table; the passes step through `frames` as given (a
+    # `FrameDetections` makes each frame's `Boxes` as views when a pass reaches it, and is what the
+    # backward pass is sent: a few arrays, not a `Boxes` per frame)
+    columns = frames if isinstance(frames, FrameDetections) else FrameDetections.of(frames)
+    world = [
+        _world_boxes(columns.boxes[lo:hi], pose)
+        for lo, hi, pose in zip(
+            columns.bounds[:-1].tolist(), columns.bounds[1:].tolist(), _poses(columns), strict=True
+        )
+    ]
+    stamps = columns.t_ns.tolist()
     if any(b < a for a, b in itertools.pairwise(stamps)):
         raise TrackingError("frames must be in time order (stamps not decreasing)")
     pending = executor.submit(track_pass, frames, cfg, True) if executor is not None else None
@@ -524,50 +553,26 @@ def track_both_ways(
     kept = np.flatnonzero(gi >= 0)  # flat detection indices (all frames' detections in order)
     if not kept.size:
         return TrackTable.empty()
-    counts = np.diff(columns.bounds) if columns is not None else [len(boxes) for boxes, _, _ in frames]
-    fi = np.repeat(np.arange(len(frames), dtype=np.int64), counts)[kept]
+    fi = np.repeat(np.arange(len(columns), dtype=np.int64), np.diff(columns.bounds))[kept]
     gi = gi[kept]
-
-    def flat(values: Sequence[npt.NDArray[Any]], shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
-        joined = np.concatenate(values) if values else np.zeros((0, *shape), dtype)
-        return joined.reshape(-1, *shape)[kept]
-
     # merged groups numbered in order of first appearance
     _, first = np.unique(gi, return_index=True)
     order = np.sort(first)
     renumber = np.empty(int(gi.max()) + 1, np.int64)
     renumber[gi[order]] = np.arange(order.size)
-    if columns is not None:
-        origins = np.where(columns.has_pose[:, None], columns.world_from_sensor[:, :3, 3], 0.0)
-        return TrackTable.build(
-            frame_index=fi,
-            t_ns=np.array(stamps, dtype=np.int64)[fi],
-            track_id=renumber[gi],
-            category=_CATEGORY_NAMES[columns.category[kept]],
-            score=columns.score[kept],
-            boxes_world=flat(world, (7,), np.float64),
-            num_points=columns.num_points[kept],
-            measured=columns.measured[kept],
-            capture_offset_ns=columns.capture_offset_ns[kept],
-            sensor_origin=origins[fi],
-        )
+    origins = np.where(columns.has_pose[:, None], columns.world_from_sensor[:, :3, 3], 0.0)
     return TrackTable.build(
         frame_index=fi,
-        t_ns=np.array(stamps, dtype=np.int64)[fi],
+        t_ns=columns.t_ns[fi],
         track_id=renumber[gi],
-        category=flat([b.category for b, _, _ in frames], (), np.str_),
-        score=flat([b.score for b, _, _ in frames], (), np.float32),
-        boxes_world=flat(world, (7,), np.float64),
-        num_points=flat([b.num_points for b, _, _ in frames], (), np.int32),
-        measured=flat([b.measured for b, _, _ in frames], (2,), np.float64),
-        capture_offset_ns=flat([b.capture_offset_ns for b, _, _ in frames], (), np.float64),
-        sensor_origin=np.array([_origin(pose) for _, _, pose in frames]).reshape(-1, 3)[fi],
+        category=_CATEGORY_NAMES[columns.category[kept]],
+        score=columns.score[kept],
+        boxes_world=(np.concatenate(world) if world else np.zeros((0, 7))).reshape(-1, 7)[kept],
+        num_points=columns.num_points[kept],
+        measured=columns.measured[kept],
+        capture_offset_ns=columns.capture_offset_ns[kept],
+        sensor_origin=origins[fi],
     )
-
-
-def _origin(pose: npt.ArrayLike | None) -> F64:
-    """(3,) the sensor's position in the world: the pose's translation (the origin without a pose)."""
-    return np.zeros(3) if pose is None else np.asarray(pose, dtype=np.float64)[:3, 3]
 
 
 def _poses(frames: FrameDetections) -> list[F64 | None]:
