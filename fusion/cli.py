@@ -184,15 +184,14 @@ def _print_summary(
 def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fusion.pipeline import Progress, run
+    from fusion.pipeline import Progress, check_logs, run
 
     config = _run_config(args)
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
-    if missing := [log for log in args.logs if not Path(log).exists()]:  # before the progress bar is drawn
-        raise FusionError(f"{missing[0]}: no such file or directory; check the path")
+    check_logs(args.logs)  # before the progress bar is drawn
     out = Path(args.out)
     failures: list[LogFailure] = []
     skipped: list[str] = []

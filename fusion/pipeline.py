@@ -313,6 +313,13 @@ def local_cluster(workers: int, *, gpu: bool = False) -> Any:
         )
 
 
+def check_logs(logs: Sequence[Path | str]) -> None:
+    """Raise FusionError naming the first of `logs` that does not exist (before any cluster starts)."""
+    missing = [str(p) for p in logs if not Path(p).exists()]
+    if missing:
+        raise FusionError(f"{missing[0]}: no such file or directory; check the path")
+
+
 def run(
     logs: Sequence[Path],
     out: Path,
@@ -357,9 +364,7 @@ def run(
     _import_in_background("pandas")  # while the cluster starts and the first log is planned
     config = config or RunConfig()
     config.detector.build_config()  # an unknown detector or bad options fail before any worker starts
-    missing = [str(p) for p in logs if not Path(p).exists()]
-    if missing:
-        raise FusionError(f"{missing[0]}: no such file or directory; check the path")
+    check_logs(logs)
     sids = [sequence_id_for(Path(p), others=logs) for p in logs]
     gpu = _wants_gpu(config.detector.options)
     summaries: list[DetectSummary] = []
