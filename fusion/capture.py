@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from calib.projection import box_corners
 from fusion.boxes import Boxes
 from fusion.decode.types import PointCloud
 from fusion.sync import FusedFrame, SweepPhase
@@ -78,24 +79,10 @@ def capture_offsets_ns(boxes: F64, cloud: PointCloud, phase: SweepPhase | None) 
 def phase_offsets_ns(boxes: F64, phase: SweepPhase) -> F64:
     """(N,) the midpoint of the earliest and latest offsets at which the beam of the sweep `phase`
     points at a corner of each of `boxes` (N, 7) (LiDAR frame; `SweepPhase.crossing_offset_ns` of
-    each corner's azimuth)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    cos, sin = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-    hl, hw = boxes[:, 3:4] / 2.0, boxes[:, 4:5] / 2.0
-    sl, sw = np.array([1.0, 1.0, -1.0, -1.0]), np.array([1.0, -1.0, -1.0, 1.0])
-    cx = boxes[:, 0:1] + sl * hl * cos[:, None] - sw * hw * sin[:, None]  # (N, 4)
-    cy = boxes[:, 1:2] + sl * hl * sin[:, None] + sw * hw * cos[:, None]
-    times = crossing_offsets_ns(np.arctan2(cy, cx), phase)
+    each corner's azimuth; `calib.projection.box_corners`)."""
+    corners = box_corners(np.asarray(boxes, dtype=np.float64).reshape(-1, 7))  # (N, 8, 3)
+    times = phase.crossing_offsets_ns(np.arctan2(corners[..., 1], corners[..., 0]))
     return np.asarray(0.5 * (times.min(axis=1) + times.max(axis=1)), dtype=np.float64)
-
-
-def crossing_offsets_ns(azimuth_rad: npt.ArrayLike, phase: SweepPhase) -> F64:
-    """`phase.crossing_offset_ns` of each azimuth (any shape), as float64 (not rounded)."""
-    omega = phase.omega_rad_per_ns
-    period = math.tau / abs(omega)
-    start = phase.azimuth0_rad + omega * phase.first_offset_ns
-    turn = np.mod((np.asarray(azimuth_rad, dtype=np.float64) - start) * math.copysign(1.0, omega), math.tau)
-    return np.asarray(phase.first_offset_ns + turn / math.tau * period, dtype=np.float64)
 
 
 def with_capture_offsets(boxes: Boxes, frame: FusedFrame) -> Boxes:

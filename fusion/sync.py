@@ -24,6 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from calib import Transform, TransformBuffer, deskew
 from calib.camera import Camera
@@ -94,10 +95,15 @@ class SweepPhase:
 
     def crossing_offset_ns(self, azimuth_rad: float) -> int:
         """Offset from the stamp at which the beam points at `azimuth_rad` (first time in the sweep)."""
+        return round(float(self.crossing_offsets_ns(azimuth_rad)))
+
+    def crossing_offsets_ns(self, azimuth_rad: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """`crossing_offset_ns` of each azimuth (any shape), as float64 (not rounded)."""
         period = TWO_PI / abs(self.omega_rad_per_ns)
         start = self.azimuth0_rad + self.omega_rad_per_ns * self.first_offset_ns
-        turn = ((azimuth_rad - start) * math.copysign(1.0, self.omega_rad_per_ns)) % TWO_PI
-        return round(self.first_offset_ns + turn / TWO_PI * period)
+        sign = math.copysign(1.0, self.omega_rad_per_ns)
+        turn = np.mod((np.asarray(azimuth_rad, dtype=np.float64) - start) * sign, TWO_PI)
+        return np.asarray(self.first_offset_ns + turn / TWO_PI * period, dtype=np.float64)
 
 
 def sweep_phase(cloud: PointCloud, config: SyncConfig, *, samples: int = 4096) -> SweepPhase:
