@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -207,3 +207,24 @@ class Boxes:
             self.measured[mask],
             self.capture_offset_ns[mask],
         )
+
+
+def box_columns(per_frame: Sequence[Boxes]) -> dict[str, npt.NDArray[Any]]:
+    """The boxes of `per_frame` one frame after another, as columns: counts (F,) int64 boxes a frame;
+    boxes (N, 7) float64 (C order); category (N,) int8 (`category_codes`); score (N,) float32;
+    num_points (N,) int32; measured (N, 2) float64; capture_offset_ns (N,) float64."""
+
+    def joined(name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+        values = [getattr(b, name) for b in per_frame]
+        out = np.concatenate(values) if values else np.zeros((0, *shape), dtype)
+        return np.ascontiguousarray(out.reshape(-1, *shape), dtype=dtype)
+
+    return {
+        "counts": np.array([len(b) for b in per_frame], np.int64),
+        "boxes": joined("boxes", (7,), np.float64),
+        "category": category_codes(joined("category", (), np.str_)),
+        "score": joined("score", (), np.float32),
+        "num_points": joined("num_points", (), np.int32),
+        "measured": joined("measured", (2,), np.float64),
+        "capture_offset_ns": joined("capture_offset_ns", (), np.float64),
+    }

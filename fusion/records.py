@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from calib.transform import Transform
 from exporters.dataset import FrameColumns
-from fusion.boxes import Boxes, category_codes
+from fusion.boxes import Boxes, box_columns
 
 if TYPE_CHECKING:
     from fusion.sync import FusedFrame
@@ -187,21 +187,7 @@ class BoxColumns:
     @classmethod
     def of(cls, per_sweep: Sequence[Boxes]) -> BoxColumns:
         """The columns of one `Boxes` per sweep."""
-
-        def joined(name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
-            if not per_sweep:
-                return np.zeros((0, *shape), dtype)
-            return np.concatenate([getattr(b, name) for b in per_sweep]).astype(dtype, copy=False)
-
-        return cls(
-            counts=np.array([len(b) for b in per_sweep], np.int64),
-            boxes=np.ascontiguousarray(joined("boxes", (7,), np.float64)),
-            category=category_codes(joined("category", (), "<U10")),
-            score=joined("score", (), np.float32),
-            num_points=joined("num_points", (), np.int32),
-            measured=np.ascontiguousarray(joined("measured", (2,), np.float64)),
-            capture_offset_ns=joined("capture_offset_ns", (), np.float64),
-        )
+        return cls(**box_columns(per_sweep))
 
     @classmethod
     def join(cls, parts: list[BoxColumns]) -> BoxColumns:

@@ -107,7 +107,7 @@ import numpy.typing as npt
 from numba import njit
 
 from calib.transform import wrap_angle
-from fusion.boxes import CATEGORIES, Boxes, category_codes
+from fusion.boxes import CATEGORIES, Boxes, box_columns
 from trackers.config import DEFAULT_PARAMS, Params, TrackerConfig
 from trackers.errors import TrackingError
 from trackers.online import Tracker
@@ -161,14 +161,9 @@ class FrameDetections(Sequence[Frame]):
     @classmethod
     def of(cls, frames: Sequence[Frame]) -> FrameDetections:
         """The columns of `frames` (per frame: `Boxes`, stamp ns, world_from_sensor (4, 4) or None)."""
-
-        def joined(name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
-            values = [getattr(boxes, name) for boxes, _, _ in frames]
-            out = np.concatenate(values) if values else np.zeros((0, *shape), dtype)
-            return np.ascontiguousarray(out.reshape(-1, *shape), dtype=dtype)
-
+        columns = box_columns([boxes for boxes, _, _ in frames])
         bounds = np.zeros(len(frames) + 1, np.int64)
-        np.cumsum([len(boxes) for boxes, _, _ in frames], out=bounds[1:])
+        np.cumsum(columns.pop("counts"), out=bounds[1:])
         poses = np.zeros((len(frames), 4, 4))
         has_pose = np.array([pose is not None for _, _, pose in frames], bool).reshape(-1)
         for k, (_, _, pose) in enumerate(frames):
@@ -179,13 +174,8 @@ class FrameDetections(Sequence[Frame]):
             t_ns=np.array([int(t_ns) for _, t_ns, _ in frames], np.int64),
             world_from_sensor=poses,
             has_pose=has_pose,
-            boxes=joined("boxes", (7,), np.float64),
-            category=category_codes(joined("category", (), np.str_)),
-            score=joined("score", (), np.float32),
-            num_points=joined("num_points", (), np.int32),
-            measured=joined("measured", (2,), np.float64),
-            capture_offset_ns=joined("capture_offset_ns", (), np.float64),
             frame_id=frames[0][0].frame_id if frames else "",
+            **columns,
         )
 
     @overload
