@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 # The whole pipeline on the sample log: `fusion run` on a local Dask cluster of 2 workers (time chunks
 # of 1 s, so both work on the 3-s log), the contract's check, the eval tables against the exact ground
-# truth, one picture. --overwrite: a second `make demo` redoes out/demo instead of refusing it.
+# truth, two pictures. --overwrite: a second `make demo` redoes out/demo instead of refusing it.
 demo: sysdeps $(STAMP)
 	$(BIN)/fusion inspect data_samples/sim_drive.mcap
 	$(BIN)/fusion run data_samples/sim_drive.mcap --out out/demo --overwrite --workers 2 --chunk-s 1
@@ -31,11 +31,13 @@ demo: sysdeps $(STAMP)
 	$(BIN)/fusion eval --pred out/demo --gt data_samples/sim_drive.labels.parquet --max-range 50
 	$(BIN)/fusion eval --tracking --pred out/demo --gt data_samples/sim_drive.labels.parquet
 	$(BIN)/fusion render out/demo --sequence sim_drive --frame 15 --out out/demo/frame.png --overwrite
+	$(BIN)/fusion render out/demo --sequence sim_drive --tracks --out out/demo/tracks.png --overwrite
 	@echo
 	@echo "The pre-label dataset of the sample log (3 s simulated drive): out/demo"
 	@echo "  (dataset.json, sequences.parquet, frames/ labels/ points/ images/ flags/: see shared/CONTRACT.md)"
 	@echo "Its exact ground truth: data_samples/sim_drive.labels.parquet"
 	@echo "One sweep drawn (bird's-eye view beside the three cameras): out/demo/frame.png"
+	@echo "Every track drawn (paths on the map, lifelines over the frames): out/demo/tracks.png"
 	@echo "  $(BIN)/python -c \"import pandas as pd; print(pd.read_parquet('out/demo/labels'))\""
 	@echo "  $(BIN)/python -c \"from exporters.reader import open_dataset; s = open_dataset('out/demo').sequence('sim_drive'); print(s.frames(as_pandas=True))\""
 	@echo "  $(BIN)/fusion view out/demo   # the Rerun viewer (or --save out/demo.rrd)"

@@ -354,8 +354,26 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from fusion.render import RenderConfig, render_frame
+    from fusion.render import RenderConfig, TracksConfig, render_frame, render_tracks
 
+    if (args.frame is None) == (not args.tracks):
+        raise UsageError(
+            "fusion render: give --frame N (one sweep) or --tracks (the whole sequence), not both"
+        )
+    if args.tracks:
+        tracks = render_tracks(
+            Path(args.out),
+            args.sequence,
+            Path(args.dest),
+            config=TracksConfig(dpi=args.dpi),
+            overwrite=args.overwrite,
+        )
+        print(
+            f"{tracks.path}: {tracks.width}x{tracks.height} px, {tracks.tracks} tracks, {tracks.boxes} boxes "
+            f"({tracks.interpolated} interpolated), {tracks.flagged_tracks} in the review queue, "
+            f"map in the {tracks.map_frame} frame"
+        )
+        return 0
     summary = render_frame(
         Path(args.out),
         args.sequence,
@@ -662,10 +680,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_view)
 
-    p = sub.add_parser("render", help="draw one sweep as a PNG: bird's-eye view beside every camera image")
+    p = sub.add_parser(
+        "render",
+        help="draw one sweep as a PNG (bird's-eye view beside every camera image), or a sequence's tracks",
+    )
     p.add_argument("out", help="the dataset directory")
     p.add_argument("--sequence", required=True, metavar="ID", help="the sequence")
-    p.add_argument("--frame", required=True, type=int, metavar="N", help="the frame index (0-based)")
+    p.add_argument("--frame", type=int, metavar="N", help="the frame index (0-based) of the sweep to draw")
+    p.add_argument(
+        "--tracks",
+        action="store_true",
+        help="draw every track of the sequence instead: paths on the map and lifelines over the frames",
+    )
     p.add_argument("--out", dest="dest", required=True, metavar="FILE.png", help="the picture to write")
     p.add_argument(
         "--range",

@@ -1,15 +1,21 @@
-"""A static picture of one sweep for reports and CI artefacts (`fusion render`).
+"""Static pictures for reports and CI artefacts (`fusion render`): one sweep, or a whole sequence's tracks.
 
 Left, the bird's-eye view in the sweep's lidar frame (forward up, left to the left): the points
 shaded by height, each box in its category's colour with a line to its front, its track id, its
 velocity as an arrow (where it will be in one second) and its trail over the earlier sweeps. Right,
 every camera's synchronised image with the boxes' projected wireframes, their labels and the
-LiDAR points coloured by depth (`fusion.scene` does the projection). Drawn with matplotlib's
-object API on the Agg canvas: no display, no global pyplot state.
+LiDAR points coloured by depth (`fusion.scene` does the projection).
+
+`render_tracks` draws every track of a sequence at once, for a reviewer deciding where to look:
+left, the map (world frame with poses, else the sensor's) with the ego path, each track's path
+(detected boxes as dots, interpolated ones as rings) and its last box; right, one lifeline per track
+over the frames (solid where detected, pale where refinement filled a gap), flagged frames marked.
+Drawn with matplotlib's object API on the Agg canvas: no display, no global pyplot state.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -24,7 +30,9 @@ from fusion.errors import ViewError
 from fusion.scene import CATEGORY_COLORS, CameraScene, SceneConfig, SceneFrame, SequenceScene, colormap
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
     from matplotlib.patches import Circle
 
 F64 = npt.NDArray[np.float64]
@@ -76,13 +84,7 @@ def render_frame(
     unreadable dataset, an unknown sequence or frame.
     """
     cfg = config or RenderConfig()
-    path = Path(dest)
-    if path.suffix.lower() != ".png":
-        raise ViewError(f"{path}: fusion render writes PNG; give an --out ending in .png")
-    if path.exists() and not overwrite:
-        raise ViewError(f"{path}: exists; remove it or pass --overwrite")
-    if not path.parent.is_dir():
-        raise ViewError(f"{path}: its folder {path.parent} does not exist; create it first")
+    path = _destination(dest, overwrite)
     seq = open_dataset(out).sequence(sequence_id)
     try:
         scene = SequenceScene(seq, SceneConfig())
@@ -143,9 +145,26 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
         x=0.01,
         ha="left",
     )
+    return _save(fig, path, cfg.dpi)
+
+
+def _destination(dest: Path | str, overwrite: bool) -> Path:
+    """`dest` checked before anything is read: a .png, not there yet (or `overwrite`), in a folder."""
+    path = Path(dest)
+    if path.suffix.lower() != ".png":
+        raise ViewError(f"{path}: fusion render writes PNG; give an --out ending in .png")
+    if path.exists() and not overwrite:
+        raise ViewError(f"{path}: exists; remove it or pass --overwrite")
+    if not path.parent.is_dir():
+        raise ViewError(f"{path}: its folder {path.parent} does not exist; create it first")
+    return path
+
+
+def _save(fig: Figure, path: Path, dpi: int) -> tuple[int, int]:
+    """Write `fig` as PNG `path` (a temporary name, then renamed); its (width, height) in pixels."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # renamed into place when complete
     try:
-        fig.savefig(tmp, dpi=cfg.dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -301,3 +320,274 @@ def _draw_camera(
         f"{cam.name}  (image {offset_ms:+.1f} ms from the sweep; {len(cam.box_rows)} boxes, {moved})",
         fontsize=8,
     )
+
+
+@dataclass(frozen=True)
+class TracksConfig:
+    """How a sequence's tracks are drawn (`render_tracks`)."""
+
+    dpi: int = 100  # pixels per inch of the PNG
+    map_side_in: float = 7.0  # the map's side, inches
+    row_height_in: float = 0.11  # height of one track's lifeline, inches
+    max_tracks: int = 150  # lifelines drawn at most: the longest tracks (the map shows every track)
+    margin_m: float = 5.0  # the map shows this much around the ego path and the tracks
+
+
+@dataclass(frozen=True)
+class TracksSummary:
+    """What `render_tracks` drew."""
+
+    path: Path
+    width: int
+    height: int
+    tracks: int
+    boxes: int
+    interpolated: int
+    flagged_tracks: int
+    map_frame: str  # the world frame's name, or "lidar" for a sequence without poses
+
+
+def render_tracks(
+    out: Path | str,
+    sequence_id: str,
+    dest: Path | str,
+    *,
+    config: TracksConfig | None = None,
+    overwrite: bool = False,
+) -> TracksSummary:
+    """Draw every track of sequence `sequence_id` of dataset `out` into PNG `dest` (module docstring).
+
+    The map is in the world frame when every frame has a pose, else in the lidar frame (a moving
+    sensor's: paths then show motion relative to it). Raises as `render_frame` does.
+    """
+    cfg = config or TracksConfig()
+    path = _destination(dest, overwrite)
+    seq = open_dataset(out).sequence(sequence_id)
+    try:
+        frames = seq.frames()
+        labels = seq.labels().sort_by([("track_id", "ascending"), ("frame_index", "ascending")])
+        flags = seq.flags() if seq.has_flags else None
+        world_name = seq.row.get("world_frame")
+    finally:
+        seq.close()
+    poses = frames.column("world_from_lidar").to_pylist()
+    has_poses = bool(poses) and all(p is not None for p in poses)
+    tracks = _Tracks.of(labels, world=has_poses)
+    ego = (
+        np.array([[m[3], m[7]] for m in poses], np.float64)  # row-major 4x4: the translation column
+        if has_poses
+        else np.zeros((0, 2))
+    )
+    flagged = _flagged_frames(flags)
+    map_frame = str(world_name) if has_poses and world_name else ("world" if has_poses else "lidar")
+    width, height = _draw_tracks(sequence_id, len(frames), tracks, ego, flagged, map_frame, path, cfg)
+    return TracksSummary(
+        path,
+        width,
+        height,
+        tracks=len(tracks.ids),
+        boxes=len(tracks.frame),
+        interpolated=int((~tracks.detected).sum()),
+        flagged_tracks=len(set(flagged) & set(tracks.ids.tolist())),
+        map_frame=map_frame,
+    )
+
+
+@dataclass(frozen=True)
+class _Tracks:
+    """The labels grouped by track: rows sorted by (track, frame), `starts` (T + 1) delimiting them."""
+
+    ids: npt.NDArray[np.int64]  # (T,)
+    category: list[str]  # (T,)
+    starts: npt.NDArray[np.intp]  # (T + 1,)
+    frame: npt.NDArray[np.int32]  # (N,)
+    xy: F64  # (N, 2) centres on the map
+    boxes: F64  # (N, 5) x y length width yaw on the map
+    detected: npt.NDArray[np.bool_]  # (N,)
+
+    @classmethod
+    def of(cls, labels: pa.Table, *, world: bool) -> _Tracks:
+        def col(name: str) -> F64:
+            return np.asarray(labels.column(name).to_numpy(zero_copy_only=False), np.float64)
+
+        track = np.asarray(labels.column("track_id").to_numpy(), np.int64)
+        new = np.flatnonzero(np.r_[True, track[1:] != track[:-1]]) if len(track) else np.zeros(0, np.intp)
+        starts = np.r_[new, len(track)].astype(np.intp)
+        x, y, yaw = (
+            (col("world_x"), col("world_y"), col("world_yaw")) if world else (col("x"), col("y"), col("yaw"))
+        )
+        category = labels.column("category").to_pylist()
+        return cls(
+            ids=track[new],
+            category=[str(category[i]) for i in new],
+            starts=starts,
+            frame=np.asarray(labels.column("frame_index").to_numpy(), np.int32),
+            xy=np.stack([x, y], 1),
+            boxes=np.stack([x, y, col("length"), col("width"), yaw], 1),
+            detected=np.asarray(labels.column("origin").to_numpy(zero_copy_only=False) == "detected", bool),
+        )
+
+
+def _flagged_frames(flags: pa.Table | None) -> dict[int, list[int]]:
+    """Track id -> the frames its flags name (-1 for a whole-track flag); none without a flags table."""
+    if flags is None:
+        return {}
+    out: dict[int, list[int]] = {}
+    for tid, frame in zip(
+        flags.column("track_id").to_pylist(), flags.column("frame_index").to_pylist(), strict=True
+    ):
+        if tid is not None:
+            out.setdefault(int(tid), []).append(-1 if frame is None else int(frame))
+    return out
+
+
+def _draw_tracks(
+    sequence_id: str,
+    num_frames: int,
+    tracks: _Tracks,
+    ego: F64,
+    flagged: dict[int, list[int]],
+    map_frame: str,
+    path: Path,
+    cfg: TracksConfig,
+) -> tuple[int, int]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    lengths = np.diff(tracks.starts)
+    shown = np.sort(np.argsort(-lengths, kind="stable")[: cfg.max_tracks])  # longest, in id order
+    head, foot = 0.75, 0.55  # inches above and below the panels
+    panels_in = max(cfg.map_side_in, cfg.row_height_in * len(shown) + 0.2)
+    fig_w, fig_h = cfg.map_side_in + 6.5, panels_in + head + foot
+    fig = Figure(figsize=(fig_w, fig_h), dpi=cfg.dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    map_side = cfg.map_side_in - 0.7  # the map, top-aligned: its labels left of and below it
+    map_ax = fig.add_axes(
+        (0.6 / fig_w, (fig_h - head - map_side) / fig_h, map_side / fig_w, map_side / fig_h)
+    )
+    life_left = cfg.map_side_in + 1.2  # room for the lifelines' track names
+    life_ax = fig.add_axes(
+        (life_left / fig_w, foot / fig_h, (fig_w - life_left - 0.2) / fig_w, panels_in / fig_h)
+    )
+    _draw_map(map_ax, tracks, ego, map_frame, cfg)
+    _draw_lifelines(life_ax, tracks, shown, flagged, num_frames)
+    present = sorted(set(tracks.category))
+    handles = [Line2D([], [], color=_rgb(c), linewidth=2.5, label=c) for c in present]
+    handles += [
+        Line2D([], [], color="#555555", marker="o", linestyle="", markersize=4, label="detected"),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="o",
+            markerfacecolor="white",
+            linestyle="",
+            markersize=5,
+            label="interpolated",
+        ),
+    ]
+    if len(ego):
+        handles.append(Line2D([], [], color="black", linewidth=1.5, label="ego path"))
+    map_ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.85, facecolor="white")
+    interpolated = int((~tracks.detected).sum())
+    more = f" (the {len(shown)} longest drawn as lifelines)" if len(shown) < len(tracks.ids) else ""
+    fig.suptitle(
+        f"{sequence_id} · {len(tracks.ids)} tracks{more} · {len(tracks.frame)} boxes, "
+        f"{interpolated} interpolated · frames 0..{num_frames - 1} · map in the {map_frame} frame",
+        fontsize=11,
+        x=0.01,
+        ha="left",
+    )
+    return _save(fig, path, cfg.dpi)
+
+
+def _draw_map(ax: Axes, tracks: _Tracks, ego: F64, map_frame: str, cfg: TracksConfig) -> None:
+    ax.set_facecolor("#f7f7f5")
+    ax.set_aspect("equal", adjustable="box")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"{map_frame} x (m)", fontsize=8)
+    ax.set_ylabel(f"{map_frame} y (m)", fontsize=8)
+    ax.grid(color="#dddddd", linewidth=0.5)
+    everything = np.concatenate([tracks.xy, ego]) if len(ego) else tracks.xy
+    finite = everything[np.isfinite(everything).all(axis=1)]
+    if len(finite):
+        lo, hi = finite.min(axis=0), finite.max(axis=0)
+        mid, half = 0.5 * (lo + hi), 0.5 * float((hi - lo).max()) + cfg.margin_m  # square: the axes are
+        ax.set_xlim(mid[0] - half, mid[0] + half)
+        ax.set_ylim(mid[1] - half, mid[1] + half)
+    if len(ego):
+        ax.plot(ego[:, 0], ego[:, 1], color="black", linewidth=1.5, zorder=5)
+        ax.plot(ego[-1, 0], ego[-1, 1], marker="o", color="black", markersize=4, zorder=5)
+    for t, tid in enumerate(tracks.ids):
+        a, b = int(tracks.starts[t]), int(tracks.starts[t + 1])
+        colour = _rgb(tracks.category[t])
+        xy, det = tracks.xy[a:b], tracks.detected[a:b]
+        ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.0, alpha=0.8, zorder=3)
+        ax.scatter(xy[det, 0], xy[det, 1], s=4, color=colour, linewidths=0, zorder=4)
+        ax.scatter(
+            xy[~det, 0], xy[~det, 1], s=14, facecolors="white", edgecolors=colour, linewidths=0.8, zorder=4
+        )
+        last = tracks.boxes[b - 1]
+        corners = _footprint(np.array([last[0], last[1], 0.0, last[2], last[3], 0.0, last[4]]))
+        ax.fill(
+            corners[:, 0], corners[:, 1], facecolor=(*colour, 0.2), edgecolor=colour, linewidth=0.9, zorder=4
+        )
+        ax.text(
+            float(last[0]),
+            float(last[1]),
+            f" {tid}",
+            fontsize=6,
+            color=colour,
+            va="center",
+            zorder=6,
+            clip_on=True,
+        )
+    ax.set_title("tracks on the map (ring = a box refinement filled in; outline = the last box)", fontsize=9)
+
+
+def _draw_lifelines(
+    ax: Axes, tracks: _Tracks, shown: npt.NDArray[np.intp], flagged: dict[int, list[int]], num_frames: int
+) -> None:
+    ax.set_facecolor("white")
+    ax.set_xlim(-0.5, max(num_frames, 1) - 0.5)
+    ax.set_ylim(len(shown) - 0.5, -0.5)
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("frame", fontsize=8)
+    ax.grid(axis="x", color="#eeeeee", linewidth=0.5)
+    labels = []
+    for row, t in enumerate(shown):
+        a, b = int(tracks.starts[t]), int(tracks.starts[t + 1])
+        colour = _rgb(tracks.category[t])
+        frames, det = tracks.frame[a:b], tracks.detected[a:b]
+        for lo, hi, is_det in _runs(frames, det):
+            ax.plot(
+                [lo - 0.45, hi + 0.45],
+                [row, row],
+                color=colour,
+                alpha=1.0 if is_det else 0.35,
+                linewidth=4.0 if is_det else 2.0,
+                solid_capstyle="butt",
+            )
+        tid = int(tracks.ids[t])
+        marks = [f for f in flagged.get(tid, []) if f >= 0]
+        if marks:
+            ax.plot(
+                marks, [row] * len(marks), marker="|", color="#d62728", markersize=7, linestyle="", zorder=5
+            )
+        labels.append(f"{'! ' if tid in flagged else ''}#{tid} {tracks.category[t]}")
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels(labels, fontsize=6 if len(shown) > 40 else 7)
+    for tick, t in zip(ax.get_yticklabels(), shown, strict=True):
+        if int(tracks.ids[t]) in flagged:
+            tick.set_color("#d62728")
+    ax.set_title("track lifelines (pale = interpolated; red = in the review queue)", fontsize=9)
+
+
+def _runs(frames: npt.NDArray[np.int32], detected: npt.NDArray[np.bool_]) -> list[tuple[int, int, bool]]:
+    """Maximal runs (first frame, last frame, detected) of consecutive frames with the same origin."""
+    if len(frames) == 0:
+        return []
+    cut = np.flatnonzero((np.diff(frames) != 1) | (detected[1:] != detected[:-1])) + 1
+    bounds = np.r_[0, cut, len(frames)]
+    return [(int(frames[a]), int(frames[b - 1]), bool(detected[a])) for a, b in itertools.pairwise(bounds)]

@@ -93,3 +93,49 @@ def test_render_refuses_a_missing_frame_or_an_existing_picture(
     )
     assert "give an --out ending in .png" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no temporary left behind
+
+
+def test_render_tracks_draws_every_track_on_the_map_and_as_a_lifeline(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "tracks.png"
+    assert main(["render", str(dataset), "--sequence", SEQUENCE, "--tracks", "--out", str(png)]) == 0
+    labels = open_dataset(dataset).sequence(SEQUENCE).labels().to_pandas()
+    tracks, interpolated = labels.track_id.nunique(), int((labels.origin == "interpolated").sum())
+    assert interpolated > 0  # the sample has gaps refinement filled: pale lifeline runs and rings
+    out = capsys.readouterr().out
+    assert f"{tracks} tracks, {len(labels)} boxes ({interpolated} interpolated)" in out
+    assert "map in the odom frame" in out
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    height, width, _ = pixels.shape
+    assert width == 1350 and height >= 700  # the map's 7 inches, or a lifeline row per track if taller
+    lifelines = pixels[:, 900:]
+    for category in set(labels.category):
+        rgb = CATEGORY_COLORS[category]
+        pale = tuple(round(255 - 0.35 * (255 - c)) for c in rgb)  # alpha 0.35 over white
+        assert _near(lifelines, rgb, 3) > 100, category  # solid runs where detected
+        if (labels[labels.category == category].origin == "interpolated").any():
+            assert _near(lifelines, pale, 3) > 20, category  # pale runs where interpolated
+
+
+def test_render_tracks_lifelines_grow_with_the_tracks_drawn(dataset: Path, tmp_path: Path) -> None:
+    from fusion.render import TracksConfig, render_tracks
+
+    tall = render_tracks(dataset, SEQUENCE, tmp_path / "a.png", config=TracksConfig(row_height_in=0.5))
+    few = render_tracks(
+        dataset, SEQUENCE, tmp_path / "b.png", config=TracksConfig(row_height_in=0.5, max_tracks=5)
+    )
+    assert tall.tracks == few.tracks  # the map keeps every track; only the lifelines are cut
+    assert tall.height > 100 * 0.5 * tall.tracks > few.height
+
+
+def test_render_takes_one_of_frame_or_tracks(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "x.png"
+    for extra in ([], ["--frame", "1", "--tracks"]):
+        assert main(["render", str(dataset), "--sequence", SEQUENCE, *extra, "--out", str(png)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "give --frame N (one sweep) or --tracks (the whole sequence)" in err[0]
+    assert not png.exists()
