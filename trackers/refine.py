@@ -367,6 +367,12 @@ class RefineConfig:
     # and a near track with middling scores is suspect (absent: no range term)
     score_range_m: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     max_gap_frames: int = 5  # gaps of at most this many frames without a detection are interpolated
+    # ... or, per category, this many instead
+    gap_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # per category: each track is continued this many frames before its first detection and after its
+    # last (origin "interpolated"), predicted by the smoothed state (a detector picks an object up late
+    # and drops it early; absent: 0, the track's detected span)
+    extend_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
     # ... and by 1 / (1 + (smear / size_smear_m) ** 2): a spinning LiDAR catches a moving object's points
@@ -435,6 +441,12 @@ class RefineConfig:
             raise TrackingError("score_range_m values must be distances > 0 in metres")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
+        for name in ("gap_frames", "extend_frames"):
+            per_category: Mapping[str, int] = getattr(self, name)
+            if bad := set(per_category) - set(CATEGORIES):
+                raise TrackingError(f"{name} has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}")
+            if any(not isinstance(v, int) or v < 0 for v in per_category.values()):
+                raise TrackingError(f"{name} values must be whole numbers of frames >= 0")
         if bad := set(self.size_prior) - set(CATEGORIES):
             raise TrackingError(
                 f"size_prior has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
@@ -470,8 +482,9 @@ class RefineConfig:
         top = {k: v for k, v in mapping.items() if k != "params"}
         if "size_prior" in top:
             top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
-        if "score_frames" in top:
-            top["score_frames"] = MappingProxyType(dict(top["score_frames"]))
+        for name in ("score_frames", "gap_frames", "extend_frames"):
+            if name in top:
+                top[name] = MappingProxyType(dict(top[name]))
         if "size_typical_length" in top:
             top["size_typical_length"] = tuple(top["size_typical_length"])
         if "score_range_m" in top:
@@ -485,6 +498,8 @@ class RefineConfig:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["score_frames"] = dict(self.score_frames)
+        out["gap_frames"] = dict(self.gap_frames)
+        out["extend_frames"] = dict(self.extend_frames)
         out["size_typical_length"] = list(self.size_typical_length)
         out["score_range_m"] = dict(self.score_range_m)
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
@@ -742,8 +757,12 @@ def _refine_tracks(
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
 
-    # the grid: every frame from a track's first detection to its last
-    first, last = det.frame_index[starts], det.frame_index[starts + counts - 1]
+    # the grid: every frame from a track's first detection to its last, widened by its category's
+    # `extend_frames` at both ends within the log's detected frames
+    detected_first, detected_last = det.frame_index[starts], det.frame_index[starts + counts - 1]
+    extend = np.array([cfg.extend_frames.get(c, 0) for c in CATEGORIES], np.int64)[category]
+    first = np.maximum(detected_first - extend, known_frames[0])
+    last = np.minimum(detected_last + extend, known_frames[-1])
     span = last - first + 1
     grid_start = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
     track_of_grid = np.repeat(np.arange(starts.size), span)
@@ -754,6 +773,8 @@ def _refine_tracks(
     grid_t[det_grid] = det.t_ns
     t_s = (grid_t - grid_t[grid_start][track_of_grid]) * 1e-9
     ends = grid_start + span
+    # each track's rows from its first detection to its last (the grid less the extension)
+    inner_start, inner_end = grid_start + (detected_first - first), ends - (last - detected_last)
     noise = np.array([[p.q_accel, p.q_accel, p.q_z, p.q_yaw_rate, p.r_pos, p.r_pos, p.r_pos, p.r_yaw]
                       for p in (cfg.params[c] for c in CATEGORIES)])[category]  # fmt: skip
     n_grid = grid_frame.size
@@ -813,7 +834,7 @@ def _refine_tracks(
     del typical
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
-    static = _static(pos, speed, grid_start, ends, cfg)
+    static = _static(pos, speed, inner_start, inner_end, cfg)
     centres = det.boxes_world[:, :3]
     # the positions smoothed again (the output's): from the anchored centres, and each detected centre
     # taken as the position at its capture instant, not at the stamp (x and y: a road object's vertical
@@ -827,7 +848,7 @@ def _refine_tracks(
         pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std, lag)
         speed = np.hypot(vel[:, 0], vel[:, 1])
     del lag
-    static |= _static(pos, speed, grid_start, ends, cfg)
+    static |= _static(pos, speed, inner_start, inner_end, cfg)
     if cfg.static_robust:
         static |= _static_robust(det.boxes_world[:, :2], det.t_ns, starts, cfg)
         static |= _static_robust(centres[:, :2], det.t_ns, starts, cfg)
@@ -840,11 +861,15 @@ def _refine_tracks(
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
 
-    # output rows: detected frames and short gaps; the whole-log intermediates are dropped first
-    # (the grid and the detections are each as large as the output)
+    # output rows: detected frames, short gaps and the extension; the whole-log intermediates are
+    # dropped first (the grid and the detections are each as large as the output)
     observed = np.zeros(n_grid, bool)
     observed[det_grid] = True
-    emit = np.flatnonzero(observed | _short_gaps(observed, grid_start, ends, cfg.max_gap_frames))
+    inside = np.zeros(n_grid, bool)  # rows from a track's first detection to its last
+    for a, b in zip(inner_start.tolist(), inner_end.tolist(), strict=True):
+        inside[a:b] = True
+    max_gap = np.array([cfg.gap_frames.get(c, cfg.max_gap_frames) for c in CATEGORIES], np.int64)[category]
+    emit = np.flatnonzero(observed | ~inside | _short_gaps(observed, inside, max_gap[track_of_grid]))
     num_points = np.zeros(n_grid, np.int32)
     num_points[det_grid] = det.num_points
     track_ids = det.track_id[starts]
@@ -1202,10 +1227,11 @@ def _segment_median(values: F64, starts: npt.NDArray[np.intp]) -> F64:
     return np.array([np.median(v) for v in np.split(values, starts[1:])], dtype=np.float64)
 
 
-def _static(pos: F64, speed: F64, grid_start: I64, ends: I64, cfg: RefineConfig) -> Bool:
-    """Per track: slow (median smoothed speed) and barely displaced (first to last smoothed position)."""
-    moved = np.hypot(*(pos[ends - 1, :2] - pos[grid_start, :2]).T)
-    median_speed = np.array([np.median(s) for s in np.split(speed, grid_start[1:])])
+def _static(pos: F64, speed: F64, starts: I64, ends: I64, cfg: RefineConfig) -> Bool:
+    """Per track (grid rows [starts, ends): its detected span): slow (median smoothed speed) and barely
+    displaced (first to last smoothed position)."""
+    moved = np.hypot(*(pos[ends - 1, :2] - pos[starts, :2]).T)
+    median_speed = np.array([np.median(speed[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
     return np.asarray((median_speed < cfg.static_speed_mps) & (moved < cfg.static_displacement_m))
 
 
@@ -1260,13 +1286,13 @@ def _fill_per_track(values: F64, grid_start: I64, ends: I64) -> F64:
     return out
 
 
-def _short_gaps(observed: Bool, grid_start: I64, ends: I64, max_gap: int) -> Bool:
-    """Grid rows in runs of at most `max_gap` unobserved frames (tracks start and end observed)."""
-    if max_gap <= 0:
-        return np.zeros(observed.size, bool)
-    run_id = np.cumsum(observed)  # unobserved rows share the id of the observed row before them
-    lengths = np.bincount(run_id, weights=(~observed).astype(np.float64))
-    return np.asarray(~observed & (lengths[run_id] <= max_gap))
+def _short_gaps(observed: Bool, inside: Bool, max_gap: I64) -> Bool:
+    """(M,) grid rows `inside` (M,) a track's detected span (which starts and ends `observed` (M,)) in
+    runs of unobserved rows no longer than their row's `max_gap` (M,)."""
+    breaks = observed | ~inside
+    run_id = np.cumsum(breaks)  # unobserved rows share the id of the observed row before them
+    lengths = np.bincount(run_id, weights=(~breaks).astype(np.float64))
+    return np.asarray(~breaks & (lengths[run_id] <= max_gap))
 
 
 def _capture_lag(offset_ns: F64, det_grid: I64, n_grid: int) -> F64 | None:
