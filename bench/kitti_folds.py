@@ -3,8 +3,10 @@ settings changed on top of the bench's: what a change does on each fold on its o
 
     .venv/bin/python bench/kitti_folds.py [--refine JSON] [--out DIR] [--data DIR]
 
+--params: per-category tracker `Params` fields laid over the bench's, e.g. '{"pedestrian": {"gate_m": 3}}'.
 --refine: a JSON object of `RefineConfig` fields laid over the bench's (`SENSOR_FRAME_AMODAL_REFINE`,
-`RANKED_REFINE_SCORE`), e.g. '{"extend_frames": {"pedestrian": 2}}'. Folds (as session 5 chose them,
+`RANKED_REFINE_SCORE`, `JOIN_ACROSS_GAPS`), e.g. '{"join_frames": {}}' (no joining: the bench before
+session 8). Folds (as session 5 chose them,
 balanced by ground-truth boxes): A = 0000, 0002, 0004, 0007, 0009, 0011; B = 0003, 0005, 0017, 0020.
 Each fold is scored on its own (its own score sweep and best-MOTA threshold). --out keeps the result
 files (OUT/<Class>/<seq>.txt, as bench/kitti_tracking.py writes them); else a temporary folder.
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.kitti_tracking import (  # noqa: E402
     CLASSES,
+    JOIN_ACROSS_GAPS,
     ONE_CATEGORY_PER_OBJECT,
     RANKED_REFINE_SCORE,
     SENSOR_FRAME_AMODAL_REFINE,
@@ -52,14 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "ab3dmot")
     parser.add_argument("--refine", default="{}", help="RefineConfig fields (JSON) over the bench's")
+    parser.add_argument(
+        "--params", default="{}", help="per-category tracker Params fields (JSON) over the bench's"
+    )
     parser.add_argument("--out", type=Path, help="keep the result files here")
     args = parser.parse_args(argv)
     overrides = json.loads(args.refine)
     params = dict(RANKED_PARAMS)
     for category, q_accel in SENSOR_FRAME_Q_ACCEL.items():
         params[category] = replace(params[category], q_accel=q_accel)
+    for category, fields_ in json.loads(args.params).items():
+        params[category] = replace(params[category], **fields_)
     tracker_config = TrackerConfig(params=MappingProxyType(params))
-    mapping = {**SENSOR_FRAME_AMODAL_REFINE, **RANKED_REFINE_SCORE, **overrides}
+    mapping = {**SENSOR_FRAME_AMODAL_REFINE, **RANKED_REFINE_SCORE, **JOIN_ACROSS_GAPS, **overrides}
     refine_config = replace(RefineConfig.from_mapping(mapping), params=tracker_config.params)
     sequences = load_split(args.data, "train")
     labels = {
@@ -80,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (out / kitti_class).mkdir(parents=True, exist_ok=True)
                 tracks = table_tracks(resolved.select(resolved.category == category), seq)
                 write_kitti(out / kitti_class / f"{seq.name}.txt", tracks, kitti_class)
-        print(f"refine overrides: {json.dumps(overrides)}")
+        print(f"refine overrides: {json.dumps(overrides)}; tracker params: {args.params}")
         print("| class | fold | sAMOTA | AMOTA | MOTA | IDS | FP | FN | recall reached |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for kitti_class in CLASSES:

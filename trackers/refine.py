@@ -19,6 +19,15 @@ themselves (world frame), one row per tracked detection.
 
 `refine` then, per track (rows grouped by `track_id`):
 
+0. join (categories in `join_frames`, none by default): a track that ends at most that many frames
+   before another of its category starts is joined to it when their ends agree: each end's position,
+   from a line fitted to its `join_fit_frames` detections nearest the gap, extrapolated over the gap,
+   lies within the category's `gate_m` * (`join_gate` + `join_gate_per_s` * the gap's seconds) of the
+   other end, on average both ways; lowest disagreement first, each track end used once (chains of
+   pieces allowed). The online passes retire a track after `max_age_frames` missed frames, so an
+   object the detector misses for longer comes out as two tracks; in the moving sensor frame (KITTI:
+   no ego motion) a walking pedestrian or a cyclist keeps a steady relative velocity, which the line
+   carries over the gap.
 1. score and filter: the track score is the mean of its top-k detection scores (`score_top_k`; 0: of
    all of them), for categories in `score_range_m` brought nearer 1 by exp(-the track's mean range /
    that distance) (the deficit a detector's confidence has at range), and scaled by min(1,
@@ -85,8 +94,9 @@ themselves (world frame), one row per tracked detection.
    at its speed (a car creeping at 1.5 m/s is not held). A held track's heading is then the weighted
    median of its aligned yaws (about their mean), not the mean: turned boxes inside the yaw gate pull
    a mean.
-6. output: the detected frames (origin "detected") and the frames of gaps of at most
-   `max_gap_frames` (origin "interpolated", num_points 0); longer gaps stay empty.
+6. output: the detected frames (origin "detected"), the frames of gaps of at most
+   `max_gap_frames` and of the gaps tracks were joined across (origin "interpolated", num_points 0:
+   the smoothed states there); other gaps stay empty.
 
 Everything is in the world frame (the frame the table's boxes are in); times in int nanoseconds.
 """
@@ -367,12 +377,16 @@ class RefineConfig:
     # and a near track with middling scores is suspect (absent: no range term)
     score_range_m: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     max_gap_frames: int = 5  # gaps of at most this many frames without a detection are interpolated
-    # ... or, per category, this many instead
-    gap_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    # per category: each track is continued this many frames before its first detection and after its
-    # last (origin "interpolated"), predicted by the smoothed state (a detector picks an object up late
-    # and drops it early; absent: 0, the track's detected span)
-    extend_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # per category: a track that ends at most this many frames before another of its category starts is
+    # joined to it when their ends agree (each end's position extrapolated over the gap, from a line
+    # fitted to its `join_fit_frames` detections nearest the gap, lies within the category's `gate_m`
+    # (Params) * (join_gate + join_gate_per_s * the gap's seconds) of the other end's, on average both
+    # ways; lowest disagreement first, each end once), and the gap between them is filled whatever its
+    # length (absent: no joining). Pedestrians (gate_m 2 m): 0.5 m + 0.25 m/s; cyclists (4 m): 1 m + 0.5 m/s
+    join_frames: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    join_gate: float = 0.25
+    join_gate_per_s: float = 0.125
+    join_fit_frames: int = 5
     size_quantile: float = 0.9  # each of length, width, height: this weighted quantile of the detections ...
     size_points_power: float = 0.5  # ... weighted by score * num_points ** this (well-seen boxes count more)
     # ... and by 1 / (1 + (smear / size_smear_m) ** 2): a spinning LiDAR catches a moving object's points
@@ -441,12 +455,14 @@ class RefineConfig:
             raise TrackingError("score_range_m values must be distances > 0 in metres")
         if self.max_gap_frames < 0:
             raise TrackingError(f"max_gap_frames must be >= 0, got {self.max_gap_frames}")
-        for name in ("gap_frames", "extend_frames"):
-            per_category: Mapping[str, int] = getattr(self, name)
-            if bad := set(per_category) - set(CATEGORIES):
-                raise TrackingError(f"{name} has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}")
-            if any(not isinstance(v, int) or v < 0 for v in per_category.values()):
-                raise TrackingError(f"{name} values must be whole numbers of frames >= 0")
+        if self.join_gate < 0.0 or self.join_gate_per_s < 0.0 or self.join_fit_frames < 2:
+            raise TrackingError("need join_gate, join_gate_per_s >= 0 and join_fit_frames >= 2")
+        if bad := set(self.join_frames) - set(CATEGORIES):
+            raise TrackingError(
+                f"join_frames has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
+            )
+        if any(not isinstance(v, int) or v < 0 for v in self.join_frames.values()):
+            raise TrackingError("join_frames values must be whole numbers of frames >= 0")
         if bad := set(self.size_prior) - set(CATEGORIES):
             raise TrackingError(
                 f"size_prior has unknown categories {sorted(bad)}; use {', '.join(CATEGORIES)}"
@@ -482,7 +498,7 @@ class RefineConfig:
         top = {k: v for k, v in mapping.items() if k != "params"}
         if "size_prior" in top:
             top["size_prior"] = MappingProxyType({c: tuple(v) for c, v in top["size_prior"].items()})
-        for name in ("score_frames", "gap_frames", "extend_frames"):
+        for name in ("score_frames", "join_frames"):
             if name in top:
                 top[name] = MappingProxyType(dict(top[name]))
         if "size_typical_length" in top:
@@ -498,8 +514,7 @@ class RefineConfig:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         out["size_prior"] = {c: list(v) for c, v in self.size_prior.items()}
         out["score_frames"] = dict(self.score_frames)
-        out["gap_frames"] = dict(self.gap_frames)
-        out["extend_frames"] = dict(self.extend_frames)
+        out["join_frames"] = dict(self.join_frames)
         out["size_typical_length"] = list(self.size_typical_length)
         out["score_range_m"] = dict(self.score_range_m)
         out["params"] = {c: {f.name: getattr(p, f.name) for f in fields(p)} for c, p in self.params.items()}
@@ -699,6 +714,7 @@ def refine_blocks(tracks: TrackTable, config: RefineConfig | None = None) -> Ite
     del tracks  # each column is dropped once its deduplicated copy is made
     (det,) = _taken(columns, [rows])
     del rows
+    det, bridged = _joined(det, cfg)  # rows sorted by track and frame; bridged: a joined track's first rows
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
     category = _track_category(det, starts)
@@ -719,13 +735,14 @@ def refine_blocks(tracks: TrackTable, config: RefineConfig | None = None) -> Ite
     ranges = _blocks(counts, REFINE_BLOCK_ROWS)
     columns = _columns(det)
     del det
-    blocks = _taken(
-        columns,
-        [kept[int(starts[lo]) : int(starts[hi]) if hi < starts.size else kept.size] for lo, hi in ranges],
-    )
-    del kept
+    pieces = [kept[int(starts[lo]) : int(starts[hi]) if hi < starts.size else kept.size] for lo, hi in ranges]
+    bridges = [bridged[rows] for rows in pieces]
+    blocks = _taken(columns, pieces)
+    del kept, pieces
     for lo, hi in ranges:  # each block passed on unnamed: `_refine_tracks` drops it before its output
-        yield _refine_tracks(blocks.pop(0), category[lo:hi], score[lo:hi], known_frames, known_t, cfg)
+        yield _refine_tracks(
+            blocks.pop(0), category[lo:hi], score[lo:hi], known_frames, known_t, cfg, bridges.pop(0)
+        )
 
 
 REFINE_BLOCK_ROWS: Final = 8192
@@ -733,6 +750,75 @@ REFINE_BLOCK_ROWS: Final = 8192
 refined independently): its per-row intermediates (the grid of every frame of every track,
 smoothed states, sizes, ~1 kB a row all told) are then a block's, not a whole log's. A 5-minute
 64-beam log has ~90k detections; refining it whole raised the finishing worker's RSS by ~60 MiB."""
+
+
+def _joined(det: TrackTable, cfg: RefineConfig) -> tuple[TrackTable, Bool]:
+    """`det` (rows sorted by track and frame) with tracks joined across gaps (`RefineConfig.join_frames`),
+    rows sorted by track and frame again, and (N,) bool: the first row of each track joined onto
+    another (the row after the gap). Each joined track takes the id of the first of its pieces."""
+    bridged = np.zeros(len(det), bool)
+    if not cfg.join_frames or not len(det):
+        return det, bridged
+    starts = _starts(det.track_id)
+    counts = np.diff(np.append(starts, len(det)))
+    category = _track_category(det, starts)
+    limit = np.array([cfg.join_frames.get(c, 0) for c in CATEGORIES], np.int64)[category]
+    ok = (limit > 0) & (counts >= max(cfg.min_track_frames, 2))
+    if ok.sum() < 2:
+        return det, bridged
+    t = det.t_ns.astype(np.float64) * 1e-9
+    xy = det.boxes_world[:, :2]
+    ends = starts + counts
+    head = np.zeros((starts.size, 4))  # x, y at the first detection; vx, vy
+    tail = np.zeros((starts.size, 4))  # x, y at the last detection; vx, vy
+    m = cfg.join_fit_frames
+    for k in np.flatnonzero(ok).tolist():
+        a, b = int(starts[k]), int(ends[k])
+        head[k] = _line_at(t[a : min(b, a + m)], xy[a : min(b, a + m)], t[a])
+        tail[k] = _line_at(t[max(a, b - m) : b], xy[max(a, b - m) : b], t[b - 1])
+    first, last = det.frame_index[starts], det.frame_index[ends - 1]
+    t_first, t_last = t[starts], t[ends - 1]
+    gate_m = np.array([cfg.params[c].gate_m for c in CATEGORIES], np.float64)[category]
+    candidates: list[tuple[float, int, int]] = []
+    for a in np.flatnonzero(ok).tolist():
+        gap = first - last[a] - 1
+        for b in np.flatnonzero(ok & (category == category[a]) & (gap >= 0) & (gap <= limit[a])).tolist():
+            dt = float(t_first[b] - t_last[a])
+            ahead = np.hypot(*(head[b, :2] - tail[a, :2] - tail[a, 2:] * dt))
+            back = np.hypot(*(tail[a, :2] - head[b, :2] + head[b, 2:] * dt))
+            cost = 0.5 * float(ahead + back)
+            if cost <= gate_m[a] * (cfg.join_gate + cfg.join_gate_per_s * dt):
+                candidates.append((cost, a, b))
+    if not candidates:
+        return det, bridged
+    parent = np.arange(starts.size)
+    has_next = np.zeros(starts.size, bool)
+    has_prev = np.zeros(starts.size, bool)
+    for _, a, b in sorted(candidates):
+        if has_next[a] or has_prev[b]:
+            continue
+        has_next[a] = has_prev[b] = True
+        parent[b] = a
+    root = parent.copy()
+    for _ in range(starts.size):  # follow chains a -> b -> c to their first piece
+        nxt = parent[root]
+        if (nxt == root).all():
+            break
+        root = nxt
+    track_ids = det.track_id[starts]
+    row_track = np.repeat(np.arange(starts.size), counts)
+    bridged[starts[has_prev]] = True
+    order = np.lexsort((det.frame_index, track_ids[root][row_track]))
+    joined = replace(det.select(order), track_id=track_ids[root][row_track][order])
+    return joined, bridged[order]
+
+
+def _line_at(t: F64, xy: F64, at: float) -> F64:
+    """(4,): x, y at time `at` and vx, vy of the least-squares line through positions xy (n, 2) at t (n,)."""
+    tc = t - at
+    design = np.stack([np.ones_like(tc), tc], axis=1)
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)
+    return np.array([coef[0, 0], coef[0, 1], coef[1, 0], coef[1, 1]])
 
 
 def _blocks(counts: I64, rows: int) -> list[tuple[int, int]]:
@@ -749,20 +835,18 @@ def _blocks(counts: I64, rows: int) -> list[tuple[int, int]]:
 
 
 def _refine_tracks(
-    det: TrackTable, category: I64, score: F32, known_frames: I64, known_t: F64, cfg: RefineConfig
-) -> TrackTable:
+    det: TrackTable, category: I64, score: F32, known_frames: I64, known_t: F64, cfg: RefineConfig,
+    bridged: Bool,
+) -> TrackTable:  # fmt: skip
     """`refine` of whole tracks `det` (rows sorted by track and frame, deduplicated, kept), each
     track's category index and score; `known_frames`, `known_t`: the log's detected frames and
-    their stamps, which give a gap frame's stamp."""
+    their stamps, which give a gap frame's stamp; `bridged` (N,): the rows after a gap that joined two
+    tracks (`_joined`), which is filled whatever its length."""
     starts = _starts(det.track_id)
     counts = np.diff(np.append(starts, len(det)))
 
-    # the grid: every frame from a track's first detection to its last, widened by its category's
-    # `extend_frames` at both ends within the log's detected frames
-    detected_first, detected_last = det.frame_index[starts], det.frame_index[starts + counts - 1]
-    extend = np.array([cfg.extend_frames.get(c, 0) for c in CATEGORIES], np.int64)[category]
-    first = np.maximum(detected_first - extend, known_frames[0])
-    last = np.minimum(detected_last + extend, known_frames[-1])
+    # the grid: every frame from a track's first detection to its last
+    first, last = det.frame_index[starts], det.frame_index[starts + counts - 1]
     span = last - first + 1
     grid_start = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
     track_of_grid = np.repeat(np.arange(starts.size), span)
@@ -773,8 +857,6 @@ def _refine_tracks(
     grid_t[det_grid] = det.t_ns
     t_s = (grid_t - grid_t[grid_start][track_of_grid]) * 1e-9
     ends = grid_start + span
-    # each track's rows from its first detection to its last (the grid less the extension)
-    inner_start, inner_end = grid_start + (detected_first - first), ends - (last - detected_last)
     noise = np.array([[p.q_accel, p.q_accel, p.q_z, p.q_yaw_rate, p.r_pos, p.r_pos, p.r_pos, p.r_yaw]
                       for p in (cfg.params[c] for c in CATEGORIES)])[category]  # fmt: skip
     n_grid = grid_frame.size
@@ -834,7 +916,7 @@ def _refine_tracks(
     del typical
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
-    static = _static(pos, speed, inner_start, inner_end, cfg)
+    static = _static(pos, speed, grid_start, ends, cfg)
     centres = det.boxes_world[:, :3]
     # the positions smoothed again (the output's): from the anchored centres, and each detected centre
     # taken as the position at its capture instant, not at the stamp (x and y: a road object's vertical
@@ -848,7 +930,7 @@ def _refine_tracks(
         pos, vel = _smooth(t_s, z_pos, grid_start, ends, noise[:, :3], noise[:, 4:7], cfg.init_speed_std, lag)
         speed = np.hypot(vel[:, 0], vel[:, 1])
     del lag
-    static |= _static(pos, speed, inner_start, inner_end, cfg)
+    static |= _static(pos, speed, grid_start, ends, cfg)
     if cfg.static_robust:
         static |= _static_robust(det.boxes_world[:, :2], det.t_ns, starts, cfg)
         static |= _static_robust(centres[:, :2], det.t_ns, starts, cfg)
@@ -861,15 +943,11 @@ def _refine_tracks(
         grid_yaw[held] = heading[track_of_grid[held]]
         vel[held] = 0.0
 
-    # output rows: detected frames, short gaps and the extension; the whole-log intermediates are
-    # dropped first (the grid and the detections are each as large as the output)
+    # output rows: detected frames, short gaps and the gaps tracks were joined across; the whole-log
+    # intermediates are dropped first (the grid and the detections are each as large as the output)
     observed = np.zeros(n_grid, bool)
     observed[det_grid] = True
-    inside = np.zeros(n_grid, bool)  # rows from a track's first detection to its last
-    for a, b in zip(inner_start.tolist(), inner_end.tolist(), strict=True):
-        inside[a:b] = True
-    max_gap = np.array([cfg.gap_frames.get(c, cfg.max_gap_frames) for c in CATEGORIES], np.int64)[category]
-    emit = np.flatnonzero(observed | ~inside | _short_gaps(observed, inside, max_gap[track_of_grid]))
+    emit = np.flatnonzero(observed | _short_gaps(observed, cfg.max_gap_frames, det_grid[bridged]))
     num_points = np.zeros(n_grid, np.int32)
     num_points[det_grid] = det.num_points
     track_ids = det.track_id[starts]
@@ -1227,11 +1305,10 @@ def _segment_median(values: F64, starts: npt.NDArray[np.intp]) -> F64:
     return np.array([np.median(v) for v in np.split(values, starts[1:])], dtype=np.float64)
 
 
-def _static(pos: F64, speed: F64, starts: I64, ends: I64, cfg: RefineConfig) -> Bool:
-    """Per track (grid rows [starts, ends): its detected span): slow (median smoothed speed) and barely
-    displaced (first to last smoothed position)."""
-    moved = np.hypot(*(pos[ends - 1, :2] - pos[starts, :2]).T)
-    median_speed = np.array([np.median(speed[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+def _static(pos: F64, speed: F64, grid_start: I64, ends: I64, cfg: RefineConfig) -> Bool:
+    """Per track: slow (median smoothed speed) and barely displaced (first to last smoothed position)."""
+    moved = np.hypot(*(pos[ends - 1, :2] - pos[grid_start, :2]).T)
+    median_speed = np.array([np.median(s) for s in np.split(speed, grid_start[1:])])
     return np.asarray((median_speed < cfg.static_speed_mps) & (moved < cfg.static_displacement_m))
 
 
@@ -1286,13 +1363,15 @@ def _fill_per_track(values: F64, grid_start: I64, ends: I64) -> F64:
     return out
 
 
-def _short_gaps(observed: Bool, inside: Bool, max_gap: I64) -> Bool:
-    """(M,) grid rows `inside` (M,) a track's detected span (which starts and ends `observed` (M,)) in
-    runs of unobserved rows no longer than their row's `max_gap` (M,)."""
-    breaks = observed | ~inside
-    run_id = np.cumsum(breaks)  # unobserved rows share the id of the observed row before them
-    lengths = np.bincount(run_id, weights=(~breaks).astype(np.float64))
-    return np.asarray(~breaks & (lengths[run_id] <= max_gap))
+def _short_gaps(observed: Bool, max_gap: int, bridged: npt.NDArray[np.intp]) -> Bool:
+    """Grid rows in runs of at most `max_gap` unobserved frames, and in the runs just before the rows
+    `bridged` (where two tracks were joined: filled whatever their length); tracks start and end
+    observed."""
+    run_id = np.cumsum(observed)  # unobserved rows share the id of the observed row before them
+    lengths = np.bincount(run_id, weights=(~observed).astype(np.float64))
+    fill = lengths <= max_gap if max_gap > 0 else np.zeros(lengths.size, bool)
+    fill[run_id[bridged] - 1] = True
+    return np.asarray(~observed & fill[run_id])
 
 
 def _capture_lag(offset_ns: F64, det_grid: I64, n_grid: int) -> F64 | None:
