@@ -79,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seq in sequences:
             tables = [
                 refined_table(
-                    read_detections(detections_path(args.data, c, seq)), seq, cat, tracker_config, refine_config
+                    read_detections(detections_path(args.data, c, seq)),
+                    seq,
+                    cat,
+                    tracker_config,
+                    refine_config,
                 )
                 for c, cat in CLASSES.items()
             ]

@@ -51,6 +51,7 @@ from fusion.evaluation.kitti_mot import (  # noqa: E402
 )
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 FOLDS = {
     "A": ("0000", "0002", "0004", "0007", "0009", "0011"),
     "B": ("0003", "0005", "0017", "0020"),
@@ -59,14 +60,16 @@ CAUSES = ("score", "low_iou", "dropped", "before", "after", "gap", "never")
 BINS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 10**6))
 
 
-def assigned_rows(seq: _Sequence, threshold: float, cfg: KittiMotConfig) -> tuple[list[F64], npt.NDArray[np.bool_]]:
+def assigned_rows(
+    seq: _Sequence, threshold: float, cfg: KittiMotConfig
+) -> tuple[list[I64], npt.NDArray[np.bool_]]:
     """Per frame, the result row assigned to each GT object (-1: none), and which rows are kept at
     `threshold` (track means: the written scores are one exact value per track)."""
     n_tracks = len(seq.track_rows)
     means = np.zeros(n_tracks)
     for k, rows in enumerate(seq.track_rows):
         means[k] = float(np.mean(seq.pred.score[rows]))
-    kept = means[seq.track_index] >= threshold if len(seq.track_index) else np.zeros(0, bool)
+    kept = np.asarray(means[seq.track_index] >= threshold, dtype=np.bool_)
     out = []
     gate = 1.0 - cfg.iou_threshold
     for frame in seq.frames:
@@ -149,8 +152,11 @@ def table(records: dict[str, list[dict[str, object]]]) -> str:
 
 
 def ends_table(records: dict[str, list[dict[str, object]]]) -> str:
-    """Before / after misses by frames from the track's end, with the median distance moved (m); gap lengths."""
-    head = " | ".join(f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi < 10**6 else f">{lo - 1}") for lo, hi in BINS)
+    """Before / after misses by frames from the track's end, with the median distance moved (m);
+    the gap lengths."""
+    head = " | ".join(
+        f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi < 10**6 else f">{lo - 1}") for lo, hi in BINS
+    )
     lines = [f"| fold, cause | {head} |", "|---" * (len(BINS) + 1) + "|"]
     for fold, recs in records.items():
         for cause in ("before", "after"):
@@ -199,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def raw_detections(data: Path, kitti_class: str, seq: str) -> KittiObjects:
     """PointRCNN's detections of a sequence as KITTI objects (camera-rect boxes)."""
     path = data / "data" / "KITTI" / "detection" / f"pointrcnn_{kitti_class}_val" / f"{seq}.txt"
-    raw = np.loadtxt(path, delimiter=",", ndmin=2).reshape(-1, 15) if path.stat().st_size else np.zeros((0, 15))
+    raw = (
+        np.loadtxt(path, delimiter=",", ndmin=2).reshape(-1, 15) if path.stat().st_size else np.zeros((0, 15))
+    )
     n = raw.shape[0]
     return KittiObjects(
         frame=raw[:, 0].astype(np.int64), track_id=np.arange(n, dtype=np.int64),
