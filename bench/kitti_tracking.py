@@ -151,7 +151,8 @@ RANKED_REFINE_SCORE: dict[str, Any] = {
 # 74.00 / 70.25 -> 99.09 / 93.38, 59.92 / 59.41, 81.62 / 77.50; IDS 0. The same for 30 and 50 frames
 # (20: Pedestrian B 94.87 / 92.99, a 21- and a 25-frame miss in 0017); cars: mixed (fold B MOTA
 # 89.26 -> 87.61), off. A gate twice as wide joins false pedestrian tracks in fold A (sAMOTA 52.20 ->
-# 51.36). See notes/README-s8-recall.md.
+# 51.36). The library's default too (`trackers.refine.JOIN_FRAMES`); set here so the bench keeps it.
+# See notes/README-s8-recall.md.
 JOIN_ACROSS_GAPS: dict[str, Any] = {"join_frames": {"pedestrian": 30, "cyclist": 30}}
 # Refined tracks of all classes of a sequence together: an object that two classes' detectors found
 # (PointRCNN finds a cyclist as a pedestrian, and the other way round) is kept in the class of the

@@ -458,7 +458,7 @@ def walker(
     return replace(table, category=np.full(len(table), "pedestrian")), truth
 
 
-JOIN = RefineConfig(join_frames={"pedestrian": 30})
+JOIN = RefineConfig()  # the default joins pedestrians (and cyclists) up to 30 frames apart
 BEFORE, AFTER = list(range(15)), list(range(40, 60))  # a 25-frame miss, longer than the trackers' 10
 
 
@@ -472,7 +472,7 @@ def test_pedestrian_split_by_a_25_frame_miss_is_joined_into_one_track_and_the_ga
     assert out.frame_index[gap].tolist() == list(range(15, 40)) and (out.num_points[gap] == 0).all()
     assert np.abs(out.boxes_world[:, :2] - truth[:, :2]).max() < 0.15  # the filled boxes on the walk
     assert len(set(out.score.tolist())) == 1  # one track, one score
-    unjoined = refine(concat(first, second))  # the default: no joining, the gap stays empty
+    unjoined = refine(concat(first, second), RefineConfig(join_frames={}))  # the gap stays empty
     assert set(unjoined.track_id.tolist()) == {1, 2} and (unjoined.origin == "detected").all()
 
 
