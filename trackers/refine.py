@@ -23,11 +23,12 @@ themselves (world frame), one row per tracked detection.
    ends at most that many frames before another of its category starts is joined to it when their
    ends agree: each end's position, from a line fitted to its `join_fit_frames` detections nearest
    the gap, extrapolated over the gap, lies within the category's `gate_m` * (`join_gate` +
-   `join_gate_per_s` * the gap's seconds) of the other end, on average both ways; lowest disagreement first, each track end used once (chains of
-   pieces allowed). The online passes retire a track after `max_age_frames` missed frames, so an
-   object the detector misses for longer comes out as two tracks; in the moving sensor frame (KITTI:
-   no ego motion) a walking pedestrian or a cyclist keeps a steady relative velocity, which the line
-   carries over the gap.
+   `join_gate_per_s` * the gap's seconds) of the other end, on average both ways; lowest
+   disagreement first, each track end used once (chains of pieces allowed); the gap is then filled
+   (step 6) whatever its length. The online passes retire a track after `max_age_frames` missed
+   frames, so an object the detector misses for longer came out as two tracks (a walking pedestrian
+   or a cyclist keeps a steady velocity, also relative to a sensor driving steadily, which the line
+   carries over the gap).
 1. score and filter: the track score is the mean of its top-k detection scores (`score_top_k`; 0: of
    all of them), for categories in `score_range_m` brought nearer 1 by exp(-the track's mean range /
    that distance) (the deficit a detector's confidence has at range), and scaled by min(1,
@@ -759,9 +760,11 @@ smoothed states, sizes, ~1 kB a row all told) are then a block's, not a whole lo
 
 
 def _joined(det: TrackTable, cfg: RefineConfig) -> tuple[TrackTable, Bool]:
-    """`det` (rows sorted by track and frame) with tracks joined across gaps (`RefineConfig.join_frames`),
-    rows sorted by track and frame again, and (N,) bool: the first row of each track joined onto
-    another (the row after the gap). Each joined track takes the id of the first of its pieces."""
+    """`det` (N rows sorted by track and frame, deduplicated) with tracks joined across gaps (module
+    docstring, step 0; `RefineConfig.join_frames`), rows sorted by track and frame again, and (N,)
+    bool: the first row of each track joined onto another (the row after the gap). Each joined track
+    takes the id of the first of its pieces. Pieces of fewer than `min_track_frames` (at least 2)
+    detections are not joined."""
     bridged = np.zeros(len(det), bool)
     if not cfg.join_frames or not len(det):
         return det, bridged
