@@ -446,6 +446,69 @@ def test_an_object_tracked_in_two_categories_stays_in_the_higher_scored_one() ->
         one_category_per_object(table, min_shared=0.0)
 
 
+def walker(
+    rng: np.random.Generator, frames: Sequence[int], track_id: int, y: float, speed: float = 1.4
+) -> tuple[TrackTable, F64]:
+    """A pedestrian walking along +x at `speed` m/s from x = 5 at lateral offset y: its detections (noise
+    5 cm) in `frames` as one track, and its true boxes (60, 7) in frames 0..59."""
+    truth = np.array([[5.0 + speed * 0.1 * k, y, 0.9, 0.8, 0.6, 1.7, 0.0] for k in range(60)])
+    boxes = truth[list(frames)].copy()
+    boxes[:, :2] += rng.normal(0.0, 0.05, (len(frames), 2))
+    table = one_track(boxes, frames, track_id=track_id)
+    return replace(table, category=np.full(len(table), "pedestrian")), truth
+
+
+JOIN = RefineConfig()  # the default joins pedestrians (and cyclists) up to 30 frames apart
+BEFORE, AFTER = list(range(15)), list(range(40, 60))  # a 25-frame miss, longer than the trackers' 10
+
+
+def test_pedestrian_split_by_a_25_frame_miss_is_joined_into_one_track_and_the_gap_filled() -> None:
+    rng = np.random.default_rng(8)
+    first, truth = walker(rng, BEFORE, 1, 3.0)
+    second, _ = walker(rng, AFTER, 2, 3.0)
+    out = refine(concat(first, second), JOIN)
+    assert set(out.track_id.tolist()) == {1} and out.frame_index.tolist() == list(range(60))
+    gap = out.origin == "interpolated"
+    assert out.frame_index[gap].tolist() == list(range(15, 40)) and (out.num_points[gap] == 0).all()
+    assert np.abs(out.boxes_world[:, :2] - truth[:, :2]).max() < 0.15  # the filled boxes on the walk
+    assert len(set(out.score.tolist())) == 1  # one track, one score
+    unjoined = refine(concat(first, second), RefineConfig(join_frames={}))  # the gap stays empty
+    assert set(unjoined.track_id.tolist()) == {1, 2} and (unjoined.origin == "detected").all()
+
+
+def test_two_pedestrians_walking_side_by_side_through_a_long_miss_keep_their_own_continuations() -> None:
+    # 0.8 m apart, 1.4 and 1.1 m/s, both missed for 25 frames; the continuation of the near one has the
+    # higher id, so pairing by id order would swap them
+    rng = np.random.default_rng(9)
+    near, near_truth = walker(rng, BEFORE, 1, 3.0)
+    far, far_truth = walker(rng, BEFORE, 2, 3.8, speed=1.1)
+    far_after, _ = walker(rng, AFTER, 3, 3.8, speed=1.1)
+    near_after, _ = walker(rng, AFTER, 4, 3.0)
+    out = refine(concat(near, far, far_after, near_after), JOIN)
+    assert sorted(set(out.track_id.tolist())) == [1, 2]
+    for track, truth in ((1, near_truth), (2, far_truth)):
+        rows = out.track_id == track
+        assert out.frame_index[rows].tolist() == list(range(60))
+        assert np.abs(out.boxes_world[rows, :2] - truth[:, :2]).max() < 0.2
+
+
+def test_a_track_starting_away_from_where_the_one_before_was_heading_is_not_joined() -> None:
+    # after the 25-frame miss, 2.5 m to the side of the first track's line: beyond the pedestrian gate
+    # of 2 m * (0.25 + 0.125 * 2.6 s) = 1.15 m (lines fitted to 5 noisy detections each extrapolate
+    # 2.6 s with a lateral error of a few tenths of a metre)
+    rng = np.random.default_rng(10)
+    first, _ = walker(rng, BEFORE, 1, 3.0)
+    aside, _ = walker(rng, AFTER, 2, 5.5)
+    out = refine(concat(first, aside), JOIN)
+    assert set(out.track_id.tolist()) == {1, 2} and (out.origin == "detected").all()
+    with pytest.raises(TrackingError, match="join_frames has unknown categories"):
+        RefineConfig(join_frames={"tram": 5})
+    with pytest.raises(TrackingError, match="join_frames values"):
+        RefineConfig(join_frames={"cyclist": -1})
+    with pytest.raises(TrackingError, match="join_fit_frames"):
+        RefineConfig(join_fit_frames=1)
+
+
 def test_rts_smoothing_reduces_the_position_error_of_a_noisy_constant_velocity_track() -> None:
     rng = np.random.default_rng(5)
     truth = moving_car(40, speed=8.0)
@@ -479,10 +542,13 @@ def test_config_and_table_reject_bad_values() -> None:
 
 def test_refine_config_round_trips_through_a_mapping_and_reads_toml(tmp_path: Path) -> None:
     config = RefineConfig.from_mapping(
-        {"max_gap_frames": 3, "score_frames": {"cyclist": 30}, "params": {"car": {"r_pos": 0.4}}}
-    )
+        {
+            "max_gap_frames": 3, "score_frames": {"cyclist": 30}, "join_frames": {"pedestrian": 30},
+            "params": {"car": {"r_pos": 0.4}},
+        }
+    )  # fmt: skip
     assert config.max_gap_frames == 3 and config.params["car"].r_pos == 0.4
-    assert config.score_frames["cyclist"] == 30
+    assert config.score_frames["cyclist"] == 30 and config.join_frames["pedestrian"] == 30
     assert config.params["truck"] == RefineConfig().params["truck"]
     assert RefineConfig.from_mapping(config.to_mapping()) == config
     toml = tmp_path / "fusion.toml"
