@@ -22,23 +22,34 @@ space beyond it (the largest crossing is that end's bound: a car is longer at so
 others); one occluded ring and the end is unbounded. The length's upper bound is the distance between
 the two ends' bounds, +inf where either is unknown (`length_upper_bounds`).
 
-Everything in the sensor frame of one (deskewed) sweep; the sensor at the origin.
+Where a ring's last two points at a far end do not lie on the box's side along its length (a corner,
+an end face, a box fitted across the object), that end is unknown: the ray's crossing is taken with
+the line through those two points, the side as that ring saw it, not with the fitted box's side (at a
+grazing angle a degree of the box's yaw moves the crossing by decimetres).
+
+Everything in the sensor frame of one (deskewed) sweep; the sensor at the origin. One numba pass over
+the boxes; a box's points are found in its azimuth window of each ring (the sweep sorted by ring and
+azimuth once), not by a scan of the sweep.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 _MARGIN = 0.5  # m: a return this much farther than the side line passed it (nearer: it occluded it)
-_INSIDE = 0.1  # m: points this far outside a box still count as the object's
+_INSIDE = 0.1  # m: points this far outside a box still count as the object's ...
+_ABOVE_GROUND = 0.2  # ... from this high above its bottom (the ground; `ClusterConfig.min_height`)
 _END_ZONE = 0.5  # m: the rings with points this near an end are the ones that must show free space there
 _FACE_OFF_SIDE = 0.4  # m: an end face is seen when points lie on it at least this far from the side line
+_ON_TOP = 0.15  # m: points this near the box's top are on its roof, not its side
 _ON_SIDE = 0.2  # m: a ring's last two points at a far end lie this near the box's side ...
 _ALONG_TAN = math.tan(math.radians(10.0))  # ... and the line through them within 10 degrees of its length
 
@@ -58,134 +69,237 @@ def length_upper_bounds(
     todo = np.arange(boxes.shape[0]) if wanted is None else np.flatnonzero(wanted)
     if ring is None or azimuth_step <= 0.0 or not todo.size or not xyz.shape[0]:
         return out
-    sweep = _Sweep(xyz, ring, azimuth_step)
-    for k in todo.tolist():
-        out[k] = _bound(sweep, boxes[k])
+    pts = np.ascontiguousarray(xyz, dtype=np.float64)
+    az = np.arctan2(pts[:, 1], pts[:, 0])
+    order, ring_bounds = _by_ring_and_azimuth(ring, az)
+    _bounds_kernel(
+        pts, az, order, np.ascontiguousarray(az[order]), ring_bounds,
+        np.ascontiguousarray(boxes, dtype=np.float64), todo.astype(np.int64), float(azimuth_step), out,
+    )  # fmt: skip
     return out
 
 
-class _Sweep:
-    """A sweep's points indexed for `length_upper_bounds`: per point its azimuth and horizontal range,
-    and the points sorted by (ring, azimuth) with each ring's slice."""
-
-    def __init__(self, xyz: F32, ring: npt.NDArray[np.uint16], step: float) -> None:
-        self.pts = np.asarray(xyz, np.float64)
-        self.ring = ring
-        self.step = step
-        self.az = np.arctan2(self.pts[:, 1], self.pts[:, 0])
-        self.rng = np.hypot(self.pts[:, 0], self.pts[:, 1])
-        self.order = np.lexsort((self.az, ring))
-        self.az_sorted = self.az[self.order]
-        self.bounds = np.searchsorted(ring[self.order], np.arange(int(ring.max()) + 2))
+def _by_ring_and_azimuth(ring: npt.NDArray[np.uint16], az: F64) -> tuple[I64, I64]:
+    """The points' order by (ring, azimuth) (N,) and each ring's slice of it (R + 2,): sorted by ring,
+    then each ring's points by azimuth (a ring's points come in firing order, so these sorts are of
+    a few runs, several times faster than one sort by both keys)."""
+    order = np.argsort(ring, kind="stable").astype(np.int64)
+    bounds = np.searchsorted(ring[order], np.arange(int(ring.max()) + 2)).astype(np.int64)
+    sorted_az = az[order]
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if hi - lo > 1:
+            order[lo:hi] = order[lo:hi][np.argsort(sorted_az[lo:hi], kind="stable")]
+    return order, bounds
 
 
-def _bound(sweep: _Sweep, box: F64) -> float:
-    """The longest `box` (7,) can be (module docstring); +inf when unknown."""
-    pts = sweep.pts
-    x, y, z, length, width, height, yaw = (float(v) for v in box)
-    c, s = math.cos(yaw), math.sin(yaw)
-    reach = 0.5 * math.hypot(length, width) + _INSIDE
-    near = np.flatnonzero((np.abs(pts[:, 0] - x) <= reach) & (np.abs(pts[:, 1] - y) <= reach))
-    du, dv = pts[near, 0] - x, pts[near, 1] - y
-    u, v = du * c + dv * s, -du * s + dv * c
-    inside = (
-        (np.abs(u) <= 0.5 * length + _INSIDE)
-        & (np.abs(v) <= 0.5 * width + _INSIDE)
-        & (np.abs(pts[near, 2] - z) <= 0.5 * height + _INSIDE)
-    )
-    if int(inside.sum()) < 3:
-        return math.inf
-    idx, u, v = near[inside], u[inside], v[inside]
-    # the sensor (the origin) in the box's frame, and the side line facing it
-    su, sv = -x * c - y * s, x * s - y * c
-    side = math.copysign(0.5 * width, sv)
-    total = 0.0
-    for e in (1.0, -1.0):
-        extreme = float(np.max(e * u))  # e * u of the last point at this end
-        if su * e > 0.5 * length:  # the sensor is beyond this end: its end face shows it, if seen
-            seen = (e * u >= extreme - _INSIDE) & (np.abs(v - side) >= _FACE_OFF_SIDE)
-            end = extreme if int(seen.sum()) >= 2 else math.inf
-        elif abs(sv) <= 0.5 * width:  # the sensor faces an end, no side: this far end is not seen
-            end = math.inf
+@numba.njit(cache=True, nogil=True)
+def _wrap(a: float) -> float:  # pragma: no cover - compiled
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower(values: F64, lo: int, hi: int, x: float, right: bool) -> int:  # pragma: no cover - compiled
+    """The first index in [lo, hi) of sorted `values` whose value is >= x (> x when `right`)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x or (right and values[mid] == x):
+            lo = mid + 1
         else:
-            end = _far_end(sweep, idx, u, v, e, extreme, side, (x, y, c, s))
-        if not math.isfinite(end):
-            return math.inf
-        total += end
-    return total
+            hi = mid
+    return lo
 
 
+@numba.njit(cache=True, nogil=True)
+def _window(a: float, b: float) -> tuple[float, float, float, float, int]:  # pragma: no cover - compiled
+    """The azimuth interval from a to b (a <= b, b - a < 2 pi) as one or two intervals within [-pi, pi]."""
+    lo, hi = _wrap(a), _wrap(b)
+    if lo <= hi:
+        return lo, hi, 0.0, 0.0, 1
+    return lo, math.pi, -math.pi, hi, 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounds_kernel(
+    pts: F64,
+    az: F64,
+    order: I64,
+    az_sorted: F64,
+    ring_bounds: I64,
+    boxes: F64,
+    todo: I64,
+    step: float,
+    out: F64,
+) -> None:  # pragma: no cover - compiled
+    n_rings = ring_bounds.shape[0] - 1
+    cap = 4096
+    idx = np.empty(cap, np.int64)
+    u = np.empty(cap)
+    v = np.empty(cap)
+    rings = np.empty(cap, np.int64)
+    for k in todo:
+        x, y, z = boxes[k, 0], boxes[k, 1], boxes[k, 2]
+        length, width, height, yaw = boxes[k, 3], boxes[k, 4], boxes[k, 5], boxes[k, 6]
+        c, s = math.cos(yaw), math.sin(yaw)
+        # the box's azimuth window (its corners, grown by the points' allowance)
+        centre = math.atan2(y, x)
+        reach = 0.5 * math.hypot(length, width) + _INSIDE
+        dist = math.hypot(x, y)
+        if dist <= reach + 0.5:
+            continue  # the sensor is at or in the box
+        lo_rel, hi_rel = 0.0, 0.0
+        for a_sign in (-1.0, 1.0):
+            for b_sign in (-1.0, 1.0):
+                hl, hw = a_sign * (0.5 * length + _INSIDE), b_sign * (0.5 * width + _INSIDE)
+                rel = _wrap(math.atan2(y + hl * s + hw * c, x + hl * c - hw * s) - centre)
+                lo_rel, hi_rel = min(lo_rel, rel), max(hi_rel, rel)
+        w1lo, w1hi, w2lo, w2hi, nw = _window(centre + lo_rel - step, centre + hi_rel + step)
+        # the box's points, ring by ring (so grouped by ring, in ring order)
+        n = 0
+        for r in range(n_rings):
+            first, end = ring_bounds[r], ring_bounds[r + 1]
+            for w in range(nw):
+                a_lo, a_hi = (w1lo, w1hi) if w == 0 else (w2lo, w2hi)
+                j = _lower(az_sorted, first, end, a_lo, False)
+                stop = _lower(az_sorted, first, end, a_hi, True)
+                while j < stop and n < cap:
+                    p = order[j]
+                    j += 1
+                    du, dv = pts[p, 0] - x, pts[p, 1] - y
+                    pu, pv = du * c + dv * s, -du * s + dv * c
+                    if (
+                        abs(pu) <= 0.5 * length + _INSIDE
+                        and abs(pv) <= 0.5 * width + _INSIDE
+                        and pts[p, 2] >= z - 0.5 * height + _ABOVE_GROUND
+                        and pts[p, 2] <= z + 0.5 * height + _INSIDE
+                    ):
+                        idx[n], u[n], v[n], rings[n] = p, pu, pv, r
+                        n += 1
+        if n < 3:
+            continue
+        # the sensor (the origin) in the box's frame, and the side line facing it
+        su, sv = -x * c - y * s, x * s - y * c
+        side = math.copysign(0.5 * width, sv)
+        total = 0.0
+        for e in (1.0, -1.0):
+            extreme = -math.inf
+            for i in range(n):
+                extreme = max(extreme, e * u[i])
+            if su * e > 0.5 * length:  # the sensor is beyond this end: its end face shows it, if seen
+                seen = 0
+                for i in range(n):
+                    if e * u[i] >= extreme - _INSIDE and abs(v[i] - side) >= _FACE_OFF_SIDE:
+                        seen += 1
+                end = extreme if seen >= 2 else math.inf
+            elif abs(sv) <= 0.5 * width:  # the sensor faces an end, no side: this far end is not seen
+                end = math.inf
+            else:
+                end = _far_end(pts, az, order, az_sorted, ring_bounds, idx, u, v, rings, n, e, extreme,
+                               side, z + 0.5 * height, x, y, c, s, step)  # fmt: skip
+            total += end
+            if not math.isfinite(total):
+                break
+        out[k] = total
+
+
+@numba.njit(cache=True, nogil=True)
 def _far_end(
-    sweep: _Sweep, idx: npt.NDArray[np.intp], u: F64, v: F64, e: float, extreme: float, side: float,
-    frame: tuple[float, float, float, float],
-) -> float:  # fmt: skip
-    """The furthest (e * u, box frame (x, y, cos yaw, sin yaw)) that the end `e` of the object whose
-    points are `idx` (u, v in the box frame) can reach by the free space beyond its side, +inf when a
-    ring that hit it near that end shows none: every such ring's next ray must pass the object."""
-    x, y, c, s = frame
-    zone = e * u >= extreme - _END_ZONE
-    on_side = np.abs(v - side) <= _ON_SIDE
-    rings = sweep.ring[idx]
+    pts: F64,
+    az: F64,
+    order: I64,
+    az_sorted: F64,
+    ring_bounds: I64,
+    idx: I64,
+    u: F64,
+    v: F64,
+    rings: I64,
+    n: int,
+    e: float,
+    extreme: float,
+    side: float,
+    top: float,
+    x: float,
+    y: float,
+    c: float,
+    s: float,
+    step: float,
+) -> float:  # pragma: no cover - compiled
+    """The furthest (e * u, box frame) that the end `e` of the object (its n points idx, u, v, rings,
+    grouped by ring) can reach by the free space beyond its side; +inf when a ring that hit it near
+    that end shows none there: every such ring's next ray must have passed the object. Points on the
+    object's top (within `_ON_TOP` of the `top` z: a beam from above on its roof) say nothing about
+    its side and are passed over."""
     crossing = -math.inf
-    for r in np.unique(rings[zone]).tolist():
-        mine = np.flatnonzero(rings == r)
-        at = mine[np.argsort(e * u[mine])[-2:]]  # this ring's last two points at this end
-        if at.size < 2 or e * u[at[1]] < extreme - _END_ZONE or not on_side[at].all():
+    i = 0
+    while i < n:
+        r = rings[i]
+        j = i
+        best, second = -1, -1  # the ring's last two points at this end, below the top
+        while j < n and rings[j] == r:
+            if pts[idx[j], 2] >= top - _ON_TOP:
+                pass  # on the roof (or its edge): says nothing about the side
+            elif best < 0 or e * u[j] > e * u[best]:
+                second, best = best, j
+            elif second < 0 or e * u[j] > e * u[second]:
+                second = j
+            j += 1
+        i = j
+        if best < 0 or e * u[best] < extreme - _END_ZONE:
+            continue  # this ring does not reach this end below the top
+        if second < 0 or abs(v[best] - side) > _ON_SIDE or abs(v[second] - side) > _ON_SIDE:
             return math.inf  # the ring's last points are not on the side: the end is not seen
-        along, across = abs(float(u[at[1]] - u[at[0]])), abs(float(v[at[1]] - v[at[0]]))
+        along, across = abs(u[best] - u[second]), abs(v[best] - v[second])
         if along <= 0.0 or across > along * _ALONG_TAN:  # not a line along the side (a corner, a face)
             return math.inf
-        got = _free_crossing(sweep, r, int(idx[at[0]]), int(idx[at[1]]))
-        if got is None:
+        ok, px, py = _free_crossing(pts, az, order, az_sorted, ring_bounds, r, idx[second], idx[best], step)
+        if not ok:
             return math.inf
-        crossing = max(crossing, e * ((got[0] - x) * c + (got[1] - y) * s))
+        crossing = max(crossing, e * ((px - x) * c + (py - y) * s))
     return max(crossing, extreme) if math.isfinite(crossing) else math.inf
 
 
-def _free_crossing(sweep: _Sweep, r: int, before: int, last: int) -> tuple[float, float] | None:
+@numba.njit(cache=True, nogil=True)
+def _free_crossing(
+    pts: F64,
+    az: F64,
+    order: I64,
+    az_sorted: F64,
+    ring_bounds: I64,
+    r: int,
+    before: int,
+    last: int,
+    step: float,
+) -> tuple[bool, float, float]:  # pragma: no cover - compiled
     """Where (x, y) the next ray of ring `r` beyond the point `last` crosses the line through `before`
     and `last` (the ring's last two points on the object's side), when that ray passed the object (a
-    return clearly farther than that line, or none); None when it hit something at or before the line,
-    or the line is not along the ray's way."""
-    az, rng, pts, step = sweep.az, sweep.rng, sweep.pts, sweep.step
-    a0 = float(az[last])
-    sigma = math.copysign(1.0, _wrap(a0 - float(az[before])))
-    lo, hi = int(sweep.bounds[r]), int(sweep.bounds[r + 1])
-    az_sorted = sweep.az_sorted
-    nxt = None
-    for a_lo, a_hi in _windows(a0, sigma, step):
-        first = lo + int(np.searchsorted(az_sorted[lo:hi], a_lo))
-        end = lo + int(np.searchsorted(az_sorted[lo:hi], a_hi, side="right"))
-        for j in range(first, end):
-            d = sigma * _wrap(float(az_sorted[j]) - a0)
-            if nxt is None or d < nxt[0]:
-                nxt = (d, int(sweep.order[j]))
-    a_next = a0 + sigma * step if nxt is None else float(az[nxt[1]])
+    return clearly farther than that line, or none within 2.5 azimuth steps); (False, ...) when it hit
+    something at or before the line, or the line is not along the ray's way."""
+    a0 = az[last]
+    sigma = math.copysign(1.0, _wrap(a0 - az[before]))
+    first, end = ring_bounds[r], ring_bounds[r + 1]
+    a, b = a0 + sigma * 0.5 * step, a0 + sigma * 2.5 * step
+    w1lo, w1hi, w2lo, w2hi, nw = _window(min(a, b), max(a, b))
+    nearest, hit = math.inf, -1
+    for w in range(nw):
+        a_lo, a_hi = (w1lo, w1hi) if w == 0 else (w2lo, w2hi)
+        j = _lower(az_sorted, first, end, a_lo, False)
+        stop = _lower(az_sorted, first, end, a_hi, True)
+        while j < stop:
+            d = sigma * _wrap(az_sorted[j] - a0)
+            if d < nearest:
+                nearest, hit = d, order[j]
+            j += 1
+    a_next = a0 + sigma * step if hit < 0 else az[hit]
     # the ray (t cos a, t sin a) against the line p + k (q - p)
     px, py = pts[before, 0], pts[before, 1]
     qx, qy = pts[last, 0] - px, pts[last, 1] - py
     ca, sa = math.cos(a_next), math.sin(a_next)
     det = ca * qy - sa * qx
     if abs(det) < 1e-9:
-        return None
+        return False, 0.0, 0.0
     t = (px * qy - py * qx) / det
     k = (px * sa - py * ca) / det
     if t <= 0.0 or k <= 1.0:  # behind the sensor, or not beyond the last point
-        return None
-    if nxt is not None and rng[nxt[1]] < t + _MARGIN:  # a return at or before the line
-        return None
-    return t * ca, t * sa
-
-
-def _windows(a0: float, sigma: float, step: float) -> list[tuple[float, float]]:
-    """Azimuth intervals (within [-pi, pi]) from 0.5 to 2.5 steps beyond `a0` in direction `sigma`."""
-    a, b = a0 + sigma * 0.5 * step, a0 + sigma * 2.5 * step
-    lo, hi = min(a, b), max(a, b)
-    lo, hi = _wrap(lo), _wrap(hi)
-    if lo <= hi:
-        return [(lo, hi)]
-    return [(lo, math.pi), (-math.pi, hi)]
-
-
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
+        return False, 0.0, 0.0
+    if hit >= 0 and math.hypot(pts[hit, 0], pts[hit, 1]) < t + _MARGIN:  # a return at or before the line
+        return False, 0.0, 0.0
+    return True, t * ca, t * sa
