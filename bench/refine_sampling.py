@@ -12,8 +12,10 @@ that ("s_l"). Likewise the highest beam that hits a car's face is up to one beam
 (`Boxes.measured`, sweep stretch taken out with the refined velocity) is a lower bound L >= m and, had
 the next column passed the car (free space, taken as given here: an optimistic bound), an upper bound L
 <= m + s_l; the same for the height h (box height: top point above the ground). Per car: the truth,
-today's estimate, max m and min(m + s_l) over its detections (the bounds' intersection, "empty" when
-max m > min(m + s)), and the same for the height; `--frames` prints every detection's row.
+today's estimate, max m and min(m + s_l) over its detections (the bounds' intersection, empty when
+max m > min(m + s)), and the same for the height; how many detections fit the sampling model (true
+length - m within [0, s_l], 3 cm tolerance), fall short by more (occluded, cut off), or are longer;
+`--frames` prints every detection's row.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +77,7 @@ def height_spacing(box: F64, truth: F64, sensor: F64) -> F64:
     range of the car's nearest point (m; inf where no beam is above). box, truth: (N, 7); sensor (N, 3)."""
     out = np.full(box.shape[0], np.inf)
     for i in range(box.shape[0]):
-        x, y, z, length, width, height, yaw = truth[i]
+        x, y, _, length, width, _, yaw = truth[i]
         c, s = math.cos(yaw), math.sin(yaw)
         rel = sensor[i, :2] - np.array([x, y])
         local = np.array([rel @ [c, s], rel @ [-s, c]])
@@ -88,7 +91,26 @@ def height_spacing(box: F64, truth: F64, sensor: F64) -> F64:
     return out
 
 
-def car_rows(tracks: TrackTable, refined: TrackTable, gt: pa.Table, gid: int, tid: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class Car:
+    """One car's detections (K): its true and refined l w h (3,), each detection's observed length `m`,
+    column spacing `s_l`, view angle (deg), height `h`, beam spacing `s_h`, range, completed flag,
+    frame and points (K,)."""
+
+    true: F64
+    est: F64
+    m: F64
+    s_l: F64
+    view: F64
+    h: F64
+    s_h: F64
+    range: F64
+    completed: npt.NDArray[np.bool_]
+    frames: npt.NDArray[np.int64]
+    points: npt.NDArray[np.int32]
+
+
+def car_rows(tracks: TrackTable, refined: TrackTable, gt: pa.Table, gid: int, tid: int) -> Car:
     mine = np.flatnonzero(tracks.track_id == tid)
     det = tracks.select(mine)
     ref = refined.select(refined.track_id == tid)
@@ -111,11 +133,8 @@ def car_rows(tracks: TrackTable, refined: TrackTable, gt: pa.Table, gid: int, ti
     m, h = m[ok], det.boxes_world[ok, 5]
     true = truth[ok][0, 3:6]
     rng = np.hypot(*(truth[ok][:, :2] - det.sensor_origin[ok, :2]).T)
-    return {
-        "true": true, "est": ref.boxes_world[0, 3:6], "m": m, "s_l": s_l, "view": view, "h": h,
-        "s_h": s_h, "range": rng, "completed": completed[ok], "frames": det.frame_index[ok],
-        "points": det.num_points[ok],
-    }  # fmt: skip
+    return Car(true, ref.boxes_world[0, 3:6], m, s_l, view, h, s_h, rng, completed[ok], det.frame_index[ok],
+               det.num_points[ok])  # fmt: skip
 
 
 def interval(lo: F64, spacing: F64) -> tuple[float, float]:
@@ -130,8 +149,8 @@ def main() -> None:
     parser.add_argument("--frames", action="store_true", help="each detection's row too")
     args = parser.parse_args()
     print("| seed | gt | true l / h | est l / h | max m | min(m + s_l) | median s_l | views deg | max h |"
-          " min(h + s_h) | median s_h | range m |")  # fmt: skip
-    print("|" + "---|" * 12)
+          " min(h + s_h) | median s_h | range m | L - m in [0, s_l] / > s_l / < 0 |")  # fmt: skip
+    print("|" + "---|" * 13)
     for seed in args.seeds:
         frames, gt = cached(seed, args.seconds)
         tracks = track_both_ways(frames)
@@ -141,18 +160,21 @@ def main() -> None:
             if not args.all and np.abs(size - true).max() < 0.10:
                 continue
             r = car_rows(tracks, refined, gt, gid, tid)
-            lo_l, hi_l = interval(r["m"], r["s_l"])  # type: ignore[arg-type]
-            lo_h, hi_h = interval(r["h"], r["s_h"])  # type: ignore[arg-type]
-            t, e = r["true"], r["est"]
-            print(f"| {seed} | {gid} | {t[0]:.2f} / {t[2]:.2f} | {e[0]:.2f} / {e[2]:.2f} | {lo_l:.2f} | "  # type: ignore[index]
-                  f"{hi_l:.2f} | {np.median(r['s_l']):.2f} | {np.min(r['view']):.0f}-{np.max(r['view']):.0f} | "  # type: ignore[arg-type]
-                  f"{lo_h:.2f} | {hi_h:.2f} | {np.median(r['s_h']):.2f} | "  # type: ignore[arg-type]
-                  f"{np.min(r['range']):.0f}-{np.max(r['range']):.0f} |")  # type: ignore[arg-type]  # fmt: skip
+            lo_l, hi_l = interval(r.m, r.s_l)
+            lo_h, hi_h = interval(r.h, r.s_h)
+            t, e = r.true, r.est
+            short = t[0] - r.m
+            fits = int(((short >= -0.03) & (short <= r.s_l + 0.03)).sum())
+            beyond, over = int((short > r.s_l + 0.03).sum()), int((short < -0.03).sum())
+            print(f"| {seed} | {gid} | {t[0]:.2f} / {t[2]:.2f} | {e[0]:.2f} / {e[2]:.2f} | {lo_l:.2f} | "
+                  f"{hi_l:.2f} | {np.median(r.s_l):.2f} | {r.view.min():.0f}-{r.view.max():.0f} | "
+                  f"{lo_h:.2f} | {hi_h:.2f} | {np.median(r.s_h):.2f} | "
+                  f"{r.range.min():.0f}-{r.range.max():.0f} | {fits} / {beyond} / {over} |")  # fmt: skip
             if args.frames:
-                for k in range(len(r["m"])):  # type: ignore[arg-type]
-                    print(f"    f{r['frames'][k]:3d} r {r['range'][k]:5.1f} view {r['view'][k]:4.1f} "  # type: ignore[index]
-                          f"m {r['m'][k]:.2f}{'c' if r['completed'][k] else ' '} s_l {r['s_l'][k]:5.2f} "  # type: ignore[index]
-                          f"h {r['h'][k]:.2f} s_h {r['s_h'][k]:.2f} pts {r['points'][k]}")  # type: ignore[index]  # fmt: skip
+                for k in range(r.m.size):
+                    print(f"    f{r.frames[k]:3d} r {r.range[k]:5.1f} view {r.view[k]:4.1f} "
+                          f"m {r.m[k]:.2f}{'c' if r.completed[k] else ' '} s_l {r.s_l[k]:5.2f} "
+                          f"h {r.h[k]:.2f} s_h {r.s_h[k]:.2f} pts {r.points[k]}")  # fmt: skip
 
 
 if __name__ == "__main__":
