@@ -27,9 +27,11 @@ an end face, a box fitted across the object), that end is unknown: the ray's cro
 the line through those two points, the side as that ring saw it, not with the fitted box's side (at a
 grazing angle a degree of the box's yaw moves the crossing by decimetres).
 
-Everything in the sensor frame of one (deskewed) sweep; the sensor at the origin. One numba pass over
-the boxes; a box's points are found in its azimuth window of each ring (the sweep sorted by ring and
-azimuth once), not by a scan of the sweep.
+Everything in the sensor frame of one (deskewed) sweep; the sensor at the origin. The sweep's points are
+filed once by (ring, azimuth cell of one step), O(N), no sort (a spinning LiDAR has about one point a
+cell); then one numba pass over the boxes reads each box's cells in its azimuth window, ring by ring,
+and the cells just beyond its far ends. Clouds whose rings times cells exceed `_MAX_CELLS` (not a
+spinning LiDAR's structure) get no bounds.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _INSIDE = 0.1  # m: points this far outside a box still count as the object's ..
 _ABOVE_GROUND = 0.2  # ... from this high above its bottom (the ground; `ClusterConfig.min_height`)
 _END_ZONE = 0.5  # m: the rings with points this near an end are the ones that must show free space there
 _FACE_OFF_SIDE = 0.4  # m: an end face is seen when points lie on it at least this far from the side line
+_MAX_CELLS = 1 << 23  # rings x azimuth cells beyond this: not a spinning LiDAR's structure, no bounds
 _ON_TOP = 0.15  # m: points this near the box's top are on its roof, not its side
 _ON_SIDE = 0.2  # m: a ring's last two points at a far end lie this near the box's side ...
 _ALONG_TAN = math.tan(math.radians(10.0))  # ... and the line through them within 10 degrees of its length
@@ -71,25 +74,41 @@ def length_upper_bounds(
         return out
     pts = np.ascontiguousarray(xyz, dtype=np.float64)
     az = np.arctan2(pts[:, 1], pts[:, 0])
-    order, ring_bounds = _by_ring_and_azimuth(ring, az)
+    head, after = _cells(az, np.ascontiguousarray(ring), float(azimuth_step))
+    if not head.shape[0]:  # not a spinning LiDAR's rings and columns
+        return out
     _bounds_kernel(
-        pts, az, order, np.ascontiguousarray(az[order]), ring_bounds,
-        np.ascontiguousarray(boxes, dtype=np.float64), todo.astype(np.int64), float(azimuth_step), out,
+        pts, az, head, after, np.ascontiguousarray(boxes, dtype=np.float64), todo.astype(np.int64),
+        float(azimuth_step), out,
     )  # fmt: skip
     return out
 
 
-def _by_ring_and_azimuth(ring: npt.NDArray[np.uint16], az: F64) -> tuple[I64, I64]:
-    """The points' order by (ring, azimuth) (N,) and each ring's slice of it (R + 2,): sorted by ring,
-    then each ring's points by azimuth (a ring's points come in firing order, so these sorts are of
-    a few runs, several times faster than one sort by both keys)."""
-    order = np.argsort(ring, kind="stable").astype(np.int64)
-    bounds = np.searchsorted(ring[order], np.arange(int(ring.max()) + 2)).astype(np.int64)
-    sorted_az = az[order]
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        if hi - lo > 1:
-            order[lo:hi] = order[lo:hi][np.argsort(sorted_az[lo:hi], kind="stable")]
-    return order, bounds
+@numba.njit(cache=True, nogil=True)
+def _cells(
+    az: F64, ring: npt.NDArray[np.uint16], step: float
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:  # pragma: no cover - compiled
+    """The points by (ring, azimuth cell of one `step`): head (R, C) the first point of each cell
+    (-1: none), R the rings present (in ring order), C = 2 pi / step cells; after (N,) the next point
+    of the same cell (-1: none). (0, 0) head when R x C exceeds `_MAX_CELLS`."""
+    columns = math.floor(2.0 * math.pi / step) + 1
+    index = np.full(int(ring.max()) + 1, -1, np.int64)
+    for p in range(ring.shape[0]):
+        index[ring[p]] = 0
+    n_rings = 0
+    for r in range(index.shape[0]):
+        if index[r] == 0:
+            index[r] = n_rings
+            n_rings += 1
+    after = np.full(az.shape[0], -1, np.int32)
+    if n_rings * columns > _MAX_CELLS:
+        return np.full((0, 0), -1, np.int32), after
+    head = np.full((n_rings, columns), -1, np.int32)
+    for p in range(az.shape[0]):
+        r, col = index[ring[p]], min(int((az[p] + math.pi) / step), columns - 1)
+        after[p] = head[r, col]
+        head[r, col] = p
+    return head, after
 
 
 @numba.njit(cache=True, nogil=True)
@@ -98,15 +117,9 @@ def _wrap(a: float) -> float:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _lower(values: F64, lo: int, hi: int, x: float, right: bool) -> int:  # pragma: no cover - compiled
-    """The first index in [lo, hi) of sorted `values` whose value is >= x (> x when `right`)."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] < x or (right and values[mid] == x):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _column(a: float, step: float, columns: int) -> int:  # pragma: no cover - compiled
+    """The azimuth cell (`_cells`) of azimuth a in [-pi, pi]."""
+    return min(int((a + math.pi) / step), columns - 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -122,15 +135,14 @@ def _window(a: float, b: float) -> tuple[float, float, float, float, int]:  # pr
 def _bounds_kernel(
     pts: F64,
     az: F64,
-    order: I64,
-    az_sorted: F64,
-    ring_bounds: I64,
+    head: npt.NDArray[np.int32],
+    after: npt.NDArray[np.int32],
     boxes: F64,
     todo: I64,
     step: float,
     out: F64,
 ) -> None:  # pragma: no cover - compiled
-    n_rings = ring_bounds.shape[0] - 1
+    n_rings = head.shape[0]
     cap = 4096
     idx = np.empty(cap, np.int64)
     u = np.empty(cap)
@@ -155,25 +167,26 @@ def _bounds_kernel(
         w1lo, w1hi, w2lo, w2hi, nw = _window(centre + lo_rel - step, centre + hi_rel + step)
         # the box's points, ring by ring (so grouped by ring, in ring order)
         n = 0
+        columns = head.shape[1]
         for r in range(n_rings):
-            first, end = ring_bounds[r], ring_bounds[r + 1]
             for w in range(nw):
                 a_lo, a_hi = (w1lo, w1hi) if w == 0 else (w2lo, w2hi)
-                j = _lower(az_sorted, first, end, a_lo, False)
-                stop = _lower(az_sorted, first, end, a_hi, True)
-                while j < stop and n < cap:
-                    p = order[j]
-                    j += 1
-                    du, dv = pts[p, 0] - x, pts[p, 1] - y
-                    pu, pv = du * c + dv * s, -du * s + dv * c
-                    if (
-                        abs(pu) <= 0.5 * length + _INSIDE
-                        and abs(pv) <= 0.5 * width + _INSIDE
-                        and pts[p, 2] >= z - 0.5 * height + _ABOVE_GROUND
-                        and pts[p, 2] <= z + 0.5 * height + _INSIDE
-                    ):
-                        idx[n], u[n], v[n], rings[n] = p, pu, pv, r
-                        n += 1
+                for col in range(_column(a_lo, step, columns), _column(a_hi, step, columns) + 1):
+                    p = head[r, col]
+                    while p >= 0 and n < cap:
+                        q, p = p, after[p]
+                        if not a_lo <= az[q] <= a_hi:
+                            continue
+                        du, dv = pts[q, 0] - x, pts[q, 1] - y
+                        pu, pv = du * c + dv * s, -du * s + dv * c
+                        if (
+                            abs(pu) <= 0.5 * length + _INSIDE
+                            and abs(pv) <= 0.5 * width + _INSIDE
+                            and pts[q, 2] >= z - 0.5 * height + _ABOVE_GROUND
+                            and pts[q, 2] <= z + 0.5 * height + _INSIDE
+                        ):
+                            idx[n], u[n], v[n], rings[n] = q, pu, pv, r
+                            n += 1
         if n < 3:
             continue
         # the sensor (the origin) in the box's frame, and the side line facing it
@@ -193,7 +206,7 @@ def _bounds_kernel(
             elif abs(sv) <= 0.5 * width:  # the sensor faces an end, no side: this far end is not seen
                 end = math.inf
             else:
-                end = _far_end(pts, az, order, az_sorted, ring_bounds, idx, u, v, rings, n, e, extreme,
+                end = _far_end(pts, az, head, after, idx, u, v, rings, n, e, extreme,
                                side, z + 0.5 * height, x, y, c, s, step)  # fmt: skip
             total += end
             if not math.isfinite(total):
@@ -205,9 +218,8 @@ def _bounds_kernel(
 def _far_end(
     pts: F64,
     az: F64,
-    order: I64,
-    az_sorted: F64,
-    ring_bounds: I64,
+    head: npt.NDArray[np.int32],
+    after: npt.NDArray[np.int32],
     idx: I64,
     u: F64,
     v: F64,
@@ -250,7 +262,7 @@ def _far_end(
         along, across = abs(u[best] - u[second]), abs(v[best] - v[second])
         if along <= 0.0 or across > along * _ALONG_TAN:  # not a line along the side (a corner, a face)
             return math.inf
-        ok, px, py = _free_crossing(pts, az, order, az_sorted, ring_bounds, r, idx[second], idx[best], step)
+        ok, px, py = _free_crossing(pts, az, head, after, r, idx[second], idx[best], step)
         if not ok:
             return math.inf
         crossing = max(crossing, e * ((px - x) * c + (py - y) * s))
@@ -261,9 +273,8 @@ def _far_end(
 def _free_crossing(
     pts: F64,
     az: F64,
-    order: I64,
-    az_sorted: F64,
-    ring_bounds: I64,
+    head: npt.NDArray[np.int32],
+    after: npt.NDArray[np.int32],
     r: int,
     before: int,
     last: int,
@@ -275,19 +286,20 @@ def _free_crossing(
     something at or before the line, or the line is not along the ray's way."""
     a0 = az[last]
     sigma = math.copysign(1.0, _wrap(a0 - az[before]))
-    first, end = ring_bounds[r], ring_bounds[r + 1]
     a, b = a0 + sigma * 0.5 * step, a0 + sigma * 2.5 * step
     w1lo, w1hi, w2lo, w2hi, nw = _window(min(a, b), max(a, b))
     nearest, hit = math.inf, -1
+    columns = head.shape[1]
     for w in range(nw):
         a_lo, a_hi = (w1lo, w1hi) if w == 0 else (w2lo, w2hi)
-        j = _lower(az_sorted, first, end, a_lo, False)
-        stop = _lower(az_sorted, first, end, a_hi, True)
-        while j < stop:
-            d = sigma * _wrap(az_sorted[j] - a0)
-            if d < nearest:
-                nearest, hit = d, order[j]
-            j += 1
+        for col in range(_column(a_lo, step, columns), _column(a_hi, step, columns) + 1):
+            p = head[r, col]
+            while p >= 0:
+                if a_lo <= az[p] <= a_hi:
+                    d = sigma * _wrap(az[p] - a0)
+                    if d < nearest:
+                        nearest, hit = d, p
+                p = after[p]
     a_next = a0 + sigma * step if hit < 0 else az[hit]
     # the ray (t cos a, t sin a) against the line p + k (q - p)
     px, py = pts[before, 0], pts[before, 1]
