@@ -61,6 +61,12 @@ themselves (world frame), one row per tracked detection.
    a box merged with a neighbour (the car parked behind, seen far off at a grazing angle) and does not
    count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
    length taken for their width) count for no dimension.
+   Free space (`size_free_space`, `size_prior` categories): every observed extent of a detection
+   (`TrackTable.measured`, completed or not, not merged nor fitted across) is a lower bound of the
+   length and every finite `TrackTable.length_bound` (the geometric detector's: where the LiDAR's
+   next ray beyond the far end passed the object) an upper one; where a track has an upper bound, its
+   length is kept if it violates as few of these bounds as any length does, else moved to the nearest
+   length that does (a wrong bound is outvoted by the others).
    Capture time (`capture_correction`): a spinning LiDAR catches a moving object when its beam passes
    it, up to a sweep period after the stamp (`TrackTable.capture_offset_ns`, from `fusion.capture`),
    and deskewing takes out the ego motion only, so a detected centre is where the object was then. The
