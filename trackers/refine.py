@@ -62,11 +62,12 @@ themselves (world frame), one row per tracked detection.
    count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
    length taken for their width) count for no dimension.
    Free space (`size_free_space`, `size_prior` categories): every observed extent of a detection
-   (`TrackTable.measured`, completed or not, not merged nor fitted across) is a lower bound of the
-   length and every finite `TrackTable.length_bound` (the geometric detector's: where the LiDAR's
-   next ray beyond the far end passed the object) an upper one; where a track has an upper bound, its
-   length is kept if it violates as few of these bounds as any length does, else moved to the nearest
-   length that does (a wrong bound is outvoted by the others).
+   (`TrackTable.measured`, completed or not, not merged nor fitted across; its sweep stretch taken
+   out, less its smear, what that correction may have missed) is a lower bound of the length, and
+   every finite `TrackTable.length_bound` (the geometric detector's: where the LiDAR's next ray beyond
+   the far end passed the object) an upper one; where a track has an upper bound, its length is kept
+   if it violates as few of these bounds as any length does, else moved to the nearest length that
+   does (a wrong bound is outvoted by the others).
    Capture time (`capture_correction`): a spinning LiDAR catches a moving object when its beam passes
    it, up to a sweep period after the stamp (`TrackTable.capture_offset_ns`, from `fusion.capture`),
    and deskewing takes out the ego motion only, so a detected centre is where the object was then. The
@@ -431,9 +432,10 @@ class RefineConfig:
     # a measured length more than this fraction above the weighted median of its track's measured
     # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
     size_outlier_ratio: float = 0.1
-    # a vehicle's length is at least its longest counted measured length and at most its detections'
-    # `TrackTable.length_bound` (the free space the LiDAR saw beyond it), where it has such a bound and
-    # the two agree (`size_prior` categories; False: the length as before)
+    # a vehicle's length is at least its detections' observed extents and at most their
+    # `TrackTable.length_bound` (the free space the LiDAR saw beyond it): where a track has such a bound,
+    # its length is moved to where the fewest of these bounds are violated (`size_prior` categories;
+    # False: the length as before)
     size_free_space: bool = True
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
@@ -805,9 +807,11 @@ def _refine_tracks(
 
     # size; centres moved so that the faces the sensor saw stay put; static objects
     size_weight = det.score * np.maximum(det.num_points, 1).astype(np.float64) ** cfg.size_points_power
+    # how far a moving object moved while the sweep crossed its box (m)
+    smear = (
+        speed[det_grid] * cfg.sweep_period_s * _azimuth_span(det.boxes_world, det.sensor_origin) / math.tau
+    )
     if cfg.size_smear_m > 0.0:
-        delay = cfg.sweep_period_s * _azimuth_span(det.boxes_world, det.sensor_origin) / math.tau
-        smear = speed[det_grid] * delay
         size_weight = size_weight / (1.0 + (smear / cfg.size_smear_m) ** 2)
     seen = det.boxes_world[:, 3:6]
     if cfg.sweep_spin:
@@ -835,10 +839,11 @@ def _refine_tracks(
     if cfg.size_free_space:  # the lengths the free space beyond the vehicle allows
         stretch = det.boxes_world[:, 3] - seen[:, 0]  # the sweep's stretch of each box's length
         longest = det.length_bound - stretch
-        # every observed extent is a lower bound, completed or not; not those merged with a neighbour
-        extent = np.where(~merged, det.measured[:, 0] - stretch, -np.inf)
+        # every observed extent is a lower bound, completed or not, less what the stretch correction
+        # may have missed (up to the box's smear); not those merged with a neighbour
+        extent = np.where(~merged, det.measured[:, 0] - stretch - smear, -np.inf)
         size[:, 0] = _length_within_bounds(size[:, 0], extent, longest, vehicle & usable, track_of_det)
-    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length, typical
+    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length, typical, smear
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
     static = _static(pos, speed, grid_start, ends, cfg)
