@@ -195,7 +195,8 @@ class BoxColumns:
         """The detections of `parts` one after another. Empties `parts`: each part's columns are
         let go as they are joined (pass the list unnamed elsewhere, and none is held twice)."""
         columns = (
-            "counts", "boxes", "category", "score", "num_points", "measured", "capture_offset_ns", "length_bound",
+            "counts", "boxes", "category", "score", "num_points", "measured", "capture_offset_ns",
+            "length_bound",
         )  # fmt: skip
         taken: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in columns}
         while parts:
