@@ -121,6 +121,10 @@ class Boxes:
         (`fusion.capture`): a spinning LiDAR sweeps the scene over a period, so a moving object's box
         lies where the object was then, not at the stamp; NaN when unknown (not given: all NaN). Not
         part of the output contract: refinement moves each box back to the stamp along its velocity.
+    length_bound: (N,) float64, the longest each object can be by where the LiDAR's rays went past it
+        (`fusion.detect.sampling`: the detector's points only reach up to one column spacing short of
+        a far end; the next column's ray passing the object closes it); +inf when unknown (not given:
+        all +inf). Not part of the output contract: refinement caps a track's length with it.
     """
 
     boxes: npt.NDArray[np.float64]
@@ -131,6 +135,7 @@ class Boxes:
     stamp_ns: int
     measured: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2), np.float64))
     capture_offset_ns: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
+    length_bound: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def __post_init__(self) -> None:
         n = self.boxes.shape[0]
@@ -147,6 +152,10 @@ class Boxes:
             object.__setattr__(self, "capture_offset_ns", np.full(n, np.nan))
         if self.capture_offset_ns.shape != (n,):
             raise ValueError(f"capture_offset_ns must have shape ({n},), got {self.capture_offset_ns.shape}")
+        if self.length_bound.shape == (0,) and n:  # not given: unknown
+            object.__setattr__(self, "length_bound", np.full(n, np.inf))
+        if self.length_bound.shape != (n,):
+            raise ValueError(f"length_bound must have shape ({n},), got {self.length_bound.shape}")
         if n and (bad := {str(c) for c in np.unique(self.category)} - set(CATEGORIES)):
             raise ValueError(f"unknown categories {sorted(bad)}; use one of {', '.join(CATEGORIES)}")
 
@@ -176,9 +185,11 @@ class Boxes:
         stamp_ns: int,
         measured: npt.ArrayLike | None = None,
         capture_offset_ns: npt.ArrayLike | None = None,
+        length_bound: npt.ArrayLike | None = None,
     ) -> Boxes:
         """Boxes from array-likes, with dtypes fixed and yaw wrapped; `measured` (N, 2) or None (the
-        boxes' own lengths and widths); `capture_offset_ns` (N,) or None (unknown: NaN)."""
+        boxes' own lengths and widths); `capture_offset_ns` (N,) or None (unknown: NaN); `length_bound`
+        (N,) or None (unknown: +inf)."""
         arr = np.array(boxes, dtype=np.float64).reshape(-1, 7)
         arr[:, 6] = wrap_angle(arr[:, 6])
         return cls(
@@ -194,6 +205,9 @@ class Boxes:
             capture_offset_ns=np.zeros(0, np.float64)
             if capture_offset_ns is None
             else np.asarray(capture_offset_ns, dtype=np.float64).reshape(-1),
+            length_bound=np.zeros(0, np.float64)
+            if length_bound is None
+            else np.asarray(length_bound, dtype=np.float64).reshape(-1),
         )
 
     def select(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Boxes:
@@ -206,13 +220,15 @@ class Boxes:
             self.stamp_ns,
             self.measured[mask],
             self.capture_offset_ns[mask],
+            self.length_bound[mask],
         )
 
 
 def box_columns(per_frame: Sequence[Boxes]) -> dict[str, npt.NDArray[Any]]:
     """The boxes of `per_frame` one frame after another, as columns: counts (F,) int64 boxes a frame;
     boxes (N, 7) float64 (C order); category (N,) int8 (`category_codes`); score (N,) float32;
-    num_points (N,) int32; measured (N, 2) float64; capture_offset_ns (N,) float64."""
+    num_points (N,) int32; measured (N, 2) float64; capture_offset_ns (N,) float64; length_bound (N,)
+    float64."""
 
     def joined(name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
         values = [getattr(b, name) for b in per_frame]
@@ -227,4 +243,5 @@ def box_columns(per_frame: Sequence[Boxes]) -> dict[str, npt.NDArray[Any]]:
         "num_points": joined("num_points", (), np.int32),
         "measured": joined("measured", (2,), np.float64),
         "capture_offset_ns": joined("capture_offset_ns", (), np.float64),
+        "length_bound": joined("length_bound", (), np.float64),
     }

@@ -30,6 +30,7 @@ gives the offsets, after any detector, from the boxes in the LiDAR frame:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Final
 
 import numpy as np
@@ -94,10 +95,7 @@ def with_capture_offsets(boxes: Boxes, frame: FusedFrame) -> Boxes:
         return boxes
     offsets = boxes.capture_offset_ns.copy()
     offsets[unknown] = capture_offsets_ns(boxes.boxes[unknown], frame.cloud, frame.phase)
-    return Boxes(
-        boxes.boxes, boxes.category, boxes.score, boxes.num_points, boxes.frame_id, boxes.stamp_ns,
-        boxes.measured, offsets,
-    )  # fmt: skip
+    return replace(boxes, capture_offset_ns=offsets)
 
 
 @njit(cache=True)

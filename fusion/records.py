@@ -165,7 +165,7 @@ class BoxColumns:
     counts: (n,) int64 detections per sweep.
     boxes: (N, 7) float64 (`fusion.boxes.BOX_FIELDS`, C order); category: (N,) int8 index into
     `fusion.boxes.CATEGORIES`; score: (N,) float32; num_points: (N,) int32; measured: (N, 2) float64;
-    capture_offset_ns: (N,) float64 (NaN: unknown).
+    capture_offset_ns: (N,) float64 (NaN: unknown); length_bound: (N,) float64 (+inf: unknown).
     """
 
     counts: I64
@@ -175,6 +175,7 @@ class BoxColumns:
     num_points: npt.NDArray[np.int32]
     measured: F64
     capture_offset_ns: F64
+    length_bound: F64
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -193,7 +194,10 @@ class BoxColumns:
     def join(cls, parts: list[BoxColumns]) -> BoxColumns:
         """The detections of `parts` one after another. Empties `parts`: each part's columns are
         let go as they are joined (pass the list unnamed elsewhere, and none is held twice)."""
-        columns = ("counts", "boxes", "category", "score", "num_points", "measured", "capture_offset_ns")
+        columns = (
+            "counts", "boxes", "category", "score", "num_points", "measured", "capture_offset_ns",
+            "length_bound",
+        )  # fmt: skip
         taken: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in columns}
         while parts:
             part = parts.pop(0)
@@ -229,6 +233,7 @@ def frame_detections(sweeps: SweepColumns, detections: BoxColumns) -> FrameDetec
         num_points=detections.num_points,
         measured=detections.measured,
         capture_offset_ns=detections.capture_offset_ns,
+        length_bound=detections.length_bound,
         frame_id=sweeps.lidar_frame,
     )
 

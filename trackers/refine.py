@@ -71,6 +71,13 @@ themselves (world frame), one row per tracked detection.
    a box merged with a neighbour (the car parked behind, seen far off at a grazing angle) and does not
    count either. Boxes whose heading was gated out (`yaw_gate_rad`: fitted across the object, its
    length taken for their width) count for no dimension.
+   Free space (`size_free_space`, `size_prior` categories): every observed extent of a detection
+   (`TrackTable.measured`, completed or not, not merged nor fitted across; its sweep stretch taken
+   out, less its smear, what that correction may have missed) is a lower bound of the length, and
+   every finite `TrackTable.length_bound` (the geometric detector's: where the LiDAR's next ray beyond
+   the far end passed the object) an upper one; where a track has an upper bound, its length is kept
+   if it violates as few of these bounds as any length does, else moved to the nearest length that
+   does (a wrong bound is outvoted by the others).
    Capture time (`capture_correction`): a spinning LiDAR catches a moving object when its beam passes
    it, up to a sweep period after the stamp (`TrackTable.capture_offset_ns`, from `fusion.capture`),
    and deskewing takes out the ego motion only, so a detected centre is where the object was then. The
@@ -151,7 +158,7 @@ class FrameDetections(Sequence[Frame]):
     t_ns: (F,) int64 stamps; world_from_sensor: (F, 4, 4) float64, a frame's pose where has_pose (F,).
     boxes: (N, 7) float64 (C order), category: (N,) int8 index into `fusion.boxes.CATEGORIES`,
     score: (N,) float32, num_points: (N,) int32, measured: (N, 2) float64, capture_offset_ns: (N,)
-    float64 (`Boxes`' columns). frame_id: the sensor frame of the boxes.
+    float64, length_bound: (N,) float64 (`Boxes`' columns). frame_id: the sensor frame of the boxes.
     """
 
     bounds: I64
@@ -164,6 +171,7 @@ class FrameDetections(Sequence[Frame]):
     num_points: I32
     measured: F64
     capture_offset_ns: F64
+    length_bound: F64
     frame_id: str
 
     def __len__(self) -> int:
@@ -209,6 +217,7 @@ class FrameDetections(Sequence[Frame]):
             int(self.t_ns[i]),
             self.measured[lo:hi],
             self.capture_offset_ns[lo:hi],
+            self.length_bound[lo:hi],
         )
         return boxes, int(self.t_ns[i]), self.world_from_sensor[i] if self.has_pose[i] else None
 
@@ -233,6 +242,8 @@ class TrackTable:
     capture_offset_ns: (N,) float64 when the LiDAR caught the detection minus `t_ns`
         (`Boxes.capture_offset_ns`): a moving object's detected box lies where it was then; NaN when
         unknown (not given: all NaN; and in `refine`'s output, whose boxes are at `t_ns`).
+    length_bound: (N,) float64 the longest the object can be by the free space the LiDAR saw beyond
+        it (`Boxes.length_bound`); +inf when unknown (not given: all +inf; and in `refine`'s output).
     """
 
     frame_index: I64
@@ -247,15 +258,18 @@ class TrackTable:
     sensor_origin: F64
     measured: F64
     capture_offset_ns: F64 = field(default_factory=lambda: np.zeros(0, np.float64))
+    length_bound: F64 = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def __post_init__(self) -> None:
         n = self.frame_index.shape[0]
         if self.capture_offset_ns.shape == (0,) and n:  # not given: unknown
             object.__setattr__(self, "capture_offset_ns", np.full(n, np.nan))
+        if self.length_bound.shape == (0,) and n:  # not given: unknown
+            object.__setattr__(self, "length_bound", np.full(n, np.inf))
         shapes = {
             "frame_index": (n,), "t_ns": (n,), "track_id": (n,), "category": (n,), "score": (n,),
             "boxes_world": (n, 7), "origin": (n,), "num_points": (n,), "velocity": (n, 3),
-            "sensor_origin": (n, 3), "measured": (n, 2), "capture_offset_ns": (n,),
+            "sensor_origin": (n, 3), "measured": (n, 2), "capture_offset_ns": (n,), "length_bound": (n,),
         }  # fmt: skip
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
@@ -285,6 +299,7 @@ class TrackTable:
         sensor_origin: npt.ArrayLike | None = None,
         measured: npt.ArrayLike | None = None,
         capture_offset_ns: npt.ArrayLike | None = None,
+        length_bound: npt.ArrayLike | None = None,
     ) -> TrackTable:
         """A table from array-likes, dtypes fixed and yaw wrapped; `origin` may be one string for all rows."""
         frames = np.asarray(frame_index, dtype=np.int64).reshape(-1)
@@ -311,6 +326,9 @@ class TrackTable:
             capture_offset_ns=np.full(n, np.nan)
             if capture_offset_ns is None
             else np.asarray(capture_offset_ns, np.float64).reshape(-1),
+            length_bound=np.full(n, np.inf)
+            if length_bound is None
+            else np.asarray(length_bound, np.float64).reshape(-1),
         )
 
     @classmethod
@@ -441,6 +459,11 @@ class RefineConfig:
     # a measured length more than this fraction above the weighted median of its track's measured
     # lengths is a box merged with a neighbour and does not count (`size_prior` categories; 0: off)
     size_outlier_ratio: float = 0.1
+    # a vehicle's length is at least its detections' observed extents and at most their
+    # `TrackTable.length_bound` (the free space the LiDAR saw beyond it): where a track has such a bound,
+    # its length is moved to where the fewest of these bounds are violated (`size_prior` categories;
+    # False: the length as before)
+    size_free_space: bool = True
     init_speed_std: float = 30.0  # smoother: initial velocity std (m/s; rad/s for yaw), nearly diffuse
 
     def __post_init__(self) -> None:
@@ -598,6 +621,7 @@ def track_both_ways(
         num_points=columns.num_points[kept],
         measured=columns.measured[kept],
         capture_offset_ns=columns.capture_offset_ns[kept],
+        length_bound=columns.length_bound[kept],
         sensor_origin=origins[fi],
     )
 
@@ -895,9 +919,11 @@ def _refine_tracks(
 
     # size; centres moved so that the faces the sensor saw stay put; static objects
     size_weight = det.score * np.maximum(det.num_points, 1).astype(np.float64) ** cfg.size_points_power
+    # how far a moving object moved while the sweep crossed its box (m)
+    smear = (
+        speed[det_grid] * cfg.sweep_period_s * _azimuth_span(det.boxes_world, det.sensor_origin) / math.tau
+    )
     if cfg.size_smear_m > 0.0:
-        delay = cfg.sweep_period_s * _azimuth_span(det.boxes_world, det.sensor_origin) / math.tau
-        smear = speed[det_grid] * delay
         size_weight = size_weight / (1.0 + (smear / cfg.size_smear_m) ** 2)
     seen = det.boxes_world[:, 3:6]
     if cfg.sweep_spin:
@@ -907,6 +933,7 @@ def _refine_tracks(
     weight = np.repeat(size_weight[:, None], 3, axis=1)
     vehicle = np.isin(_CATEGORY_NAMES[category], list(cfg.size_prior))[track_of_det]  # prior: never short
     measured = det.measured[:, 0] >= det.boxes_world[:, 3] - 1e-6
+    merged = np.zeros(len(det), bool)
     if cfg.size_outlier_ratio > 0.0:  # boxes merged with a neighbour: far longer than the rest
         merged = ~_not_outliers(seen[:, 0], size_weight * measured, starts, cfg.size_outlier_ratio)
         measured &= ~merged
@@ -920,9 +947,15 @@ def _refine_tracks(
     )
     weight[:, 0] *= counted | ~vehicle
     size = _track_size(seen, weight, starts, cfg.size_quantile)
-    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length
     size = _size_prior(size, det, ref_yaw, track_of_det, category, measured, typical, cfg)
-    del typical
+    if cfg.size_free_space:  # the lengths the free space beyond the vehicle allows
+        stretch = det.boxes_world[:, 3] - seen[:, 0]  # the sweep's stretch of each box's length
+        longest = det.length_bound - stretch
+        # every observed extent is a lower bound, completed or not, less what the stretch correction
+        # may have missed (up to the box's smear); not those merged with a neighbour
+        extent = np.where(~merged, det.measured[:, 0] - stretch - smear, -np.inf)
+        size[:, 0] = _length_within_bounds(size[:, 0], extent, longest, vehicle & usable, track_of_det)
+    del seen, size_weight, weight, vehicle, counted, plausible, bound, prior_length, typical, smear
     # parked: by the detected centres or by the anchored ones (anchoring a parked car's boxes to a track
     # length that is off by a few cm moves them when the sensor passes it and the near face changes)
     static = _static(pos, speed, grid_start, ends, cfg)
@@ -1066,6 +1099,31 @@ def _size_prior(size: F64, det: TrackTable, ref_yaw: F64, track_of_det: I64, cat
             unseen |= typical & (np.bincount(track_of_det, measured.astype(np.float64), n) == 0)
         unseen &= viewed & np.isfinite(prior[:, dim])
         out[unseen, dim] = np.maximum(size[unseen, dim], prior[unseen, dim])
+    return out
+
+
+def _length_within_bounds(length: F64, extent: F64, longest: F64, usable: Bool, track_of_det: I64) -> F64:
+    """(T,) each track's `length` (T,), moved where its detections' bounds say it cannot be. Every
+    observed `extent` (N,) (-inf: none) is a lower bound of the object's length (a LiDAR sees part of
+    it, never more) and each `longest` (N,) (+inf: unknown) an upper bound (the free space the sensor
+    saw beyond it, `Boxes.length_bound`); rows not `usable` (N,) count for neither. A wrong bound (a
+    box merged with a neighbour, a misfitted one, a ray that passed over the object) contradicts the
+    others, so the length is taken where the fewest bounds are violated: a length there is kept, any
+    other moved to the nearest such length. Tracks without an upper bound keep their length (the
+    longest extent alone is too often a merged or stretched box)."""
+    out = length.copy()
+    has_upper = usable & np.isfinite(longest)
+    for t in np.unique(track_of_det[has_upper]).tolist():
+        rows = usable & (track_of_det == t)
+        lower = extent[rows][np.isfinite(extent[rows])]
+        upper = longest[rows][np.isfinite(longest[rows])]
+        candidates = np.concatenate([lower, upper, [length[t]]])
+        violated = (lower[None, :] > candidates[:, None] + 1e-9).sum(axis=1) + (
+            upper[None, :] < candidates[:, None] - 1e-9
+        ).sum(axis=1)
+        best = violated == violated.min()
+        if not best[-1]:  # the length contradicts more bounds than it must: the nearest that does not
+            out[t] = candidates[best][np.argmin(np.abs(candidates[best] - length[t]))]
     return out
 
 

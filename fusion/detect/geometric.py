@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ from fusion.detect.cluster import ClusterConfig, azimuth_step, cluster_points
 from fusion.detect.errors import DetectError
 from fusion.detect.fit import S_COUNT, FitConfig, Shapes, fit_clusters
 from fusion.detect.ground import GroundConfig, estimate_ground
+from fusion.detect.sampling import length_upper_bounds
 from fusion.detect.split import SplitConfig, split_rows
 
 F32 = npt.NDArray[np.float32]
@@ -140,6 +141,11 @@ class GeometricConfig:
         return cls(**built)
 
 
+BOUNDED_CATEGORIES: Final = ("car", "truck", "bus")
+"""The categories whose boxes get a `Boxes.length_bound` (those whose length refinement estimates
+from partial views; the others' stay unknown, +inf)."""
+
+
 class GeometricDetector:
     """Ground removal, clustering, L-shape boxes and shape classification (see the module docstring)."""
 
@@ -153,14 +159,25 @@ class GeometricDetector:
         xyz = points_of(cloud)
         if xyz.shape[0] == 0:
             return Boxes.empty(cloud.frame_id, cloud.stamp_ns)
-        shapes, result = self.classified(xyz, cloud.ring)
+        shapes, result, step = self._classified(xyz, cloud.ring)
         counts = shapes.values[result.cluster, S_COUNT].astype(np.int64)
-        return to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
+        boxes = to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
+        if not len(boxes):
+            return boxes
+        # how long each vehicle can be at most, by where the sweep's rays passed it
+        vehicle = np.isin(boxes.category, BOUNDED_CATEGORIES)
+        bound = length_upper_bounds(xyz, cloud.ring, boxes.boxes, step, vehicle)
+        return replace(boxes, length_bound=bound)
 
     def classified(self, xyz: F32, ring: npt.NDArray[np.uint16] | None) -> tuple[Shapes, Classified]:
         """The stages up to classification: every cluster's shape and the kept boxes with their score
         features (what `bench/calibrate_detect.py` fits the scores on). xyz: (N, 3) float32
         C-contiguous (`points_of`); ring: (N,) or None."""
+        shapes, result, _ = self._classified(xyz, ring)
+        return shapes, result
+
+    def _classified(self, xyz: F32, ring: npt.NDArray[np.uint16] | None) -> tuple[Shapes, Classified, float]:
+        """`classified` and the sweep's azimuth step (radians; 0: unknown)."""
         cfg = self.config
         ground = estimate_ground(xyz, cfg.ground)
         step = azimuth_step(xyz, ring)
@@ -169,7 +186,7 @@ class GeometricDetector:
         clusters, shapes = split_rows(
             xyz, ground.height, clusters, shapes, cfg.split, cfg.fit, min_points=cfg.cluster.min_points
         )
-        return shapes, classify(shapes, cfg.classify)
+        return shapes, classify(shapes, cfg.classify), step
 
     def detect_batch(self, clouds: Sequence[PointCloud]) -> list[Boxes]:
         """`detect` of each cloud, in order."""

@@ -45,7 +45,8 @@ def test_a_chunk_result_holds_the_same_few_objects_whatever_its_sweeps(tmp_path:
     assert len(whole.detections) > 4 * len(few.detections) > 0
     assert whole.warnings == few.warnings
     # per sweep a frame, its boxes and its row took ~100 opcodes; now the count does not grow with sweeps
-    assert _pickle_ops(whole) <= _pickle_ops(few) + 8 < 500
+    # (~490 in all, ~8 per column: BoxColumns.length_bound took it from 488 to 496)
+    assert _pickle_ops(whole) <= _pickle_ops(few) + 8 < 520
     for part in (whole.sweeps, whole.detections):
         for value in vars(part).values():
             assert isinstance(value, (np.ndarray, str, tuple)), type(value)
