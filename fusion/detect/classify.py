@@ -48,10 +48,11 @@ from fusion.detect.fit import (
     S_CY,
     S_EXT1,
     S_EXT2,
-    S_GROUND,
+    S_FLOOR,
     S_SPREAD,
     S_THETA,
     S_TOP,
+    S_ZTOP,
     Shapes,
 )
 
@@ -219,8 +220,8 @@ def completed_boxes(
     length = np.where(swap, new_wid, new_len)
     width = np.where(swap, new_len, new_wid)
     measured = np.stack([np.where(swap, wid_ext, len_ext), np.where(swap, len_ext, wid_ext)], axis=1)
-    height = np.maximum(v[:, S_TOP], 0.1)
-    z = v[:, S_GROUND] + 0.5 * height
+    height = np.maximum(v[:, S_ZTOP] - v[:, S_FLOOR], 0.1)
+    z = v[:, S_FLOOR] + 0.5 * height
     boxes = np.stack([centre[:, 0], centre[:, 1], z, length, width, height, wrap_angle(yaw)], axis=1)
     return boxes, measured
 

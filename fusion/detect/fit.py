@@ -35,8 +35,9 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # Columns of the per-cluster shape array.
-S_CX, S_CY, S_THETA, S_EXT1, S_EXT2, S_BOTTOM, S_TOP, S_GROUND, S_COUNT, S_SPREAD, S_BASE = range(11)
-NUM_SHAPE = 11
+(S_CX, S_CY, S_THETA, S_EXT1, S_EXT2, S_BOTTOM, S_TOP, S_GROUND, S_COUNT, S_SPREAD, S_BASE) = range(11)
+S_FLOOR, S_FLOOR_X, S_FLOOR_Y, S_ZTOP = range(11, 15)
+NUM_SHAPE = 15
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Shapes:
 
     cx, cy: the rectangle's centre; theta: heading of e1 in [0, pi/2) radians; ext1, ext2: the
     points' extent along e1 and e2; bottom, top: lowest and highest point above the ground;
-    ground: mean ground z under the points; count: number of points; spread: the points'
+    ground: mean ground z under the points; floor, floor_x, floor_y: the lowest ground z under a
+    point and that point's x, y; ztop: the highest point's z; count: number of points; spread: the points'
     extent along the line of sight over their extent across it (rough depth of the view);
     base: the longer extent (along e1 or e2) of the base, the points within `base_band` of the
     lowest (a tree's trunk under a wide canopy has a narrow base, a car not).
@@ -194,6 +196,9 @@ def _fit_all(  # pragma: no cover - compiled
         bottom = np.inf
         top = -np.inf
         ground = 0.0
+        floor = np.inf
+        fx = fy = 0.0
+        ztop = -np.inf
         mx = my = 0.0
         for j in range(lo, hi):
             i = order[j]
@@ -207,11 +212,18 @@ def _fit_all(  # pragma: no cover - compiled
             bottom = min(bottom, h)
             top = max(top, h)
             ground += float(xyz[i, 2]) - h
+            if float(xyz[i, 2]) - h < floor:
+                floor, fx, fy = float(xyz[i, 2]) - h, x, y
+            ztop = max(ztop, float(xyz[i, 2]))
             mx += x
             my += y
         out[k, S_BOTTOM] = bottom
         out[k, S_TOP] = top
         out[k, S_GROUND] = ground / n
+        out[k, S_FLOOR] = floor
+        out[k, S_FLOOR_X] = fx
+        out[k, S_FLOOR_Y] = fy
+        out[k, S_ZTOP] = ztop
         out[k, S_COUNT] = n
         diag = math.hypot(xmax - xmin, ymax - ymin)
         if diag > max_size:

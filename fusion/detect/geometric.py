@@ -26,12 +26,13 @@ from fusion.decode.types import PointCloud
 from fusion.detect.classify import DEFAULT_RULES, CategoryRule, Classified, ClassifyConfig, classify, to_boxes
 from fusion.detect.cluster import ClusterConfig, azimuth_step, cluster_points
 from fusion.detect.errors import DetectError
-from fusion.detect.fit import S_COUNT, FitConfig, Shapes, fit_clusters
-from fusion.detect.ground import GroundConfig, estimate_ground
+from fusion.detect.fit import S_COUNT, S_FLOOR, S_FLOOR_X, S_FLOOR_Y, FitConfig, Shapes, fit_clusters
+from fusion.detect.ground import Ground, GroundConfig, estimate_ground
 from fusion.detect.sampling import length_upper_bounds
 from fusion.detect.split import SplitConfig, split_rows
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,13 @@ class GeometricDetector:
         xyz = points_of(cloud)
         if xyz.shape[0] == 0:
             return Boxes.empty(cloud.frame_id, cloud.stamp_ns)
-        shapes, result, step = self._classified(xyz, cloud.ring)
+        shapes, result, step, ground = self._classified(xyz, cloud.ring)
         counts = shapes.values[result.cluster, S_COUNT].astype(np.int64)
         boxes = to_boxes(result, counts, cloud.frame_id, cloud.stamp_ns)
         if not len(boxes):
             return boxes
+        floor = shapes.values[result.cluster][:, [S_FLOOR_X, S_FLOOR_Y, S_FLOOR]]
+        boxes = replace(boxes, boxes=on_the_ground(boxes.boxes, floor, ground))
         # how long each vehicle can be at most, by where the sweep's rays passed it
         vehicle = np.isin(boxes.category, BOUNDED_CATEGORIES)
         bound = length_upper_bounds(xyz, cloud.ring, boxes.boxes, step, vehicle)
@@ -173,11 +176,13 @@ class GeometricDetector:
         """The stages up to classification: every cluster's shape and the kept boxes with their score
         features (what `bench/calibrate_detect.py` fits the scores on). xyz: (N, 3) float32
         C-contiguous (`points_of`); ring: (N,) or None."""
-        shapes, result, _ = self._classified(xyz, ring)
+        shapes, result, _, _ = self._classified(xyz, ring)
         return shapes, result
 
-    def _classified(self, xyz: F32, ring: npt.NDArray[np.uint16] | None) -> tuple[Shapes, Classified, float]:
-        """`classified` and the sweep's azimuth step (radians; 0: unknown)."""
+    def _classified(
+        self, xyz: F32, ring: npt.NDArray[np.uint16] | None
+    ) -> tuple[Shapes, Classified, float, Ground]:
+        """`classified`, the sweep's azimuth step (radians; 0: unknown) and its ground."""
         cfg = self.config
         ground = estimate_ground(xyz, cfg.ground)
         step = azimuth_step(xyz, ring)
@@ -186,11 +191,52 @@ class GeometricDetector:
         clusters, shapes = split_rows(
             xyz, ground.height, clusters, shapes, cfg.split, cfg.fit, min_points=cfg.cluster.min_points
         )
-        return shapes, classify(shapes, cfg.classify), step
+        return shapes, classify(shapes, cfg.classify), step, ground
 
     def detect_batch(self, clouds: Sequence[PointCloud]) -> list[Boxes]:
         """`detect` of each cloud, in order."""
         return [self.detect(c) for c in clouds]
+
+
+GROUND_SLOPE_CELLS: Final = 3
+"""`on_the_ground` takes the ground's slope under a box from the seen cells this many cells around it."""
+
+
+def on_the_ground(boxes: F64, floor: F64, ground: Ground) -> F64:
+    """`boxes` (K, 7) with each bottom moved to the road under its centre, its top kept (the highest
+    point of its cluster). floor (K, 3): the x, y and ground z under the point of the box's cluster
+    with the lowest ground; the road at the box's centre is that z carried there along the ground's
+    slope, the median slope of the cell planes seen within `GROUND_SLOPE_CELLS` cells of the centre
+    (flat where none was seen).
+
+    The mean ground under a car's points sat ~0.13 m above the road (simulated logs; the box as
+    high): the cells under a car hold no road return, only the car's lowest points a few centimetres
+    to 0.2 m up, and the ground is grown through them. The lowest ground under the cluster is beside
+    the car, where the road was seen; a single cell's plane carried metres to the centre is noisier
+    than the median slope around it (mean error of car bottoms 0.10 against 0.08 m).
+    """
+    out = boxes.copy()
+    if not boxes.shape[0]:
+        return out
+    planes, cell, rng = ground.planes, ground.cell_size, ground.max_range
+    side = planes.shape[0]
+    offsets = np.arange(-GROUND_SLOPE_CELLS, GROUND_SLOPE_CELLS + 1)
+    i = np.floor((boxes[:, 0] + rng) / cell).astype(np.int64)[:, None, None] + offsets[None, :, None]
+    j = np.floor((boxes[:, 1] + rng) / cell).astype(np.int64)[:, None, None] + offsets[None, None, :]
+    i, j = np.broadcast_arrays(i, j)
+    inside = (i >= 0) & (i < side) & (j >= 0) & (j < side)
+    i, j = np.clip(i, 0, side - 1), np.clip(j, 0, side - 1)
+    seen = (inside & ground.observed[i, j]).reshape(len(boxes), -1)
+    slope = np.zeros((len(boxes), 2))
+    some = seen.any(axis=1)
+    for axis in (0, 1):
+        values = np.where(seen, planes[i, j, axis].reshape(len(boxes), -1), np.nan)
+        slope[some, axis] = np.nanmedian(values[some], axis=1)
+    base = floor[:, 2] + np.einsum("ij,ij->i", slope, boxes[:, :2] - floor[:, :2])
+    top = boxes[:, 2] + 0.5 * boxes[:, 5]
+    out[:, 5] = np.maximum(top - base, 0.1)
+    out[:, 2] = top - 0.5 * out[:, 5]
+    return out
 
 
 def points_of(cloud: PointCloud) -> np.ndarray[tuple[int, int], np.dtype[np.float32]]:
