@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,3 +81,21 @@ def test_tracking_metrics_of_a_track_split_in_two(tmp_path: Path, capsys: pytest
     assert (car_metrics["id_switches"], car_metrics["fp"], car_metrics["fn"]) == (1, 0, 0)
     assert doc["overall"]["id_switches"] == 1
     assert car_metrics["idf1"] < 1.0 and car_metrics["mota"] == pytest.approx(1 - 1 / car_metrics["num_gt"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [(None, "no dataset.json"), ('{"schema_version": 99, "sequences": []}', "schema version 99 is unknown")],
+)
+def test_an_unfinished_or_newer_dataset_folder_is_refused_on_either_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], marker: str | None, message: str
+) -> None:
+    folder = tmp_path / "ds"
+    (folder / "labels").mkdir(parents=True)
+    shutil.copy(TRUTH, folder / "labels" / "sim_drive.parquet")  # its labels, but the run never finished
+    if marker is not None:
+        (folder / "dataset.json").write_text(marker)
+    for pred, gt in ((folder, TRUTH), (TRUTH, folder)):
+        assert main(["eval", "--pred", str(pred), "--gt", str(gt)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
