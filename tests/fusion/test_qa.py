@@ -4,6 +4,8 @@ edits and reviewer time are counted exactly on hand-made corrections."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +186,26 @@ def test_cli_qa_json_table_and_plot(
     assert main(["qa", *args]) == 0
     text = capsys.readouterr().out
     assert "sim_drive" in text and "time model" in text
+
+
+def test_cli_qa_plot_is_readable_by_the_team_and_names_its_thresholds(
+    tmp_path: Path, prelabels: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pre_file = tmp_path / "pre.parquet"
+    pq.write_table(prelabels, pre_file)
+    plot = tmp_path / "iou.png"
+    umask = os.umask(0o022)
+    try:
+        assert main(["qa", "--prelabels", str(pre_file), "--reviewed", str(TRUTH), "--plot", str(plot)]) == 0
+    finally:
+        os.umask(umask)
+    capsys.readouterr()
+    assert stat.S_IMODE(plot.stat().st_mode) == 0o644  # as every other output; was 0600 (mkstemp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iou.png", "pre.parquet"]  # no temporary left
+    pixels = np.asarray(Image.open(plot).convert("RGB"))
+    # the two dashed threshold lines carry a legend: its text pixels sit in the empty upper-left corner
+    corner = pixels[30:90, 80:330]
+    assert (corner.min(axis=-1) < 128).sum() > 100
 
 
 def test_cost_model_and_tolerances_come_from_toml(
