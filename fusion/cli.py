@@ -326,7 +326,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from exporters.formats import import_labels
 
-    dataset = import_labels(args.format, Path(args.src), Path(args.dest))
+    dataset = import_labels(
+        args.format, Path(args.src), Path(args.dest), logistic_scores=args.logistic_scores
+    )
     for seq in dataset:
         labels = seq.labels()
         tracks = len(set(labels.column("track_id").to_pylist()))
@@ -663,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", required=True, metavar="FORMAT", help="openlabel or kitti")
     p.add_argument("--dest", required=True, help="the dataset directory to write (must not hold a dataset)")
+    p.add_argument(
+        "--logistic-scores",
+        action="store_true",
+        help="kitti: a tracker's raw confidences (outside 0..1) mapped through 1 / (1 + exp(-s))",
+    )
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(

@@ -85,7 +85,7 @@ def test_import_refuses_a_missing_source_and_an_existing_dataset(
     with pytest.raises(ExportError, match="no such file or folder"):
         import_labels("openlabel", tmp_path / "none.json", tmp_path / "ds")
     (path,) = export_dataset(sample_dataset, "openlabel", tmp_path / "ol")
-    with pytest.raises(ExportError, match="a dataset is already there"):
+    with pytest.raises(ExportError, match="already holds a dataset and an import never overwrites"):
         import_labels("openlabel", path, sample_dataset)
 
 
