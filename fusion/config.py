@@ -89,20 +89,27 @@ class DetectorConfig:
 
         if self.name not in DETECTORS:
             raise ConfigError(f"unknown detector {self.name!r}; choose one of {', '.join(sorted(DETECTORS))}")
-        if self.name in LEARNED_DETECTORS and "checkpoint" not in self.options:
-            raise ConfigError(
-                f"--detector {self.name} needs --checkpoint CKPT (an mmdet3d .pth; in a --config file: "
-                "checkpoint under [detector.options])"
-            )
+        needs_checkpoint = ConfigError(
+            f"--detector {self.name} needs --checkpoint CKPT (an mmdet3d .pth; in a --config file: "
+            "checkpoint under [detector.options])"
+        )
         if not self.options:
+            if self.name in LEARNED_DETECTORS:
+                raise needs_checkpoint
             return None
         loader = _detector_configs().get(self.name)
         if loader is None:
             raise ConfigError(f"detector {self.name!r} takes no [detector.options]")
+        missing = self.name in LEARNED_DETECTORS and "checkpoint" not in self.options
         try:
-            return loader(self.options)
+            config = loader(self.options)
         except FusionError as err:
+            if missing and not str(err).startswith("unknown"):  # a typo'd "chekpoint" is named first
+                raise needs_checkpoint from err
             raise ConfigError(str(err)) from err
+        if missing:
+            raise needs_checkpoint
+        return config
 
     def build(self) -> Any:
         """The detector (`fusion.detect.Detector`)."""
