@@ -20,6 +20,7 @@ when the whole export succeeded; nothing already in `dest` is ever replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -122,19 +123,23 @@ class Staging:
     succeeds its entries move into `dest` (listed in `moved`).
 
     Refuses, before moving anything, when an entry of the same name already exists in `dest`. On an
-    error the staging directory is removed and `dest` is left as it was.
+    error the staging directory is removed and `dest` is left as it was (removed when this export
+    created it).
     """
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
         self.path = dest / f".fusion-export-{os.getpid()}-{secrets.token_hex(4)}"
         self.moved: list[Path] = []
+        self.created: list[Path] = []
 
     def __enter__(self) -> Path:
         if self.dest.exists() and not self.dest.is_dir():
             raise ExportError(
                 f"{self.dest}: is a file; give --dest a folder (new, or one to add the export to)"
             )
+        # the folders this export creates (dest first): removed again when it fails
+        self.created = [p for p in (self.dest, *self.dest.parents) if not p.exists()]
         try:
             self.dest.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()
@@ -147,11 +152,17 @@ class Staging:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        moved = False
         try:
             if exc_type is None:
                 self._move_into_place()
+                moved = True
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
+            if not moved:  # a failed export leaves no empty --dest folder behind either
+                for folder in self.created:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
     def _move_into_place(self) -> None:
         entries = sorted(self.path.iterdir())
