@@ -189,6 +189,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
+    else:
+        _check_local_device(config)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     check_logs(args.logs)  # before the progress bar is drawn
@@ -221,6 +223,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     _print_summary(summaries, out, time.perf_counter() - t0, failures, skipped)
     return EXIT_LOGS_FAILED if failures else 0
+
+
+def _check_local_device(config: RunConfig) -> None:
+    """On a local cluster (workers on this machine), a CUDA device this machine lacks is a fatal
+    error before any worker starts (exit 2), as in `fusion detect`; it failed every log one by one
+    (exit 1). A remote cluster's workers may have the GPU the client lacks: not checked there."""
+    from fusion.detect import LEARNED_DETECTORS
+
+    device = str(config.detector.options.get("device", "auto"))
+    if config.detector.name in LEARNED_DETECTORS and device.startswith("cuda"):
+        try:
+            from fusion.detect.learned.detector import resolve_device
+        except ImportError:  # no torch here: the workers say so, log by log
+            return
+        resolve_device(device)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
