@@ -171,9 +171,7 @@ def test_image_refuses_a_frame_the_sequence_does_not_have(tmp_path: Path) -> Non
 def _flip_page_bytes(path: Path, column: str) -> None:
     """Flip 4 bytes at the end of `column`'s first data page (row group 0), inside its values."""
     chunk = pq.ParquetFile(path).metadata.row_group(0)
-    meta = next(
-        chunk.column(i) for i in range(chunk.num_columns) if chunk.column(i).path_in_schema == column
-    )
+    meta = next(chunk.column(i) for i in range(chunk.num_columns) if chunk.column(i).path_in_schema == column)
     end = meta.data_page_offset + meta.total_compressed_size
     data = bytearray(path.read_bytes())
     for k in range(end - 8, end - 4):
