@@ -98,11 +98,13 @@ def render_frame(
         trails = scene.trails(frame_index)
     finally:
         seq.close()
-    width, height = _draw(frame, trails, path, cfg)
+    width, height = _draw(frame, trails, path, cfg, points_stored=seq.has_points)
     return RenderSummary(path, width, height, len(frame), tuple(c.name for c in frame.cameras))
 
 
-def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConfig) -> tuple[int, int]:
+def _draw(
+    frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConfig, *, points_stored: bool = True
+) -> tuple[int, int]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -143,10 +145,12 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
             facecolor="white",
         )
     world = "world poses" if frame.world_from_lidar is not None else "no poses"
+    # "0 points" read as an empty sweep when the run was --no-points
+    points = f"{len(frame.xyz)} points" if points_stored else "no points stored"
     sep = " · " if title_lines == 1 else "\n"
     fig.suptitle(
         f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns{sep}"
-        f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
+        f"{len(frame)} boxes · {points} · {world}",
         fontsize=11,
         x=0.01,
         ha="left",

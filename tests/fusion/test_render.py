@@ -179,3 +179,35 @@ def test_render_tracks_marks_the_review_queue_in_a_colour_no_category_has(
         max(abs(a - b) for a, b in zip(queue, rgb, strict=True)) > 60 for rgb in CATEGORY_COLORS.values()
     )
     assert _near(lifelines, queue, 3) > 2000  # the flagged pedestrian's row, across the panel
+
+
+def test_render_title_says_when_the_dataset_stores_no_points(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    titles: list[str] = []
+    suptitle = Figure.suptitle
+
+    def spy(self: Figure, t: str, **kwargs: object) -> object:
+        titles.append(t)
+        return suptitle(self, t, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "suptitle", spy)
+    copy = tmp_path / "bare"
+    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("points"))  # a --no-points run
+    for root, name in ((dataset, "a.png"), (copy, "b.png")):
+        args = [
+            "render",
+            str(root),
+            "--sequence",
+            SEQUENCE,
+            "--frame",
+            str(FRAME),
+            "--out",
+            str(tmp_path / name),
+        ]
+        assert main(args) == 0
+    full, bare = titles
+    assert " points · " in full and "no points stored" not in full
+    assert "no points stored" in bare and "0 points" not in bare  # was "0 points": an empty sweep?
