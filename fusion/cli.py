@@ -253,9 +253,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_truth(path: Path, calibration: str | None) -> pa.Table:
+def _load_truth(path: Path, calibration: str | None, calib_option: str = "--gt-calib") -> pa.Table:
     """Ground truth as a labels table: a labels parquet (or folder of them, or a dataset), an
-    Argoverse 2 annotations.feather, or a KITTI label_2 file / tracking label file (with --gt-calib)."""
+    Argoverse 2 annotations.feather, or a KITTI label_2 file / tracking label file (with
+    `calib_option`, the flag that gives its calibration: --gt-calib, or qa's --reviewed-calib)."""
     from fusion.evaluation import (
         av2_annotations_labels,
         kitti_object_labels,
@@ -267,8 +268,18 @@ def _load_truth(path: Path, calibration: str | None) -> pa.Table:
         return av2_annotations_labels(path)
     if path.suffix == ".txt":
         if calibration is None:
-            raise UsageError(f"{path}: a KITTI label file needs --gt-calib (its calib/<frame>.txt)")
-        first = path.read_text().split("\n", 1)[0].split()
+            raise UsageError(
+                f"{path}: a KITTI label file needs {calib_option} (its calib/<frame>.txt, or calib/<seq>.txt "
+                "for a tracking label file)"
+            )
+        try:
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0].split()
+        except FileNotFoundError as err:
+            raise UsageError(f"{path}: no such label file; give an existing KITTI label .txt") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(
+                f"{path}: cannot be read as a KITTI label text file ({err}); give the label .txt"
+            ) from err
         is_tracking = len(first) >= 17 and first[0].lstrip("-").isdigit()
         reader = kitti_tracking_labels if is_tracking else kitti_object_labels
         return reader(path, calibration)
@@ -423,7 +434,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
             config = QAConfig.from_json(doc.get("qa", doc))
         config = replace(config, eval=_eval_overrides(config.eval, args))
         prelabels = load_labels(Path(args.prelabels))
-        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib)
+        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib, "--reviewed-calib")
         result = compare_reviewed(prelabels, reviewed, config)
         if args.plot:
             plot_iou_histogram(result, args.plot)

@@ -99,3 +99,25 @@ def test_an_unfinished_or_newer_dataset_folder_is_refused_on_either_side(
         assert main(["eval", "--pred", str(pred), "--gt", str(gt)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
+
+
+def test_a_kitti_ground_truth_that_is_missing_unreadable_or_uncalibrated_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calib = tmp_path / "calib.txt"
+    calib.write_text("P2: 1 0 0 0 0 1 0 0 0 0 1 0\n")
+    binary = tmp_path / "0000.txt"
+    binary.write_bytes(bytes(range(256)))
+    cases = [
+        (
+            ["eval", "--pred", str(TRUTH), "--gt", str(tmp_path / "none.txt"), "--gt-calib", str(calib)],
+            "no such",
+        ),
+        (["eval", "--pred", str(TRUTH), "--gt", str(binary), "--gt-calib", str(calib)], "cannot be read as"),
+        # qa's option is --reviewed-calib; the error named eval's --gt-calib
+        (["qa", "--prelabels", str(TRUTH), "--reviewed", str(binary)], "needs --reviewed-calib"),
+    ]
+    for argv, message in cases:  # the first two were tracebacks (FileNotFoundError, UnicodeDecodeError)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
