@@ -426,7 +426,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     text: list[str] = []
     if args.prelabels is not None:
         from fusion.evaluation import load_labels
-        from fusion.evaluation.qa import QAConfig, compare_reviewed, format_qa_table, plot_iou_histogram
+        from fusion.evaluation.qa import (
+            QAConfig,
+            check_plot_path,
+            compare_reviewed,
+            format_qa_table,
+            plot_iou_histogram,
+        )
+
+        if args.plot:
+            check_plot_path(args.plot)  # before the comparison, not after it
 
         config = QAConfig()
         if args.config:

@@ -398,6 +398,19 @@ def _row(s: QAStats) -> list[str]:
     ]
 
 
+def check_plot_path(path: Path | str) -> Path:
+    """`path` as the PNG `plot_iou_histogram` may write: raises EvaluationError when its folder does not
+    exist or its name does not end in .png (a PNG was written under any name given)."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise EvaluationError(f"{out}: the plot is a PNG; give --plot a name ending in .png")
+    if not out.parent.is_dir():
+        raise EvaluationError(
+            f"{out}: folder {out.parent} does not exist; create it or choose another --plot"
+        )
+    return out
+
+
 def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
     """Draw the histogram of the edit pairs' IoUs into the PNG `path` (matplotlib, Agg), with the
     accuracy threshold(s) marked; written under a temporary name and renamed into place.
@@ -407,11 +420,7 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise EvaluationError(
-            f"{out}: folder {out.parent} does not exist; create it or choose another --plot"
-        )
+    out = check_plot_path(path)
     cfg = result.config.eval
     overall = result.overall
     fig = Figure(figsize=(7.0, 4.0), dpi=100)

@@ -245,6 +245,11 @@ def test_cli_qa_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(args) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+    args[-1] = str(tmp_path / "iou.txt")  # a PNG was written under this name
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the plot is a PNG; give --plot a name ending in .png" in err[0]
+    assert not (tmp_path / "iou.txt").exists()
     with pytest.raises(EvaluationError, match="edit_iou"):
         QAConfig(edit_iou=0.0)
     with pytest.raises(EvaluationError, match=r"cost\.draw_s"):
