@@ -106,9 +106,11 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from fusion.pipeline import check_unique_logs
     from fusion.prelabel import prelabel_logs
 
     config = _run_config(args)
+    check_unique_logs(args.logs)
     out = Path(args.out)
     bars: dict[str, tqdm] = {}
 
