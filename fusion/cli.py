@@ -573,6 +573,23 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def _fraction(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a number in [0, 1] (`zero`: scores) or (0, 1] (IoUs). It was refused later
+    naming EvalConfig's fields (`EvalConfig.operating_iou['car'] = (1.5,)`), not the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 <= value <= 1.0 and (zero or value > 0.0)):
+            raise argparse.ArgumentTypeError(f"must be in {'[0' if zero else '(0'}, 1], got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line usage error, like every other error of fusion (not a usage block of
     ten lines above it); `--help` still prints the whole usage."""
@@ -656,9 +673,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-range", type=_positive(float), metavar="M", help="evaluate only boxes within M metres"
     )
-    p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
     p.add_argument(
-        "--iou", type=float, metavar="X", help="operating IoU X for every category (default: per category)"
+        "--score",
+        type=_fraction(zero=True),
+        metavar="S",
+        help="operating score for precision/recall/accuracy",
+    )
+    p.add_argument(
+        "--iou",
+        type=_fraction(zero=False),
+        metavar="X",
+        help="operating IoU X for every category (default: per category)",
     )
     p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
     p.add_argument(
@@ -763,9 +788,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reviewed-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --reviewed")
     p.add_argument(
-        "--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)"
+        "--iou",
+        type=_fraction(zero=False),
+        metavar="X",
+        help="accuracy IoU X for every category (default: eval's)",
     )
-    p.add_argument("--score", type=float, metavar="S", help="pre-labels shown to reviewers: score >= S (0.5)")
+    p.add_argument(
+        "--score",
+        type=_fraction(zero=True),
+        metavar="S",
+        help="pre-labels shown to reviewers: score >= S (0.5)",
+    )
     p.add_argument("--max-range", type=_positive(float), metavar="M", help="only boxes within M metres")
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
     p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")

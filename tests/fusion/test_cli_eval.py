@@ -121,3 +121,28 @@ def test_a_kitti_ground_truth_that_is_missing_unreadable_or_uncalibrated_is_one_
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("verb", "extra", "message"),
+    [
+        ("eval", ["--iou", "1.5"], "argument --iou: must be in (0, 1], got 1.5"),
+        ("eval", ["--score", "-1"], "argument --score: must be in [0, 1], got -1"),
+        ("qa", ["--iou", "0"], "argument --iou: must be in (0, 1], got 0"),
+        ("qa", ["--score", "2"], "argument --score: must be in [0, 1], got 2"),
+    ],
+)
+def test_an_iou_or_score_out_of_range_names_the_option(
+    verb: str, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it named EvalConfig's fields (`EvalConfig.operating_iou['car'] = (1.5,)`), not the option
+    sides = (
+        ["--pred", str(TRUTH), "--gt", str(TRUTH)]
+        if verb == "eval"
+        else ["--prelabels", str(TRUTH), "--reviewed", str(TRUTH)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, *sides, *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
