@@ -79,6 +79,7 @@ sys.path.insert(0, str(REPO))
 from calib.loaders import RECT, VELODYNE, load_calibration  # noqa: E402
 from calib.transform import wrap_angle  # noqa: E402
 from fusion.boxes import Boxes  # noqa: E402
+from fusion.errors import FusionError  # noqa: E402
 from fusion.evaluation.converters import kitti_rect_to_velodyne  # noqa: E402
 from fusion.evaluation.kitti_mot import KittiMotResult, evaluate_kitti_mot, read_kitti_tracking  # noqa: E402
 from trackers import (  # noqa: E402
@@ -184,6 +185,15 @@ class Seq:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bench; bad data (a seqmap, label, calibration or detection file) exits with one line
+    naming the file and the fix (status 1), never a traceback."""
+    try:
+        return _main(argv)
+    except FusionError as err:  # malformed labels or calibration, from fusion's readers
+        sys.exit(f"kitti_tracking: error: {err}")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "ab3dmot")
     parser.add_argument("--split", choices=("train", "val"), default="train")
@@ -222,10 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sequences = load_split(data, args.split)
     if args.sequences:
-        wanted = {f"{int(name):04d}" for name in args.sequences}
+        wanted = {f"{int(name):04d}" if name.isdigit() else name for name in args.sequences}
         if unknown := wanted - {s.name for s in sequences}:
             parser.error(f"sequences {sorted(unknown)} are not in the {args.split} split")
         sequences = [s for s in sequences if s.name in wanted]
+    check_detections(data, sequences)
     params = dict(OUTPUT_POLICIES[args.output_policy])
     for category, q_accel in SENSOR_FRAME_Q_ACCEL.items():
         params[category] = replace(params[category], q_accel=q_accel)
@@ -311,10 +322,23 @@ def load_split(data: Path, split: str) -> list[Seq]:
     seqmap = kitti / ("evaluate_tracking.seqmap.val" if split == "val" else "evaluate_tracking.seqmap.train")
     last: dict[str, int | None] = {}
     if seqmap.is_file():
-        for line in seqmap.read_text().splitlines():
+        for number, line in enumerate(seqmap.read_text().splitlines(), start=1):
             fields = line.split()
-            if len(fields) >= 4:
-                last[f"{int(fields[0]):04d}"] = int(fields[3])
+            if not fields:
+                continue
+            if len(fields) != 4 or not all(f.isdigit() for f in (fields[0], fields[2], fields[3])):
+                sys.exit(
+                    f"{seqmap}:{number}: {line.strip()!r} is not a seqmap line "
+                    "'SEQ empty FIRST_FRAME LAST_FRAME' (e.g. '0001 empty 000000 000447'); fix it"
+                )
+            name = f"{int(fields[0]):04d}"
+            if name in last:
+                sys.exit(f"{seqmap}:{number}: sequence {name} is listed twice; keep one line")
+            last[name] = int(fields[3])
+        if not last:
+            sys.exit(
+                f"{seqmap}: lists no sequence; one line per sequence: 'SEQ empty FIRST_FRAME LAST_FRAME'"
+            )
     elif split == "val":
         sys.exit(f"{seqmap}: missing; the val split is held back, pass --data the folder that has it")
     else:
@@ -350,11 +374,47 @@ def detections_path(data: Path, kitti_class: str, seq: Seq) -> Path:
     return data / "data" / "KITTI" / "detection" / f"pointrcnn_{kitti_class}_val" / f"{seq.name}.txt"
 
 
+def check_detections(data: Path, sequences: Sequence[Seq]) -> None:
+    """Exit with one line when a sequence of the split has no detection file for a class: an empty
+    file says the detector found nothing; a missing one is a copy that went wrong, not zero
+    detections (it used to be scored as such, silently)."""
+    missing = [
+        detections_path(data, c, seq)
+        for seq in sequences
+        for c in CLASSES
+        if not detections_path(data, c, seq).is_file()
+    ]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        sys.exit(
+            f"{missing[0]}: no such detection file{more}; every sequence of the split needs "
+            "data/KITTI/detection/pointrcnn_<Class>_val/<seq>.txt for Car, Pedestrian and Cyclist "
+            "(an empty file when the detector found nothing)"
+        )
+
+
 def read_detections(path: Path) -> F64:
-    """(N, 15) frame, type, x1, y1, x2, y2, score, h, w, l, x, y, z, ry, alpha; (0, 15) when empty."""
+    """(N, 15) frame, type, x1, y1, x2, y2, score, h, w, l, x, y, z, ry, alpha; (0, 15) when empty
+    (or absent: `check_detections` refuses a missing file first). Exits naming the file and line of a
+    malformed row."""
     if not path.is_file() or path.stat().st_size == 0:
         return np.zeros((0, 15))
-    return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64).reshape(-1, 15)
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        values = line.split(",")
+        try:
+            row = [float(v) for v in values]
+        except ValueError:
+            row = []
+        if len(values) != 15 or len(row) != 15 or not np.isfinite(row).all():
+            sys.exit(
+                f"{path}:{number}: not a PointRCNN detection row (15 comma-separated numbers: "
+                "frame,type,x1,y1,x2,y2,score,h,w,l,x,y,z,ry,alpha); fix or regenerate the file"
+            )
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 15)
 
 
 @dataclass(frozen=True)

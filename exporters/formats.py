@@ -20,6 +20,7 @@ when the whole export succeeded; nothing already in `dest` is ever replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -32,7 +33,14 @@ from typing import Any, Final, Protocol
 
 import pyarrow as pa
 
-from exporters.dataset import DatasetWriter, FrameRow, PipelineInfo, SequenceCamera, SequenceInfo
+from exporters.dataset import (
+    DATASET_JSON,
+    DatasetWriter,
+    FrameRow,
+    PipelineInfo,
+    SequenceCamera,
+    SequenceInfo,
+)
 from exporters.errors import ExportError
 from exporters.reader import Dataset, Sequence, open_dataset
 
@@ -115,15 +123,23 @@ class Staging:
     succeeds its entries move into `dest` (listed in `moved`).
 
     Refuses, before moving anything, when an entry of the same name already exists in `dest`. On an
-    error the staging directory is removed and `dest` is left as it was.
+    error the staging directory is removed and `dest` is left as it was (removed when this export
+    created it).
     """
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
         self.path = dest / f".fusion-export-{os.getpid()}-{secrets.token_hex(4)}"
         self.moved: list[Path] = []
+        self.created: list[Path] = []
 
     def __enter__(self) -> Path:
+        if self.dest.exists() and not self.dest.is_dir():
+            raise ExportError(
+                f"{self.dest}: is a file; give --dest a folder (new, or one to add the export to)"
+            )
+        # the folders this export creates (dest first): removed again when it fails
+        self.created = [p for p in (self.dest, *self.dest.parents) if not p.exists()]
         try:
             self.dest.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()
@@ -136,11 +152,17 @@ class Staging:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        moved = False
         try:
             if exc_type is None:
                 self._move_into_place()
+                moved = True
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
+            if not moved:  # a failed export leaves no empty --dest folder behind either
+                for folder in self.created:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
     def _move_into_place(self) -> None:
         entries = sorted(self.path.iterdir())
@@ -187,10 +209,10 @@ def _read_openlabel(src: Path) -> list[ImportedSequence]:
     return [read_openlabel(p) for p in paths]
 
 
-def _read_kitti(src: Path) -> list[ImportedSequence]:
+def _read_kitti(src: Path, *, logistic_scores: bool = False) -> list[ImportedSequence]:
     from exporters.kitti import read_kitti_tracking
 
-    return read_kitti_tracking(src)
+    return read_kitti_tracking(src, logistic_scores=logistic_scores)
 
 
 IMPORTERS: Final[Mapping[str, Callable[[Path], list[ImportedSequence]]]] = {
@@ -200,18 +222,31 @@ IMPORTERS: Final[Mapping[str, Callable[[Path], list[ImportedSequence]]]] = {
 """Format name -> reader of SRC (a file or a folder) into sequences."""
 
 
-def import_labels(fmt: str, src: Path | str, dest: Path | str) -> Dataset:
+def import_labels(fmt: str, src: Path | str, dest: Path | str, *, logistic_scores: bool = False) -> Dataset:
     """Read `src` in format `fmt` and write it as a dataset at `dest` (via `DatasetWriter`).
 
     Frames, labels and (when the format has them) cameras and poses are written; points and images
-    are not (no such format here carries them). Returns the dataset, opened.
+    are not (no such format here carries them). `logistic_scores` (kitti only): a tracker's raw
+    confidences mapped to 0..1 by 1 / (1 + exp(-s)). Returns the dataset, opened. Refuses, before
+    reading anything, a `dest` that is a file or already holds a dataset (an import never overwrites).
     """
     if fmt not in IMPORTERS:
         raise ExportError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
-    source = Path(src)
+    if logistic_scores and fmt != "kitti":
+        raise ExportError(f"logistic scores apply to the kitti import only, not {fmt}; drop the option")
+    source, target = Path(src), Path(dest)
     if not source.exists():
         raise ExportError(f"{source}: no such file or folder; give the {fmt} labels to import")
-    sequences = IMPORTERS[fmt](source)
+    if target.exists() and not target.is_dir():
+        raise ExportError(
+            f"{target}: is a file; give --dest a folder (new, or empty) for the imported dataset"
+        )
+    if (target / DATASET_JSON).exists():
+        raise ExportError(
+            f"{target}: already holds a dataset and an import never overwrites one; "
+            "remove it or choose another --dest"
+        )
+    sequences = _read_kitti(source, logistic_scores=True) if logistic_scores else IMPORTERS[fmt](source)
     ids = [s.sequence_id for s in sequences]
     repeated = sorted({sid for sid in ids if ids.count(sid) > 1})
     if repeated:

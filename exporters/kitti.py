@@ -147,7 +147,7 @@ def kitti_label_text(labels: pa.Table, camera: SequenceCamera) -> str:
 # ---- reading
 
 
-def read_kitti_tracking(src: Path | str) -> list[ImportedSequence]:
+def read_kitti_tracking(src: Path | str, *, logistic_scores: bool = False) -> list[ImportedSequence]:
     """KITTI tracking labels as sequences: `src` is a folder holding `label_02/` and `calib/` (every
     `label_02/<seq>.txt` is read with `calib/<seq>.txt`), or one `label_02/<seq>.txt` file.
 
@@ -169,12 +169,17 @@ def read_kitti_tracking(src: Path | str) -> list[ImportedSequence]:
             raise ExportError(f"{folder}: no <seq>.txt label file in it")
         root = source
     else:
+        if source.suffix != ".txt":
+            raise ExportError(
+                f"{source}: not a KITTI tracking label file (label_02/<seq>.txt); give one, or the folder "
+                f"holding {LABEL_DIR}/ and {CALIB_DIR}/ (or import it with its own --format)"
+            )
         labels = [source]
         root = source.parent.parent
-    return [_read_one(path, root / CALIB_DIR / path.name) for path in labels]
+    return [_read_one(path, root / CALIB_DIR / path.name, logistic_scores) for path in labels]
 
 
-def _read_one(label: Path, calib: Path) -> ImportedSequence:
+def _read_one(label: Path, calib: Path, logistic_scores: bool = False) -> ImportedSequence:
     if not calib.is_file():
         raise ExportError(
             f"{label}: no calibration {calib} beside it; KITTI tracking keeps calib/<seq>.txt next to "
@@ -182,7 +187,7 @@ def _read_one(label: Path, calib: Path) -> ImportedSequence:
         )
     if not is_valid_sequence_id(label.stem):
         raise ExportError(f"{label}: its name is not a sequence id (use only A-Z a-z 0-9 . _ -); rename it")
-    table = kitti_tracking_labels(label, calib)
+    table = kitti_tracking_labels(label, calib, logistic_scores=logistic_scores)
     frames_present = table.column("frame_index").to_numpy()
     count = int(frames_present.max()) + 1 if len(frames_present) else 0
     frames = tuple(

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, NoReturn, Self
+from typing import Any, BinaryIO, Final, NoReturn, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,8 +32,14 @@ from exporters.schema import (
     schema_with_metadata,
 )
 
-DEFAULT_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
-"""Options given to `pyarrow.parquet.ParquetWriter` unless the caller overrides them."""
+DEFAULT_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_page_checksum": True}
+"""Options given to `pyarrow.parquet.ParquetWriter` unless the caller overrides them. Every page
+carries a CRC32 (Parquet's page checksum): float columns barely compress, so zstd stores them as raw
+blocks and flipped bytes in them decoded as other numbers, silently, before."""
+
+VERIFY_PAGES: Final[dict[str, Any]] = {"page_checksum_verification": True}
+"""Options given to every reader of the dataset's files (`pq.read_table`, `pq.ParquetFile`): a page
+whose checksum does not match raises. Pages written without one (older datasets) are read as they are."""
 
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
@@ -320,9 +326,10 @@ def read_table(
                 f"expected {want.type}{'' if want.nullable else ' not null'}"
             )
     try:
-        return pq.read_table(path, columns=names)
+        return pq.read_table(path, columns=names, **VERIFY_PAGES)
     except OSError as err:
-        raise ExportError(f"cannot read {path}: {err.strerror or err}") from err
+        fix = "; the file is damaged, re-run it" if "checksum" in str(err) else ""
+        raise ExportError(f"cannot read {path}: {err.strerror or err}{fix}") from err
     except pa.ArrowException as err:
         raise ExportError(f"cannot read {path}: corrupt Parquet file ({err})") from err
 

@@ -31,6 +31,7 @@ from calib.camera import Camera
 from calib.transform import Transform
 from exporters.dataset import DATASET_JSON, SEQUENCES_FILE, SequenceCamera, camera_file_stem, dataset_paths
 from exporters.errors import ExportError
+from exporters.parquet_io import VERIFY_PAGES
 from exporters.schema import (
     FLAGS,
     FRAMES,
@@ -129,9 +130,11 @@ def read_versioned(
             have = "missing" if index < 0 else str(file_schema.field(index).type)
             raise ExportError(f"cannot read {path}: column '{name}' is {have}, expected {want.type}")
     try:
-        return pq.read_table(path, columns=names)
+        return pq.read_table(path, columns=names, **VERIFY_PAGES)
     except (OSError, pa.ArrowException) as err:
-        raise ExportError(f"cannot read {path}: corrupt Parquet file ({err})") from err
+        raise ExportError(
+            f"cannot read {path}: corrupt Parquet file ({err}); the dataset is damaged, re-run it"
+        ) from err
 
 
 @overload
@@ -244,7 +247,13 @@ class Sequence:
                 f"{self.paths['points']}: row group {frame_index} holds frames {stats.min}..{stats.max}, "
                 f"not frame {frame_index}; the file is damaged (run fusion validate), re-run it"
             )
-        table = file.read_row_group(frame_index, columns=["x", "y", "z", "intensity", "time_offset_ns"])
+        try:
+            table = file.read_row_group(frame_index, columns=["x", "y", "z", "intensity", "time_offset_ns"])
+        except (OSError, pa.ArrowException) as err:
+            raise ExportError(
+                f"{self.paths['points']}: frame {frame_index} cannot be read ({err}); "
+                "the file is damaged, re-run it"
+            ) from err
         xyz = np.empty((table.num_rows, 3), dtype=np.float32)
         for axis, name in enumerate(("x", "y", "z")):
             xyz[:, axis] = table.column(name).to_numpy()
@@ -265,6 +274,11 @@ class Sequence:
         import cv2
 
         file, index, first_rows = self._image_file(camera)
+        if not 0 <= frame_index < self.num_frames:
+            raise ExportError(
+                f"{self._image_path(camera)}: no frame {frame_index}; the sequence holds frames "
+                f"0..{self.num_frames - 1}"
+            )
         hits = np.flatnonzero(index == frame_index)
         if not len(hits):
             raise ExportError(
@@ -273,7 +287,13 @@ class Sequence:
             )
         row = int(hits[0])
         group = int(np.searchsorted(first_rows, row, side="right") - 1)
-        table = file.read_row_group(group, columns=["encoding", "data"])
+        try:
+            table = file.read_row_group(group, columns=["encoding", "data"])
+        except (OSError, pa.ArrowException) as err:
+            raise ExportError(
+                f"{self._image_path(camera)}: the image of frame {frame_index} cannot be read ({err}); "
+                "the file is damaged, re-run it"
+            ) from err
         data = table.column("data")[row - int(first_rows[group])].as_py()
         pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
         if pixels is None:
@@ -300,7 +320,7 @@ class Sequence:
             if not path.is_file():
                 raise ExportError(f"{path}: sequence {self.sequence_id!r} has no points stored")
             read_versioned(path, self.layout.points, self.layout.version, columns=[])
-            self._points_file = pq.ParquetFile(path)
+            self._points_file = pq.ParquetFile(path, **VERIFY_PAGES)
         return self._points_file
 
     def _image_path(self, camera: str) -> Path:
@@ -316,7 +336,7 @@ class Sequence:
                     f"(cameras with images: {names})"
                 )
             index = read_versioned(path, self.layout.images, self.layout.version, columns=["frame_index"])
-            file = pq.ParquetFile(path)
+            file = pq.ParquetFile(path, **VERIFY_PAGES)
             rows = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
             first_rows = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
             frame_index = np.asarray(index.column("frame_index").to_numpy(), dtype=np.int32)

@@ -36,6 +36,7 @@ from exporters.dataset import (
 )
 from exporters.errors import ExportError
 from exporters.labels import validate_labels
+from exporters.parquet_io import VERIFY_PAGES
 from exporters.reader import LAYOUTS, Layout, read_dataset_json
 from exporters.schema import IMAGE_ENCODINGS, SCHEMA_VERSION_KEY, SEQUENCE_ID_KEY
 
@@ -247,9 +248,9 @@ def _read(
         report(f"{path}: schema differs from the contract's: {_schema_difference(actual, declared)}")
         return None
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, **VERIFY_PAGES)
     except (OSError, pa.ArrowException) as err:
-        report(f"{path}: corrupt Parquet file ({err})")
+        report(f"{path}: corrupt Parquet file ({err}); re-run it")
         return None
 
 

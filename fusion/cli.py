@@ -106,9 +106,11 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from fusion.pipeline import check_unique_logs
     from fusion.prelabel import prelabel_logs
 
     config = _run_config(args)
+    check_unique_logs(args.logs)
     out = Path(args.out)
     bars: dict[str, tqdm] = {}
 
@@ -189,6 +191,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
+    else:
+        _check_local_device(config)
     if args.calibration:
         _calibration(args)  # a file that does not parse fails here, before any worker starts
     check_logs(args.logs)  # before the progress bar is drawn
@@ -223,6 +227,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_LOGS_FAILED if failures else 0
 
 
+def _check_local_device(config: RunConfig) -> None:
+    """On a local cluster (workers on this machine), a CUDA device this machine lacks is a fatal
+    error before any worker starts (exit 2), as in `fusion detect`; it failed every log one by one
+    (exit 1). A remote cluster's workers may have the GPU the client lacks: not checked there."""
+    from fusion.detect import LEARNED_DETECTORS
+
+    device = str(config.detector.options.get("device", "auto"))
+    if config.detector.name in LEARNED_DETECTORS and device.startswith("cuda"):
+        try:
+            from fusion.detect.learned.detector import resolve_device
+        except ImportError:  # no torch here: the workers say so, log by log
+            return
+        resolve_device(device)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from exporters.validate import validate_dataset
 
@@ -236,9 +255,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_truth(path: Path, calibration: str | None) -> pa.Table:
+def _load_truth(path: Path, calibration: str | None, calib_option: str = "--gt-calib") -> pa.Table:
     """Ground truth as a labels table: a labels parquet (or folder of them, or a dataset), an
-    Argoverse 2 annotations.feather, or a KITTI label_2 file / tracking label file (with --gt-calib)."""
+    Argoverse 2 annotations.feather, or a KITTI label_2 file / tracking label file (with
+    `calib_option`, the flag that gives its calibration: --gt-calib, or qa's --reviewed-calib)."""
     from fusion.evaluation import (
         av2_annotations_labels,
         kitti_object_labels,
@@ -250,8 +270,18 @@ def _load_truth(path: Path, calibration: str | None) -> pa.Table:
         return av2_annotations_labels(path)
     if path.suffix == ".txt":
         if calibration is None:
-            raise UsageError(f"{path}: a KITTI label file needs --gt-calib (its calib/<frame>.txt)")
-        first = path.read_text().split("\n", 1)[0].split()
+            raise UsageError(
+                f"{path}: a KITTI label file needs {calib_option} (its calib/<frame>.txt, or calib/<seq>.txt "
+                "for a tracking label file)"
+            )
+        try:
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0].split()
+        except FileNotFoundError as err:
+            raise UsageError(f"{path}: no such label file; give an existing KITTI label .txt") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(
+                f"{path}: cannot be read as a KITTI label text file ({err}); give the label .txt"
+            ) from err
         is_tracking = len(first) >= 17 and first[0].lstrip("-").isdigit()
         reader = kitti_tracking_labels if is_tracking else kitti_object_labels
         return reader(path, calibration)
@@ -326,7 +356,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from exporters.formats import import_labels
 
-    dataset = import_labels(args.format, Path(args.src), Path(args.dest))
+    dataset = import_labels(
+        args.format, Path(args.src), Path(args.dest), logistic_scores=args.logistic_scores
+    )
     for seq in dataset:
         labels = seq.labels()
         tracks = len(set(labels.column("track_id").to_pylist()))
@@ -396,7 +428,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     text: list[str] = []
     if args.prelabels is not None:
         from fusion.evaluation import load_labels
-        from fusion.evaluation.qa import QAConfig, compare_reviewed, format_qa_table, plot_iou_histogram
+        from fusion.evaluation.qa import (
+            QAConfig,
+            check_plot_path,
+            compare_reviewed,
+            format_qa_table,
+            plot_iou_histogram,
+        )
+
+        if args.plot:
+            check_plot_path(args.plot)  # before the comparison, not after it
 
         config = QAConfig()
         if args.config:
@@ -404,7 +445,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
             config = QAConfig.from_json(doc.get("qa", doc))
         config = replace(config, eval=_eval_overrides(config.eval, args))
         prelabels = load_labels(Path(args.prelabels))
-        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib)
+        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib, "--reviewed-calib")
         result = compare_reviewed(prelabels, reviewed, config)
         if args.plot:
             plot_iou_histogram(result, args.plot)
@@ -532,6 +573,23 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def _fraction(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a number in [0, 1] (`zero`: scores) or (0, 1] (IoUs). It was refused later
+    naming EvalConfig's fields (`EvalConfig.operating_iou['car'] = (1.5,)`), not the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 <= value <= 1.0 and (zero or value > 0.0)):
+            raise argparse.ArgumentTypeError(f"must be in {'[0' if zero else '(0'}, 1], got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line usage error, like every other error of fusion (not a usage block of
     ten lines above it); `--help` still prints the whole usage."""
@@ -615,9 +673,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-range", type=_positive(float), metavar="M", help="evaluate only boxes within M metres"
     )
-    p.add_argument("--score", type=float, metavar="S", help="operating score for precision/recall/accuracy")
     p.add_argument(
-        "--iou", type=float, metavar="X", help="operating IoU X for every category (default: per category)"
+        "--score",
+        type=_fraction(zero=True),
+        metavar="S",
+        help="operating score for precision/recall/accuracy",
+    )
+    p.add_argument(
+        "--iou",
+        type=_fraction(zero=False),
+        metavar="X",
+        help="operating IoU X for every category (default: per category)",
     )
     p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
     p.add_argument(
@@ -663,6 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", required=True, metavar="FORMAT", help="openlabel or kitti")
     p.add_argument("--dest", required=True, help="the dataset directory to write (must not hold a dataset)")
+    p.add_argument(
+        "--logistic-scores",
+        action="store_true",
+        help="kitti: a tracker's raw confidences (outside 0..1) mapped through 1 / (1 + exp(-s))",
+    )
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
@@ -717,9 +788,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reviewed-calib", metavar="FILE", help="KITTI calib.txt for a KITTI --reviewed")
     p.add_argument(
-        "--iou", type=float, metavar="X", help="accuracy IoU X for every category (default: eval's)"
+        "--iou",
+        type=_fraction(zero=False),
+        metavar="X",
+        help="accuracy IoU X for every category (default: eval's)",
     )
-    p.add_argument("--score", type=float, metavar="S", help="pre-labels shown to reviewers: score >= S (0.5)")
+    p.add_argument(
+        "--score",
+        type=_fraction(zero=True),
+        metavar="S",
+        help="pre-labels shown to reviewers: score >= S (0.5)",
+    )
     p.add_argument("--max-range", type=_positive(float), metavar="M", help="only boxes within M metres")
     p.add_argument("--config", metavar="TOML", help="[qa] table: tolerances, [qa.cost] times, [qa.eval]")
     p.add_argument("--plot", metavar="FILE.png", help="draw the histogram of IoUs into FILE.png")

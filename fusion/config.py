@@ -89,20 +89,27 @@ class DetectorConfig:
 
         if self.name not in DETECTORS:
             raise ConfigError(f"unknown detector {self.name!r}; choose one of {', '.join(sorted(DETECTORS))}")
-        if self.name in LEARNED_DETECTORS and "checkpoint" not in self.options:
-            raise ConfigError(
-                f"--detector {self.name} needs --checkpoint CKPT (an mmdet3d .pth; in a --config file: "
-                "checkpoint under [detector.options])"
-            )
+        needs_checkpoint = ConfigError(
+            f"--detector {self.name} needs --checkpoint CKPT (an mmdet3d .pth; in a --config file: "
+            "checkpoint under [detector.options])"
+        )
         if not self.options:
+            if self.name in LEARNED_DETECTORS:
+                raise needs_checkpoint
             return None
         loader = _detector_configs().get(self.name)
         if loader is None:
             raise ConfigError(f"detector {self.name!r} takes no [detector.options]")
+        missing = self.name in LEARNED_DETECTORS and "checkpoint" not in self.options
         try:
-            return loader(self.options)
+            config = loader(self.options)
         except FusionError as err:
+            if missing and not str(err).startswith("unknown"):  # a typo'd "chekpoint" is named first
+                raise needs_checkpoint from err
             raise ConfigError(str(err)) from err
+        if missing:
+            raise needs_checkpoint
+        return config
 
     def build(self) -> Any:
         """The detector (`fusion.detect.Detector`)."""
@@ -241,6 +248,7 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> R
         sync_data = _table(data.get("sync", {}), source, "sync")
         _known(sync_data, sync_keys, source, "sync")
         sync = SyncConfig(**sync_data)
+        _check_sync(sync)
         det_data = _table(data.get("detector", {}), source, "detector")
         _known(det_data, {"name", "options"}, source, "detector")
         detector = DetectorConfig(
@@ -263,6 +271,24 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> R
     except TypeError as err:
         raise ConfigError(f"{source}: {err}") from err
     return RunConfig(topics=topics, sync=sync, detector=detector, tracker=tracker, output=output)
+
+
+def _check_sync(sync: SyncConfig) -> None:
+    """Refuse sync values of the right type but out of range: a negative tolerance paired no image
+    at all, silently (every camera's images table written empty)."""
+    if sync.tolerance_ns is not None and sync.tolerance_ns < 0:
+        raise ConfigError(
+            f"sync.tolerance_ns = {sync.tolerance_ns}; use a non-negative number of ns "
+            "(or leave it out: half of each camera's period)"
+        )
+    if sync.max_latency_ns < 0:
+        raise ConfigError(f"sync.max_latency_ns = {sync.max_latency_ns}; use a non-negative number of ns")
+    if sync.sweep_period_ns <= 0:
+        raise ConfigError(f"sync.sweep_period_ns = {sync.sweep_period_ns}; use a positive number of ns")
+    if sync.spin not in ("ccw", "cw"):
+        raise ConfigError(f"sync.spin = {sync.spin!r}; use 'ccw' or 'cw'")
+    if not math.isfinite(sync.stamp_azimuth_rad):
+        raise ConfigError(f"sync.stamp_azimuth_rad = {sync.stamp_azimuth_rad!r}; use a finite angle in rad")
 
 
 def _tracker_config(data: Any, source: str) -> Any:

@@ -314,10 +314,26 @@ def local_cluster(workers: int, *, gpu: bool = False) -> Any:
 
 
 def check_logs(logs: Sequence[Path | str]) -> None:
-    """Raise FusionError naming the first of `logs` that does not exist (before any cluster starts)."""
+    """Raise FusionError naming the first of `logs` that does not exist, or one given twice (before
+    any cluster starts)."""
     missing = [str(p) for p in logs if not Path(p).exists()]
     if missing:
         raise FusionError(f"{missing[0]}: no such file or directory; check the path")
+    check_unique_logs(logs)
+
+
+def check_unique_logs(logs: Sequence[Path | str]) -> None:
+    """Raise FusionError when one log is given twice (the same file under two names counts): its one
+    sequence cannot be written twice (`fusion run` failed with a Dask KeyError traceback, `fusion
+    detect` with "write its frames first")."""
+    seen: dict[Path, str] = {}
+    for log in logs:
+        path = Path(log)
+        key = path.resolve() if path.exists() else path.absolute()
+        if key in seen:
+            same = "" if seen[key] == str(log) else f" (as {seen[key]})"
+            raise FusionError(f"{log}: given twice{same}; give each log once")
+        seen[key] = str(log)
 
 
 def run(

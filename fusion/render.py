@@ -29,6 +29,12 @@ from exporters.reader import open_dataset
 from fusion.errors import ViewError
 from fusion.scene import CATEGORY_COLORS, CameraScene, SceneConfig, SceneFrame, SequenceScene, colormap
 
+QUEUE_ROW_COLOR = "#ffe45c"
+"""Background of a lifeline row the review queue names: a colour no category has (red, the old mark,
+is the pedestrians' colour, so every pedestrian read as flagged)."""
+QUEUE_MARK_COLOR = "#000000"
+"""The ticks at flagged frames and the flagged tracks' names."""
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from matplotlib.axes import Axes
@@ -92,11 +98,13 @@ def render_frame(
         trails = scene.trails(frame_index)
     finally:
         seq.close()
-    width, height = _draw(frame, trails, path, cfg)
+    width, height = _draw(frame, trails, path, cfg, points_stored=seq.has_points)
     return RenderSummary(path, width, height, len(frame), tuple(c.name for c in frame.cameras))
 
 
-def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConfig) -> tuple[int, int]:
+def _draw(
+    frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConfig, *, points_stored: bool = True
+) -> tuple[int, int]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -137,10 +145,12 @@ def _draw(frame: SceneFrame, trails: dict[int, F64], path: Path, cfg: RenderConf
             facecolor="white",
         )
     world = "world poses" if frame.world_from_lidar is not None else "no poses"
+    # "0 points" read as an empty sweep when the run was --no-points
+    points = f"{len(frame.xyz)} points" if points_stored else "no points stored"
     sep = " · " if title_lines == 1 else "\n"
     fig.suptitle(
         f"{frame.sequence_id} · frame {frame.frame_index} · t = {frame.timestamp_ns} ns{sep}"
-        f"{len(frame)} boxes · {len(frame.xyz)} points · {world}",
+        f"{len(frame)} boxes · {points} · {world}",
         fontsize=11,
         x=0.01,
         ha="left",
@@ -564,24 +574,38 @@ def _draw_lifelines(
             ax.plot(
                 [lo - 0.45, hi + 0.45],
                 [row, row],
-                color=colour,
-                alpha=1.0 if is_det else 0.35,
+                # pale: 35 % of the colour over white, opaque, so it reads the same on a queue row
+                color=colour if is_det else tuple(1.0 - 0.35 * (1.0 - c) for c in colour),
                 linewidth=4.0 if is_det else 2.0,
                 solid_capstyle="butt",
             )
         tid = int(tracks.ids[t])
+        if tid in flagged:
+            ax.axhspan(row - 0.45, row + 0.45, color=QUEUE_ROW_COLOR, zorder=0, linewidth=0)
         marks = [f for f in flagged.get(tid, []) if f >= 0]
         if marks:
             ax.plot(
-                marks, [row] * len(marks), marker="|", color="#d62728", markersize=7, linestyle="", zorder=5
+                marks,
+                [row] * len(marks),
+                marker="|",
+                color=QUEUE_MARK_COLOR,
+                markersize=9,
+                markeredgewidth=1.5,
+                linestyle="",
+                zorder=5,
             )
         labels.append(f"{'! ' if tid in flagged else ''}#{tid} {tracks.category[t]}")
     ax.set_yticks(range(len(shown)))
     ax.set_yticklabels(labels, fontsize=6 if len(shown) > 40 else 7)
     for tick, t in zip(ax.get_yticklabels(), shown, strict=True):
         if int(tracks.ids[t]) in flagged:
-            tick.set_color("#d62728")
-    ax.set_title("track lifelines (pale = interpolated; red = in the review queue)", fontsize=9)
+            tick.set_color(QUEUE_MARK_COLOR)
+            tick.set_fontweight("bold")
+            tick.set_backgroundcolor(QUEUE_ROW_COLOR)
+    ax.set_title(
+        "track lifelines (pale: interpolated; yellow: in the review queue, | = flagged frame)",
+        fontsize=8.5,
+    )
 
 
 def _runs(frames: npt.NDArray[np.int32], detected: npt.NDArray[np.bool_]) -> list[tuple[int, int, bool]]:

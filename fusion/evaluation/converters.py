@@ -325,8 +325,9 @@ def _kitti_table(
     elif len(score) and not ((score >= 0.0) & (score <= 1.0)).all():
         k = int(np.flatnonzero(keep)[np.flatnonzero(~((score >= 0.0) & (score <= 1.0)))[0]])
         raise EvaluationError(
-            f"{path}:{parsed.line[k]}: score {parsed.score[k]:g} is outside 0..1; pass logistic_scores=True "
-            "to map raw confidences through 1 / (1 + exp(-s)) (the order, hence AP, is kept)"
+            f"{path}:{parsed.line[k]}: score {parsed.score[k]:g} is outside 0..1; map raw confidences "
+            "through 1 / (1 + exp(-s)) with `fusion import --format kitti --logistic-scores` "
+            "(logistic_scores=True in Python; the order, hence AP, is kept)"
         )
     try:
         return labels_table(

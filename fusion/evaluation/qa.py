@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -398,6 +398,19 @@ def _row(s: QAStats) -> list[str]:
     ]
 
 
+def check_plot_path(path: Path | str) -> Path:
+    """`path` as the PNG `plot_iou_histogram` may write: raises EvaluationError when its folder does not
+    exist or its name does not end in .png (a PNG was written under any name given)."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise EvaluationError(f"{out}: the plot is a PNG; give --plot a name ending in .png")
+    if not out.parent.is_dir():
+        raise EvaluationError(
+            f"{out}: folder {out.parent} does not exist; create it or choose another --plot"
+        )
+    return out
+
+
 def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
     """Draw the histogram of the edit pairs' IoUs into the PNG `path` (matplotlib, Agg), with the
     accuracy threshold(s) marked; written under a temporary name and renamed into place.
@@ -407,18 +420,23 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise EvaluationError(
-            f"{out}: folder {out.parent} does not exist; create it or choose another --plot"
-        )
+    out = check_plot_path(path)
     cfg = result.config.eval
     overall = result.overall
     fig = Figure(figsize=(7.0, 4.0), dpi=100)
     ax = fig.add_subplot()
     ax.hist(result.edit_ious, bins=[k / 20 for k in range(21)], color="#4477aa", edgecolor="white")
     for iou in sorted({cfg.operating_iou[c] for c in cfg.categories}):
-        ax.axvline(iou, color="#cc3311", linestyle="--", linewidth=1.2)
+        named = [c for c in cfg.categories if cfg.operating_iou[c] == iou]
+        ax.axvline(
+            iou,
+            color="#cc3311",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"right at IoU >= {iou:g}: {', '.join(named)}",
+        )
+    if cfg.categories:
+        ax.legend(loc="upper left", fontsize=8, framealpha=1.0, edgecolor="none")
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel(f"{'3D' if cfg.operating_iou_kind == '3d' else 'BEV'} IoU, pre-label vs reviewed box")
     ax.set_ylabel("boxes")
@@ -428,8 +446,9 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
+    # a name of our own, created by savefig: the picture gets the umask's permissions (mkstemp's
+    # 0600 made it unreadable to the rest of the team)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.png")
     try:
         fig.savefig(tmp, format="png")
         Path(tmp).replace(out)

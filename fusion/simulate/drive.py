@@ -94,6 +94,8 @@ def output_paths(out: Path | str, fmt: Format) -> tuple[Path, Path]:
     if not out.name or out.name in {".", ".."}:
         raise FusionError(f"{out}: OUT must name a file or directory to create, e.g. drive.{fmt}")
     wanted = {"ros1": (".bag",), "mcap": (".mcap",), "sqlite3": ("", ".db3")}[fmt]
+    if wanted[0] and out.is_dir():  # `sim/` became sim.mcap beside the folder
+        raise FusionError(f"{out}: is a directory; give a file name in it, e.g. {out / f'drive{wanted[0]}'}")
     suffix = out.suffix.lower()
     known = {".bag": "ros1", ".mcap": "mcap", ".db3": "sqlite3"}
     if suffix in known and suffix not in wanted:

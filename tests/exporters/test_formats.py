@@ -79,13 +79,23 @@ def test_a_failed_export_leaves_nothing_behind(
     assert not any(tmp_path.iterdir())
 
 
+def test_a_failed_export_into_a_new_dest_leaves_no_empty_folder(
+    sample_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing: Exporter = _Failing()
+    monkeypatch.setitem(EXPORTERS, "failing", lambda: failing)  # type: ignore[index]
+    with pytest.raises(ExportError, match="stopped half-way"):
+        export_dataset(sample_dataset, "failing", tmp_path / "new" / "dest")
+    assert not any(tmp_path.iterdir())  # was: new/dest/, empty, under the name given
+
+
 def test_import_refuses_a_missing_source_and_an_existing_dataset(
     sample_dataset: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ExportError, match="no such file or folder"):
         import_labels("openlabel", tmp_path / "none.json", tmp_path / "ds")
     (path,) = export_dataset(sample_dataset, "openlabel", tmp_path / "ol")
-    with pytest.raises(ExportError, match="a dataset is already there"):
+    with pytest.raises(ExportError, match="already holds a dataset and an import never overwrites"):
         import_labels("openlabel", path, sample_dataset)
 
 

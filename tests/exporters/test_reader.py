@@ -158,3 +158,41 @@ def test_sequence_refuses_an_unknown_id(tmp_path: Path) -> None:
     write_sample(tmp_path)
     with pytest.raises(ExportError, match="no sequence 'drive_z'; it holds: drive_a, drive_b"):
         open_dataset(tmp_path).sequence("drive_z")
+
+
+def test_image_refuses_a_frame_the_sequence_does_not_have(tmp_path: Path) -> None:
+    write_sample(tmp_path)
+    seq = open_dataset(tmp_path).sequence("drive_a")
+    for frame in (4, -1):  # said "no image was within the sync tolerance", as for a real frame
+        with pytest.raises(ExportError, match=rf"no frame {frame}; the sequence holds frames 0\.\.3"):
+            seq.image("front", frame)
+
+
+def _flip_page_bytes(path: Path, column: str) -> None:
+    """Flip 4 bytes at the end of `column`'s first data page (row group 0), inside its values."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0)
+    meta = next(chunk.column(i) for i in range(chunk.num_columns) if chunk.column(i).path_in_schema == column)
+    end = meta.data_page_offset + meta.total_compressed_size
+    data = bytearray(path.read_bytes())
+    for k in range(end - 8, end - 4):
+        data[k] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_page_are_refused_not_read_as_other_numbers(tmp_path: Path) -> None:
+    from exporters.validate import validate_dataset
+
+    sample = write_sample(tmp_path)
+    points = tmp_path / "points" / "drive_a.parquet"
+    _flip_page_bytes(points, "x")
+    # random floats do not compress: zstd keeps them as a raw block, and Parquet without page
+    # checksums hands the flipped bytes back as other coordinates
+    naive = pq.ParquetFile(points).read_row_group(0, columns=["x"]).column("x").to_numpy()
+    assert not np.array_equal(naive, sample.points["drive_a"][0][0][:, 0])
+    with pytest.raises(ExportError, match=r"drive_a\.parquet: frame 0 cannot be read .*checksum.*re-run it"):
+        open_dataset(tmp_path).sequence("drive_a").points(0)
+    labels = tmp_path / "labels" / "drive_a.parquet"
+    _flip_page_bytes(labels, "x")
+    with pytest.raises(ExportError, match=r"labels/drive_a\.parquet: corrupt Parquet file .*checksum"):
+        open_dataset(tmp_path).sequence("drive_a").labels()
+    assert any("labels/drive_a.parquet: corrupt Parquet file" in p for p in validate_dataset(tmp_path))

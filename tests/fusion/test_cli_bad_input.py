@@ -303,3 +303,17 @@ def test_eval_max_range_must_be_positive_and_says_the_flag(capsys: pytest.Captur
         main(["eval", "--pred", "x", "--gt", "y", "--max-range", "-5"])
     assert stop.value.code == 2
     assert "argument --max-range: must be positive, got -5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["detect", "run"])
+def test_a_log_given_twice_is_one_line_before_any_output(
+    verb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run: a Dask KeyError traceback ("Dataset fusion-chunks-... already exists"); detect: "cannot
+    # finish OUT: ... write its frames first"
+    monkeypatch.chdir(SAMPLE.parent)
+    out = tmp_path / "out"
+    assert main([verb, str(SAMPLE), f"./{SAMPLE.name}", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fusion: error: ./{SAMPLE.name}: given twice (as {SAMPLE}); give each log once"]
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,3 +81,68 @@ def test_tracking_metrics_of_a_track_split_in_two(tmp_path: Path, capsys: pytest
     assert (car_metrics["id_switches"], car_metrics["fp"], car_metrics["fn"]) == (1, 0, 0)
     assert doc["overall"]["id_switches"] == 1
     assert car_metrics["idf1"] < 1.0 and car_metrics["mota"] == pytest.approx(1 - 1 / car_metrics["num_gt"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [(None, "no dataset.json"), ('{"schema_version": 99, "sequences": []}', "schema version 99 is unknown")],
+)
+def test_an_unfinished_or_newer_dataset_folder_is_refused_on_either_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], marker: str | None, message: str
+) -> None:
+    folder = tmp_path / "ds"
+    (folder / "labels").mkdir(parents=True)
+    shutil.copy(TRUTH, folder / "labels" / "sim_drive.parquet")  # its labels, but the run never finished
+    if marker is not None:
+        (folder / "dataset.json").write_text(marker)
+    for pred, gt in ((folder, TRUTH), (TRUTH, folder)):
+        assert main(["eval", "--pred", str(pred), "--gt", str(gt)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
+
+
+def test_a_kitti_ground_truth_that_is_missing_unreadable_or_uncalibrated_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calib = tmp_path / "calib.txt"
+    calib.write_text("P2: 1 0 0 0 0 1 0 0 0 0 1 0\n")
+    binary = tmp_path / "0000.txt"
+    binary.write_bytes(bytes(range(256)))
+    cases = [
+        (
+            ["eval", "--pred", str(TRUTH), "--gt", str(tmp_path / "none.txt"), "--gt-calib", str(calib)],
+            "no such",
+        ),
+        (["eval", "--pred", str(TRUTH), "--gt", str(binary), "--gt-calib", str(calib)], "cannot be read as"),
+        # qa's option is --reviewed-calib; the error named eval's --gt-calib
+        (["qa", "--prelabels", str(TRUTH), "--reviewed", str(binary)], "needs --reviewed-calib"),
+    ]
+    for argv, message in cases:  # the first two were tracebacks (FileNotFoundError, UnicodeDecodeError)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("verb", "extra", "message"),
+    [
+        ("eval", ["--iou", "1.5"], "argument --iou: must be in (0, 1], got 1.5"),
+        ("eval", ["--score", "-1"], "argument --score: must be in [0, 1], got -1"),
+        ("qa", ["--iou", "0"], "argument --iou: must be in (0, 1], got 0"),
+        ("qa", ["--score", "2"], "argument --score: must be in [0, 1], got 2"),
+    ],
+)
+def test_an_iou_or_score_out_of_range_names_the_option(
+    verb: str, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it named EvalConfig's fields (`EvalConfig.operating_iou['car'] = (1.5,)`), not the option
+    sides = (
+        ["--pred", str(TRUTH), "--gt", str(TRUTH)]
+        if verb == "eval"
+        else ["--prelabels", str(TRUTH), "--reviewed", str(TRUTH)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, *sides, *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -78,6 +78,24 @@ def test_export_of_one_sequence_in_each_remaining_format(
         (["import", "{bad}", "--format", "openlabel", "--dest", "{tmp}/r"], "not JSON"),
         (["import", "{tmp}", "--format", "kitti", "--dest", "{tmp}/r"], "no label_02/ folder"),
         (["import", "{bad}", "--format", "vcd", "--dest", "{tmp}/r"], "unknown import format 'vcd'"),
+        (["export", "{ds}", "--format", "openlabel", "--dest", "{file}"], "is a file; give --dest a folder"),
+        (["import", "{bad}", "--format", "kitti", "--dest", "{tmp}/r"], "not a KITTI tracking label file"),
+        (["import", "{bad}", "--format", "openlabel", "--dest", "{file}"], "is a file; give --dest a folder"),
+        (
+            [
+                "import",
+                "{bad}",
+                "--format",
+                "openlabel",
+                "--dest",
+                "{ds}",
+            ],  # said: pass --overwrite (no such option)
+            "already holds a dataset and an import never overwrites one; remove it or choose another --dest",
+        ),
+        (
+            ["import", "{bad}", "--format", "openlabel", "--dest", "{tmp}/r", "--logistic-scores"],
+            "the kitti import only",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(
@@ -91,3 +109,32 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(
     assert main([a.format(**names) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fusion: error:") and message in err and err.count("\n") == 1
+
+
+def test_kitti_tracker_output_with_raw_scores_imports_with_logistic_scores(
+    sample_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(sample_dataset), "--format", "kitti", "--dest", str(tmp_path / "k")]) == 0
+    label = tmp_path / "k" / "camera_front" / "label_02" / "sim_drive.txt"
+    rows = [line.split() for line in label.read_text().splitlines()]
+    raw = [10.0 * float(r[17]) - 3.0 for r in rows]  # a tracker's raw confidences, as AB3DMOT writes them
+    label.write_text("".join(" ".join([*r[:17], f"{s:.4f}"]) + "\n" for r, s in zip(rows, raw, strict=True)))
+    capsys.readouterr()
+    argv = [
+        "import",
+        str(tmp_path / "k" / "camera_front"),
+        "--format",
+        "kitti",
+        "--dest",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 2  # the fix the error names is one a CLI user can give (was: logistic_scores=True)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside 0..1" in err and "--logistic-scores" in err
+    assert not (tmp_path / "r").exists()
+    assert main([*argv, "--logistic-scores"]) == 0
+    capsys.readouterr()
+    from exporters.reader import open_dataset
+
+    scores = open_dataset(tmp_path / "r").sequence("sim_drive").labels().column("score").to_numpy()
+    assert len(scores) == len(rows) and ((scores > 0) & (scores < 1)).all()

@@ -99,6 +99,20 @@ def test_an_unknown_key_is_an_error_naming_it_and_the_file(tmp_path: Path, text:
         ("[output]\nchunk_s = 0\n", "chunk_s = 0"),
         ("[detector]\nname = 'yolo'\n", "unknown detector 'yolo'"),
         ("[topics\n", "not valid TOML"),
+        # the right type, out of range: a negative tolerance stored every camera's images empty
+        ("[sync]\ntolerance_ns = -5\n", "sync.tolerance_ns = -5; use a non-negative number of ns"),
+        ("[sync]\nmax_latency_ns = -1\n", "sync.max_latency_ns = -1; use a non-negative"),
+        ("[sync]\nsweep_period_ns = 0\n", "sync.sweep_period_ns = 0; use a positive number of ns"),
+        ("[sync]\nstamp_azimuth_rad = nan\n", "sync.stamp_azimuth_rad = nan; use a finite angle"),
+        # a typo'd option of a learned detector is named (it said: needs --checkpoint)
+        (
+            "[detector]\nname = 'pointpillars'\n[detector.options]\nchekpoint = 'x.pth'\n",
+            r"unknown learned-detector option\(s\) \['chekpoint'\]",
+        ),
+        (
+            "[detector]\nname = 'pointpillars'\n[detector.options]\ndevice = 'cpu'\n",
+            "needs --checkpoint CKPT",
+        ),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_file(tmp_path: Path, text: str, match: str) -> None:

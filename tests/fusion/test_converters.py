@@ -105,7 +105,7 @@ def test_kitti_result_scores_outside_0_1_need_the_logistic_map(tmp_path: Path) -
         "0 7 Car 0 0 0 0 0 10 10 1.5 1.6 4 1 1.5 10 0 2.0\n1 7 Car 0 0 0 0 0 10 10 1.5 1.6 4 1 1.5 10 0\n"
     )
     with pytest.raises(
-        EvaluationError, match=r"0003.txt:1: score 2 is outside 0..1; pass logistic_scores=True"
+        EvaluationError, match=r"0003.txt:1: score 2 is outside 0..1; .*fusion import .*--logistic-scores"
     ):
         kitti_tracking_labels(tmp_path / "0003.txt", tmp_path / "calib.txt")
     table = kitti_tracking_labels(tmp_path / "0003.txt", tmp_path / "calib.txt", logistic_scores=True)

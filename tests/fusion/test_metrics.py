@@ -433,6 +433,8 @@ def test_load_labels_reads_a_file_a_folder_or_a_dataset(tmp_path: Path) -> None:
     _labels_file(tmp_path / "out" / "labels" / "b.parquet", "b", 2)
     _labels_file(tmp_path / "out" / "labels" / "a.parquet", "a", 3)
     (tmp_path / "out" / "sequences.parquet").write_bytes(b"not read")
+    # a dataset folder is read once its dataset.json says it is complete (test_cli_eval: refusals)
+    (tmp_path / "out" / "dataset.json").write_text('{"schema_version": 1, "sequences": ["a", "b"]}')
     dataset = load_labels(tmp_path / "out")
     assert dataset.column("sequence_id").to_pylist() == ["a"] * 3 + ["b"] * 2
     assert load_labels(tmp_path / "out" / "labels").equals(dataset)

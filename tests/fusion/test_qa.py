@@ -4,6 +4,8 @@ edits and reviewer time are counted exactly on hand-made corrections."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +188,26 @@ def test_cli_qa_json_table_and_plot(
     assert "sim_drive" in text and "time model" in text
 
 
+def test_cli_qa_plot_is_readable_by_the_team_and_names_its_thresholds(
+    tmp_path: Path, prelabels: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pre_file = tmp_path / "pre.parquet"
+    pq.write_table(prelabels, pre_file)
+    plot = tmp_path / "iou.png"
+    umask = os.umask(0o022)
+    try:
+        assert main(["qa", "--prelabels", str(pre_file), "--reviewed", str(TRUTH), "--plot", str(plot)]) == 0
+    finally:
+        os.umask(umask)
+    capsys.readouterr()
+    assert stat.S_IMODE(plot.stat().st_mode) == 0o644  # as every other output; was 0600 (mkstemp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iou.png", "pre.parquet"]  # no temporary left
+    pixels = np.asarray(Image.open(plot).convert("RGB"))
+    # the two dashed threshold lines carry a legend: its text pixels sit in the empty upper-left corner
+    corner = pixels[30:90, 80:330]
+    assert (corner.min(axis=-1) < 128).sum() > 100
+
+
 def test_cost_model_and_tolerances_come_from_toml(
     tmp_path: Path, prelabels: pa.Table, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,6 +245,11 @@ def test_cli_qa_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(args) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+    args[-1] = str(tmp_path / "iou.txt")  # a PNG was written under this name
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the plot is a PNG; give --plot a name ending in .png" in err[0]
+    assert not (tmp_path / "iou.txt").exists()
     with pytest.raises(EvaluationError, match="edit_iou"):
         QAConfig(edit_iou=0.0)
     with pytest.raises(EvaluationError, match=r"cost\.draw_s"):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -139,3 +141,73 @@ def test_render_takes_one_of_frame_or_tracks(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "give --frame N (one sweep) or --tracks (the whole sequence)" in err[0]
     assert not png.exists()
+
+
+def test_render_tracks_marks_the_review_queue_in_a_colour_no_category_has(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporters.parquet_io import write_table_atomic
+    from exporters.schema import FLAGS
+    from fusion.render import QUEUE_ROW_COLOR
+
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("points", "images"))
+    labels = open_dataset(copy).sequence(SEQUENCE).labels().to_pandas()
+    walker = int(labels[labels.category == "pedestrian"].track_id.iloc[0])
+    flags = pa.table(
+        {
+            "sequence_id": [SEQUENCE],
+            "frame_index": [int(labels[labels.track_id == walker].frame_index.iloc[0])],
+            "track_id": [walker],
+            "flag": ["impossible_motion"],
+            "severity": [0.9],
+            "detail": ["injected"],
+        }
+    ).cast(FLAGS)
+    (copy / "flags").mkdir(exist_ok=True)
+    write_table_atomic(
+        flags, copy / "flags" / f"{SEQUENCE}.parquet", sequence_id=SEQUENCE, schema=FLAGS, overwrite=True
+    )
+    png = tmp_path / "tracks.png"
+    assert main(["render", str(copy), "--sequence", SEQUENCE, "--tracks", "--out", str(png)]) == 0
+    assert "1 in the review queue" in capsys.readouterr().out
+    with Image.open(png) as image:
+        lifelines = np.asarray(image.convert("RGB"))[:, 700:]
+    # the queue's mark was red, the pedestrians' colour: every pedestrian lifeline read as flagged
+    queue = tuple(int(QUEUE_ROW_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    assert all(
+        max(abs(a - b) for a, b in zip(queue, rgb, strict=True)) > 60 for rgb in CATEGORY_COLORS.values()
+    )
+    assert _near(lifelines, queue, 3) > 2000  # the flagged pedestrian's row, across the panel
+
+
+def test_render_title_says_when_the_dataset_stores_no_points(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    titles: list[str] = []
+    suptitle = Figure.suptitle
+
+    def spy(self: Figure, t: str, **kwargs: object) -> object:
+        titles.append(t)
+        return suptitle(self, t, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "suptitle", spy)
+    copy = tmp_path / "bare"
+    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns("points"))  # a --no-points run
+    for root, name in ((dataset, "a.png"), (copy, "b.png")):
+        args = [
+            "render",
+            str(root),
+            "--sequence",
+            SEQUENCE,
+            "--frame",
+            str(FRAME),
+            "--out",
+            str(tmp_path / name),
+        ]
+        assert main(args) == 0
+    full, bare = titles
+    assert " points · " in full and "no points stored" not in full
+    assert "no points stored" in bare and "0 points" not in bare  # was "0 points": an empty sweep?

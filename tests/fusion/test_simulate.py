@@ -177,6 +177,12 @@ def test_output_names_follow_the_format(tmp_path: Path) -> None:
     assert output_paths(tmp_path / "drive.db3", "sqlite3")[0] == tmp_path / "drive.db3"
     with pytest.raises(FusionError, match=r"\.mcap name does not fit --format ros1"):
         output_paths(tmp_path / "drive.mcap", "ros1")
+    (tmp_path / "logs").mkdir()
+    for fmt, name in (("mcap", "drive.mcap"), ("ros1", "drive.bag")):  # was: logs.mcap beside the folder
+        with pytest.raises(
+            FusionError, match=rf"logs: is a directory; give a file name in it, e\.g\. .*logs/{name}"
+        ):
+            output_paths(tmp_path / "logs", fmt)  # type: ignore[arg-type]
 
 
 def test_rejects_arguments_out_of_range(tmp_path: Path) -> None:

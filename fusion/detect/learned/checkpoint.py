@@ -95,9 +95,9 @@ def read_checkpoint(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]
         try:
             ckpt = torch.load(p, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
         except Exception as err:
-            raise DetectError(f"{p}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+            raise DetectError(_unreadable(p, err)) from err
     except Exception as err:
-        raise DetectError(f"{p}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+        raise DetectError(_unreadable(p, err)) from err
     if not isinstance(ckpt, Mapping):
         raise DetectError(f"{p}: a checkpoint must be a dict with a 'state_dict'; got {type(ckpt).__name__}")
     state = ckpt.get("state_dict", ckpt)
@@ -174,3 +174,12 @@ def _listing(items: list[str], limit: int = 8) -> str:
 def mmdet3d_state(model: nn.Module, prefix: str) -> dict[str, Tensor]:
     """The model's weights under mmdet3d's key names (for saving a checkpoint mmdet3d can load)."""
     return {to_mmdet3d_key(k, prefix): v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    """One line for a file torch cannot load: the cause's first sentence and the fix."""
+    cause = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+    return (
+        f"{path}: not a readable torch checkpoint ({type(err).__name__}: {cause}); pass the .pth file an "
+        "mmdet3d (or bench/train_pointpillars.py) training run saved, copied again if it was cut short"
+    )

@@ -90,3 +90,24 @@ def test_learned_detector_options_that_cannot_work_are_one_line_errors(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_run_on_a_local_cluster_refuses_cuda_this_machine_lacks_before_any_worker_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import fusion.pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, GPU or not
+
+    def no_cluster(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(fusion.pipeline, "run", no_cluster)
+    argv = ["run", str(SAMPLE), "--out", str(tmp_path / "out"), "--quiet", "--detector", "pointpillars"]
+    # it was every log failing in its worker, exit 1, after the cluster started
+    assert main([*argv, "--checkpoint", str(CHECKPOINT), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device 'cuda': this torch has no CUDA device; use --device cpu" in err[0]
+    assert not (tmp_path / "out").exists()

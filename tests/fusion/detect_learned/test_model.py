@@ -339,6 +339,20 @@ def test_learned_detectors_are_registered_and_need_a_checkpoint(tmp_path: Path) 
         build_detector("pointpillars", learned_config({"checkpoint": tmp_path / "nope.pth"}))
 
 
+def test_a_file_that_is_not_a_checkpoint_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    path = _save(tmp_path, "pointpillars_small")
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(path.read_bytes()[:1000])  # a copy cut short
+    text = tmp_path / "text.pth"
+    text.write_text("garbage\n")
+    for bad in (cut, text):
+        with pytest.raises(DetectError) as info:
+            build_detector("pointpillars", learned_config({"checkpoint": bad}))
+        message = str(info.value)
+        assert message.startswith(f"{bad}: not a readable torch checkpoint") and "\n" not in message
+        assert message.endswith("copied again if it was cut short") and len(message) - len(str(bad)) < 300
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mmdet3d") is not None, reason="mmdet3d is installed here")
 def test_mmdet3d_detector_without_mmdet3d_says_how_to_install_it(tmp_path: Path) -> None:
     path = _save(tmp_path, "pointpillars_small")
