@@ -16,7 +16,7 @@ smaller than `lshape_min_size` (pedestrians, poles), where an L is noise, take t
 minimum area instead. Large clusters are fitted on an evenly strided subset of `max_fit_points`.
 
 Each cluster's shape: the rectangle (centre, theta, extents along e1 and e2) and its heights:
-lowest and highest point above the ground, and the ground z under it.
+lowest and highest point above the ground, the highest z, and the lowest ground z under it and where.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # Columns of the per-cluster shape array.
-(S_CX, S_CY, S_THETA, S_EXT1, S_EXT2, S_BOTTOM, S_TOP, S_GROUND, S_COUNT, S_SPREAD, S_BASE) = range(11)
-S_FLOOR, S_FLOOR_X, S_FLOOR_Y, S_ZTOP = range(11, 15)
-NUM_SHAPE = 15
+(S_CX, S_CY, S_THETA, S_EXT1, S_EXT2, S_BOTTOM, S_TOP, S_FLOOR, S_COUNT, S_SPREAD, S_BASE) = range(11)
+S_FLOOR_X, S_FLOOR_Y, S_ZTOP = range(11, 14)
+NUM_SHAPE = 14
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Shapes:
 
     cx, cy: the rectangle's centre; theta: heading of e1 in [0, pi/2) radians; ext1, ext2: the
     points' extent along e1 and e2; bottom, top: lowest and highest point above the ground;
-    ground: mean ground z under the points; floor, floor_x, floor_y: the lowest ground z under a
-    point and that point's x, y; ztop: the highest point's z; count: number of points; spread: the points'
+    floor, floor_x, floor_y: the lowest ground z under a point and that point's x, y; ztop: the
+    highest point's z; count: number of points; spread: the points'
     extent along the line of sight over their extent across it (rough depth of the view);
     base: the longer extent (along e1 or e2) of the base, the points within `base_band` of the
     lowest (a tree's trunk under a wide canopy has a narrow base, a car not).
@@ -195,7 +195,6 @@ def _fit_all(  # pragma: no cover - compiled
         xmax = ymax = -np.inf
         bottom = np.inf
         top = -np.inf
-        ground = 0.0
         floor = np.inf
         fx = fy = 0.0
         ztop = -np.inf
@@ -211,7 +210,6 @@ def _fit_all(  # pragma: no cover - compiled
             ymax = max(ymax, y)
             bottom = min(bottom, h)
             top = max(top, h)
-            ground += float(xyz[i, 2]) - h
             if float(xyz[i, 2]) - h < floor:
                 floor, fx, fy = float(xyz[i, 2]) - h, x, y
             ztop = max(ztop, float(xyz[i, 2]))
@@ -219,7 +217,6 @@ def _fit_all(  # pragma: no cover - compiled
             my += y
         out[k, S_BOTTOM] = bottom
         out[k, S_TOP] = top
-        out[k, S_GROUND] = ground / n
         out[k, S_FLOOR] = floor
         out[k, S_FLOOR_X] = fx
         out[k, S_FLOOR_Y] = fy
