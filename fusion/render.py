@@ -411,7 +411,6 @@ class _Tracks:
     category: list[str]  # (T,)
     starts: npt.NDArray[np.intp]  # (T + 1,)
     frame: npt.NDArray[np.int32]  # (N,)
-    xy: F64  # (N, 2) centres on the map
     boxes: F64  # (N, 5) x y length width yaw on the map
     detected: npt.NDArray[np.bool_]  # (N,)
 
@@ -432,7 +431,6 @@ class _Tracks:
             category=[str(category[i]) for i in new],
             starts=starts,
             frame=np.asarray(labels.column("frame_index").to_numpy(), np.int32),
-            xy=np.stack([x, y], 1),
             boxes=np.stack([x, y, col("length"), col("width"), yaw], 1),
             detected=np.asarray(labels.column("origin").to_numpy(zero_copy_only=False) == "detected", bool),
         )
@@ -519,7 +517,8 @@ def _draw_map(ax: Axes, tracks: _Tracks, ego: F64, map_frame: str, cfg: TracksCo
     ax.set_xlabel(f"{map_frame} x (m)", fontsize=8)
     ax.set_ylabel(f"{map_frame} y (m)", fontsize=8)
     ax.grid(color="#dddddd", linewidth=0.5)
-    everything = np.concatenate([tracks.xy, ego]) if len(ego) else tracks.xy
+    centres = tracks.boxes[:, :2]
+    everything = np.concatenate([centres, ego]) if len(ego) else centres
     finite = everything[np.isfinite(everything).all(axis=1)]
     if len(finite):
         lo, hi = finite.min(axis=0), finite.max(axis=0)
@@ -532,7 +531,7 @@ def _draw_map(ax: Axes, tracks: _Tracks, ego: F64, map_frame: str, cfg: TracksCo
     for t, tid in enumerate(tracks.ids):
         a, b = int(tracks.starts[t]), int(tracks.starts[t + 1])
         colour = _rgb(tracks.category[t])
-        xy, det = tracks.xy[a:b], tracks.detected[a:b]
+        xy, det = centres[a:b], tracks.detected[a:b]
         ax.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.0, alpha=0.8, zorder=3)
         ax.scatter(xy[det, 0], xy[det, 1], s=4, color=colour, linewidths=0, zorder=4)
         ax.scatter(
