@@ -155,7 +155,7 @@ def _draw(
         x=0.01,
         ha="left",
     )
-    return _save(fig, path, cfg.dpi)
+    return save_png(fig, path, cfg.dpi)
 
 
 def _destination(dest: Path | str, overwrite: bool) -> Path:
@@ -170,8 +170,9 @@ def _destination(dest: Path | str, overwrite: bool) -> Path:
     return path
 
 
-def _save(fig: Figure, path: Path, dpi: int) -> tuple[int, int]:
-    """Write `fig` as PNG `path` (a temporary name, then renamed); its (width, height) in pixels."""
+def save_png(fig: Figure, path: Path, dpi: float) -> tuple[int, int]:
+    """Write `fig` as PNG `path` at `dpi` (a temporary name beside it, created by matplotlib, so with
+    the umask's permissions, then renamed); its (width, height) in pixels."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")  # renamed into place when complete
     try:
         fig.savefig(tmp, dpi=dpi, format="png")
@@ -507,7 +508,7 @@ def _draw_tracks(
         x=0.01,
         ha="left",
     )
-    return _save(fig, path, cfg.dpi)
+    return save_png(fig, path, cfg.dpi)
 
 
 def _draw_map(ax: Axes, tracks: _Tracks, ego: F64, map_frame: str, cfg: TracksConfig) -> None:

@@ -39,8 +39,6 @@ Time (`CostModel`, seconds, per box and frame; set them from your tool's measure
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -446,13 +444,7 @@ def plot_iou_histogram(result: QAResult, path: Path | str) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    # a name of our own, created by savefig: the picture gets the umask's permissions (mkstemp's
-    # 0600 made it unreadable to the rest of the team)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.png")
-    try:
-        fig.savefig(tmp, format="png")
-        Path(tmp).replace(out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from fusion.render import save_png  # the umask's permissions (mkstemp's 0600 hid it from the team)
+
+    save_png(fig, out, fig.dpi)
     return out
