@@ -153,7 +153,7 @@ RANKED_REFINE_SCORE: dict[str, Any] = {
 # (20: Pedestrian B 94.87 / 92.99, a 21- and a 25-frame miss in 0017); cars: mixed (fold B MOTA
 # 89.26 -> 87.61), off. A gate twice as wide joins false pedestrian tracks in fold A (sAMOTA 52.20 ->
 # 51.36). The library's default too (`trackers.refine.JOIN_FRAMES`); set here so the bench keeps it.
-# See notes/README-s8-recall.md.
+# See README.md, "Where the pedestrian and cyclist misses are, and tracks joined across long misses".
 JOIN_ACROSS_GAPS: dict[str, Any] = {"join_frames": {"pedestrian": 30, "cyclist": 30}}
 # Refined tracks of all classes of a sequence together: an object that two classes' detectors found
 # (PointRCNN finds a cyclist as a pedestrian, and the other way round) is kept in the class of the
