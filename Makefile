@@ -29,7 +29,7 @@ demo: sysdeps $(STAMP)
 	$(BIN)/fusion run data_samples/sim_drive.mcap --out out/demo --overwrite --workers 2 --chunk-s 1
 	$(BIN)/fusion validate out/demo
 	$(BIN)/fusion eval --pred out/demo --gt data_samples/sim_drive.labels.parquet --max-range 50
-	$(BIN)/fusion eval --tracking --pred out/demo --gt data_samples/sim_drive.labels.parquet
+	$(BIN)/fusion eval --tracking --pred out/demo --gt data_samples/sim_drive.labels.parquet --max-range 50
 	$(BIN)/fusion render out/demo --sequence sim_drive --frame 15 --out out/demo/frame.png --overwrite
 	$(BIN)/fusion render out/demo --sequence sim_drive --tracks --out out/demo/tracks.png --overwrite
 	@echo

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from calib.calibration import Calibration
     from fusion.config import RunConfig
-    from fusion.evaluation import EvalConfig
+    from fusion.evaluation import EvalConfig, TrackingConfig
     from fusion.prelabel import DetectSummary, LogFailure
 
 log = logging.getLogger("fusion")
@@ -313,20 +313,43 @@ def _eval_overrides(config: EvalConfig, args: argparse.Namespace) -> EvalConfig:
     return EvalConfig.from_json(data)
 
 
+def _tracking_config(doc: dict[str, Any] | None, args: argparse.Namespace) -> TrackingConfig:
+    """`fusion eval --tracking`'s TrackingConfig: the TOML's [tracking] table, then --match,
+    --max-range and --iou (the pairs' IoU threshold)."""
+    from fusion.evaluation import TrackingConfig
+
+    if args.score is not None:
+        raise UsageError(
+            "fusion eval --tracking: --score sets the detection operating point; the tracking metrics "
+            "sweep every score threshold (sAMOTA, the best MOTA's): drop --score"
+        )
+    data: dict[str, Any] = {}
+    if doc is not None:
+        if not isinstance(doc.get("tracking"), dict):
+            raise UsageError(
+                f"{args.config}: no [tracking] table; --tracking reads its settings from one "
+                "(fusion.evaluation.TrackingConfig's keys, e.g. max_range_m = 50.0)"
+            )
+        data = dict(doc["tracking"])
+    if args.match:
+        data["match"] = args.match
+    if args.max_range is not None:
+        data["max_range_m"] = args.max_range
+    if args.iou is not None:
+        data["iou_threshold"] = args.iou
+    return TrackingConfig.from_json(data)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fusion.evaluation import EvalConfig, evaluate, format_table, load_labels
 
-    config = EvalConfig()
-    if args.config:
-        doc = _read_toml(args.config, "evaluation config")
-        config = EvalConfig.from_json(doc.get("eval", doc))
-    config = _eval_overrides(config, args)
-    pred = load_labels(Path(args.pred))
-    truth = _load_truth(Path(args.gt), args.gt_calib)
+    doc = _read_toml(args.config, "evaluation config") if args.config else None
     if args.tracking:
-        from fusion.evaluation import TrackingConfig, evaluate_tracking, format_tracking_table
+        from fusion.evaluation import evaluate_tracking, format_tracking_table
 
-        tconfig = TrackingConfig.from_json({"match": args.match}) if args.match else TrackingConfig()
+        tconfig = _tracking_config(doc, args)
+        pred = load_labels(Path(args.pred))
+        truth = _load_truth(Path(args.gt), args.gt_calib)
         tracking = evaluate_tracking(pred, truth, tconfig)
         if args.json:
             json.dump(tracking.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
@@ -334,6 +357,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         else:
             print(format_tracking_table(tracking))
         return 0
+    if args.match:
+        raise UsageError("fusion eval: --match pairs tracks; give it with --tracking")
+    config = EvalConfig.from_json(doc.get("eval", doc)) if doc is not None else EvalConfig()
+    config = _eval_overrides(config, args)
+    pred = load_labels(Path(args.pred))
+    truth = _load_truth(Path(args.gt), args.gt_calib)
     result = evaluate(pred, truth, config)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
@@ -683,9 +712,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--iou",
         type=_fraction(zero=False),
         metavar="X",
-        help="operating IoU X for every category (default: per category)",
+        help="operating IoU X for every category (default: per category); with --tracking, the IoU "
+        "a pair needs (default 0.25)",
     )
-    p.add_argument("--config", metavar="TOML", help="evaluation config (see fusion.evaluation.EvalConfig)")
+    p.add_argument(
+        "--config",
+        metavar="TOML",
+        help="evaluation config (fusion.evaluation.EvalConfig's keys, or an [eval] table; with --tracking "
+        "a [tracking] table of TrackingConfig's keys)",
+    )
     p.add_argument(
         "--tracking",
         action="store_true",

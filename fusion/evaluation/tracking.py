@@ -7,7 +7,9 @@ with `sequence_id, frame_index, track_id, category, x, y, z, length, width, heig
 FP, FN), the identity metrics (IDF1, IDP, IDR), HOTA (DetA, AssA, LocA) and AB3DMOT's
 recall-integrated sAMOTA / AMOTA / AMOTP.
 
-Everything is class-aware: category `c` is its predictions against its GT, nothing else. A frame is
+Everything is class-aware: category `c` is its predictions against its GT, nothing else. With
+`config.max_range_m`, rows of either side whose box centre is farther from the sensor (`hypot(x, y)`)
+are dropped first, as in detection evaluation (a track leaving the range ends there on both sides). A frame is
 a `(sequence_id, frame_index)` pair; track ids are per sequence (the same id in two sequences is two
 tracks). A track id may appear at most once a frame on each side.
 
@@ -140,6 +142,9 @@ class TrackingConfig:
     recall_sweep: bool = True
     # HOTA's localisation thresholds (TrackEval: 0.05 ... 0.95)
     hota_alphas: tuple[float, ...] = DEFAULT_HOTA_ALPHAS
+    # rows (both sides) farther than this from the sensor are dropped before anything else (range =
+    # `hypot(x, y)` of the box centre, as in detection evaluation); None: every range
+    max_range_m: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", tuple(self.categories))
@@ -166,6 +171,10 @@ class TrackingConfig:
         if self.num_recall_points < 1:
             raise EvaluationError(
                 f"TrackingConfig.num_recall_points = {self.num_recall_points}; use 40 (AB3DMOT)"
+            )
+        if self.max_range_m is not None and not (self.max_range_m > 0.0 and math.isfinite(self.max_range_m)):
+            raise EvaluationError(
+                f"TrackingConfig.max_range_m = {self.max_range_m}; use a positive distance or None"
             )
         if not self.hota_alphas or not all(0.0 < a <= 1.0 for a in self.hota_alphas):
             raise EvaluationError(f"TrackingConfig.hota_alphas = {self.hota_alphas}; use values in (0, 1]")
@@ -196,6 +205,7 @@ class TrackingConfig:
             "num_recall_points": self.num_recall_points,
             "recall_sweep": self.recall_sweep,
             "hota_alphas": list(self.hota_alphas),
+            "max_range_m": self.max_range_m,
         }
 
 
@@ -321,6 +331,11 @@ def evaluate_tracking(
     frames, pred_frame, gt_frame = _frame_keys(pred_table, gt_table)
     preds = _side(pred_table, pred_frame, "predictions", with_score=True)
     gts = _side(gt_table, gt_frame, "ground truth", with_score=False)
+    if config.max_range_m is not None:
+        preds, gts = (
+            side.take(np.flatnonzero(np.hypot(side.boxes[:, 0], side.boxes[:, 1]) <= config.max_range_m))
+            for side in (preds, gts)
+        )
     num_sequences = len(np.unique(frames[:, 0])) if len(frames) else 0
 
     per_category: list[_CategoryEval] = []
@@ -1026,9 +1041,10 @@ def format_tracking_table(result: TrackingResult) -> str:
         if config.match != "distance"
         else f"BEV centre distance <= {config.distance_m:g} m"
     )
+    scope = "all ranges" if config.max_range_m is None else f"within {config.max_range_m:g} m"
     lines = [
         f"fusion tracking evaluation: {result.num_sequences} sequences, {result.num_frames} frames; "
-        f"pairs: {rule}",
+        f"pairs: {rule}; {scope}",
         "",
     ]
     header = ["category", "GT", "pred", "sAMOTA", "AMOTA", "MOTA", "MOTP", "IDF1", "HOTA", "DetA", "AssA",

@@ -83,6 +83,53 @@ def test_tracking_metrics_of_a_track_split_in_two(tmp_path: Path, capsys: pytest
     assert car_metrics["idf1"] < 1.0 and car_metrics["mota"] == pytest.approx(1 - 1 / car_metrics["num_gt"])
 
 
+def test_tracking_max_range_drops_far_rows_on_both_sides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tracks predicted within 30 m only: perfect within 30 m (--max-range or the TOML's [tracking]
+    table), every farther GT box a miss over all ranges. --max-range was ignored with --tracking."""
+    table = pq.read_table(TRUTH)
+    near = pc.less_equal(
+        pc.sqrt(pc.add(pc.multiply(table["x"], table["x"]), pc.multiply(table["y"], table["y"]))), 30.0
+    )
+    pq.write_table(table.filter(near), tmp_path / "pred.parquet")
+    (tmp_path / "eval.toml").write_text("[tracking]\nmax_range_m = 30.0\n")
+    common = ["eval", "--tracking", "--pred", str(tmp_path / "pred.parquet"), "--gt", str(TRUTH)]
+    docs = []
+    for extra in (["--max-range", "30"], ["--config", str(tmp_path / "eval.toml")], []):
+        assert main([*common, *extra, "--json"]) == 0
+        docs.append(json.loads(capsys.readouterr().out))
+    within, from_toml, everywhere = (d["overall"] for d in docs)
+    assert within == from_toml
+    assert (within["fn"], within["fp"], within["id_switches"], within["mota"]) == (0, 0, 0, 1.0)
+    assert everywhere["fn"] == everywhere["num_gt"] - within["num_gt"] > 0
+    assert main([*common, "--max-range", "30"]) == 0
+    assert "within 30 m" in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tracking", "--score", "0.5"], "--score sets the detection operating point"),
+        (["--match", "distance"], "--match pairs tracks; give it with --tracking"),
+        (["--tracking", "--config", "EVAL_TOML"], "no [tracking] table"),
+        (["--tracking", "--config", "BAD_TOML"], "max_range_m"),
+    ],
+)
+def test_options_that_do_not_apply_to_the_evaluation_asked_for_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    (tmp_path / "eval.toml").write_text("[eval]\nmax_range_m = 30.0\n")  # a detection config
+    (tmp_path / "bad.toml").write_text("[tracking]\nmax_range_m = -1.0\n")
+    extra = [
+        {"EVAL_TOML": str(tmp_path / "eval.toml"), "BAD_TOML": str(tmp_path / "bad.toml")}.get(a, a)
+        for a in extra
+    ]
+    assert main(["eval", "--pred", str(TRUTH), "--gt", str(TRUTH), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [(None, "no dataset.json"), ('{"schema_version": 99, "sequences": []}', "schema version 99 is unknown")],
