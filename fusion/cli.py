@@ -421,6 +421,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
         raise UsageError(
             "fusion render: give --frame N (one sweep) or --tracks (the whole sequence), not both"
         )
+    if args.tracks and args.range is not None:
+        raise UsageError(
+            "fusion render: --range sets --frame's bird's-eye view; --tracks maps the whole sequence: "
+            "drop --range"
+        )
     if args.tracks:
         tracks = render_tracks(
             Path(args.out),
@@ -440,7 +445,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
         args.sequence,
         args.frame,
         Path(args.dest),
-        config=RenderConfig(bev_range_m=args.range, dpi=args.dpi),
+        config=RenderConfig(dpi=args.dpi)
+        if args.range is None
+        else RenderConfig(bev_range_m=args.range, dpi=args.dpi),
         overwrite=args.overwrite,
     )
     cams = ", ".join(summary.cameras) or "no camera images"
@@ -802,9 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--range",
         type=_positive(float),
-        default=40.0,
         metavar="M",
-        help="bird's-eye view: +-M metres (default 40)",
+        help="--frame's bird's-eye view: +-M metres (default 40)",
     )
     p.add_argument(
         "--dpi", type=_positive(int), default=100, help="pixels per inch (default 100: about 1660 px wide)"

@@ -140,6 +140,13 @@ def test_render_takes_one_of_frame_or_tracks(
         assert main(["render", str(dataset), "--sequence", SEQUENCE, *extra, "--out", str(png)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "give --frame N (one sweep) or --tracks (the whole sequence)" in err[0]
+    # --range is the sweep's bird's-eye view: with --tracks it was silently ignored
+    assert (
+        main(["render", str(dataset), "--sequence", SEQUENCE, "--tracks", "--range", "20", "--out", str(png)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--range sets --frame's bird's-eye view" in err[0]
     assert not png.exists()
 
 
