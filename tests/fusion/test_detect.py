@@ -376,6 +376,38 @@ def test_real_kitti_and_av2_cars_are_found(datasets: Path) -> None:
     assert (car.num_gt, car.tp) == (35, 23)  # recall 0.66 (see the README)
 
 
+AV2_TREE_CAR = (315966265259836000, -22.5, -5.3)
+"""An Argoverse 2 sweep and the (x, y) of its parked car under a tree, beside low plants and a trunk."""
+
+
+def test_a_car_under_a_tree_beside_plants_stays_one_car(datasets: Path) -> None:
+    """The AV2 car parked under a tree (its roof 0.25-0.3 m below the canopy, plants and a trunk 1 m
+    beside it) comes out as one car box, not merged with the plants and the canopy into one 4.5 x 3.8 m
+    cluster. The ground rule tried in sessions 8 and 9 (a cell under a vehicle is no ground) loses it:
+    with the ground under the car's side right, the sparse band between its roof and the canopy is
+    0.25 m, under the overhang stage's 0.3 m (README, "Tried and not kept": the ground under vehicles)."""
+    from pyarrow import feather
+
+    from fusion.evaluation import av2_annotations_labels, bev_iou
+
+    stamp, x, y = AV2_TREE_CAR
+    av2 = datasets / "av2_api_test_data/tests/unit/test_data/sensor/val/7fab2350-7eaf-3b7e-a39d-6937a4c1bede"
+    truth = av2_annotations_labels(av2 / "annotations.feather").to_pandas()
+    cars = truth[(truth["timestamp_ns"] == stamp) & (truth["category"] == "car")]
+    gt = cars.iloc[int(np.argmin(np.hypot(cars["x"] - x, cars["y"] - y)))]
+    pts = feather.read_table(av2 / f"sensors/lidar/{stamp}.feather").to_pandas()
+    ring = pts["laser_number"].to_numpy(dtype=np.uint16)
+    cloud = PointCloud(pts[["x", "y", "z"]].to_numpy(dtype=np.float32), None, None, ring, "ego", stamp)
+    boxes = GeometricDetector().detect(cloud)
+    near = np.hypot(boxes.boxes[:, 0] - gt["x"], boxes.boxes[:, 1] - gt["y"]) < 2.0
+    assert near.any()
+    gt_box = gt[["x", "y", "z", "length", "width", "height", "yaw"]].to_numpy(dtype=np.float64)[None, :]
+    iou = bev_iou(boxes.boxes[near], gt_box)[:, 0]
+    best = int(np.argmax(iou))
+    assert boxes.category[near][best] == "car" and iou[best] >= 0.5
+    assert float(boxes.boxes[near][:, 4].max()) < 2.5  # nothing as wide as the car and the plants together
+
+
 def _kitti_000008(root: Path) -> object:
     """mmdetection3d's info for KITTI object 000008 (camera boxes x y z l h w ry) as velodyne labels."""
     import pickle
