@@ -429,3 +429,26 @@ def test_kitti_object_frame_converts_with_its_camera_paired(
     assert (sync["camera"], sync["paired"]) == ("image_02", 1)
     with pytest.raises(ConvertError, match=r"000009\.bin: no such frame"):
         convert(src, "kitti-object", tmp_path / "x.mcap", frames=["000009"])
+
+
+def test_an_interrupted_conversion_leaves_no_bag(
+    datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the middle (here: while the second image is read) removes the partial bag."""
+    import fusion.convert as module
+
+    drive = _kitti_drive(datasets, tmp_path)
+    real = module._checked_image
+    calls = []
+
+    def interrupted(path: Path, fmt: str) -> object:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(path, fmt)
+
+    monkeypatch.setattr(module, "_checked_image", interrupted)
+    out = tmp_path / "drive.bag"
+    with pytest.raises(KeyboardInterrupt):
+        convert(drive, "kitti-raw", out, fmt="ros1", calibration=datasets / KITTI_CALIB)
+    assert len(calls) == 2 and not out.exists() and not list(tmp_path.glob(".drive.bag.partial-*"))
