@@ -705,8 +705,10 @@ def _se3(table: Any, path: Path) -> npt.NDArray[np.float64]:
         raise ConvertError(f"{path}: a pose holds NaN or inf; copy the file again")
     q = np.stack([cols["qx"], cols["qy"], cols["qz"], cols["qw"]], axis=1)
     out = np.zeros((len(q), 4, 4))
-    for i, quaternion in enumerate(q):
-        out[i, :3, :3] = quaternion_to_rotation(quaternion)
+    try:
+        out[:, :3, :3] = quaternion_to_rotation(q)
+    except CalibrationError as err:
+        raise ConvertError(f"{path}: {err}; copy the file again") from err
     out[:, 0, 3], out[:, 1, 3], out[:, 2, 3] = cols["tx_m"], cols["ty_m"], cols["tz_m"]
     out[:, 3, 3] = 1.0
     return out
