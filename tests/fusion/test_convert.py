@@ -321,7 +321,10 @@ def test_kitti_raw_with_timestamps_and_oxts_gets_real_stamps_and_poses(
     calib = datasets / KITTI_CALIB
     with pytest.raises(ConvertError, match=r"timestamps_start\.txt stamps the sweeps; --hz would replace"):
         convert(drive, "kitti-raw", tmp_path / "x.mcap", hz=10, calibration=calib)
-    result = convert(drive, "kitti-raw", tmp_path / "drive.mcap", calibration=calib)
+    for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt", "calib_imu_to_velo.txt"):
+        (tmp_path / name).symlink_to(calib / name)  # the date folder's files, above the drive folder
+    result = convert(drive, "kitti-raw", tmp_path / "drive.mcap")
+    assert f"calibration: {tmp_path / 'calib_cam_to_cam.txt'}" in result.notes
     assert (result.num_sweeps, result.num_poses, dict(result.images)) == (3, 3, {"image_02": 3})
     # 2011-09-26 13:02:25.899635528 UTC, the first line of timestamps_start.txt
     assert result.start_ns == 1317042145_899635528
