@@ -17,8 +17,7 @@ topic                                       type                        from
 /velodyne/points (KITTI), /lidar/points     sensor_msgs/PointCloud2     each sweep: x y z intensity
 (AV2)                                                                   float32 (the KITTI .bin bytes
                                                                         as they are); AV2 adds ring
-                                                                        (laser_number) uint16 and
-                                                                        offset_ns int32
+                                                                        (laser_number) uint16
 /<camera>/image/compressed                  sensor_msgs/CompressedImage the PNG / JPEG file's bytes
 /<camera>/camera_info                       sensor_msgs/CameraInfo      with each image
 ==========================================  ==========================  ==============================
@@ -32,7 +31,12 @@ images 50 ms after the sweep (the 10 Hz HDL-64E's forward instant). AV2: the fil
 KITTI timestamps are read as UTC. No per-point time is written for KITTI: the order of the points
 in KITTI's .bin files does not tell the spin direction for certain, so the sync falls back to
 `SyncConfig.sweep_period_ns` / `spin` / `stamp_azimuth_rad` (stamp at the back), which is how KITTI
-was recorded.
+was recorded. No per-point time is written for AV2 either: its sweeps come already compensated for
+the ego's motion to the sweep's stamp (NVIDIA NCore's AV2 converter documents it: "egomotion-compensated
+to the sweep reference timestamp ... with real per-point timestamps (offset_ns)"; on the log in the
+datasets folder, deskewing them again left static points 34.1 mm apart from the next sweep's, against
+31.8 mm as shipped), and fusion deskews every cloud that carries per-point time. The cost: no capture
+time for a moving object's points (`fusion.capture`), which the per-point time would have given.
 
 Output: written under a hidden temporary name beside `out` and renamed into place when complete;
 an existing `out` is refused unless `overwrite` (then replaced only once the new bag is complete).
@@ -88,7 +92,6 @@ _INFO_TYPE: Final = "sensor_msgs/msg/CameraInfo"
 
 # sensor_msgs/PointField datatypes
 _UINT16: Final = 4
-_INT32: Final = 5
 _FLOAT32: Final = 7
 
 M4 = npt.NDArray[np.float64]
@@ -724,18 +727,16 @@ def _av2_cloud(path: Path, stamp: int) -> _Cloud:
         fields.append(("ring", 16, _UINT16))
         formats.append(("ring", "<u2"))
         formats.append(("_pad", "<u2"))
-    if "offset_ns" in names:
-        fields.append(("offset_ns", 20 if "laser_number" in names else 16, _INT32))
-        formats.append(("offset_ns", "<i4"))
     points = np.zeros(n, dtype=np.dtype(formats))
     for name in ("x", "y", "z", "intensity"):
         points[name] = table.column(name).to_numpy()
     if "laser_number" in names:
         points["ring"] = table.column("laser_number").to_numpy()
+    # offset_ns (ns from the stamp) only dates the record: the points are ego-motion compensated
+    # to the stamp already, and a per-point time would have fusion deskew them twice (module docstring)
     offsets = np.zeros(0, dtype=np.int64)
     if "offset_ns" in names:
         offsets = np.asarray(table.column("offset_ns").to_numpy(), dtype=np.int64)
-        points["offset_ns"] = offsets
     record = stamp + int(offsets.max()) if offsets.size else stamp + KITTI_SWEEP_PERIOD_NS
     return _Cloud(stamp, record, tuple(fields), points.dtype.itemsize, points.tobytes(), n)
 

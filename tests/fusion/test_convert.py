@@ -95,36 +95,25 @@ def test_av2_log_converts_and_the_pipeline_scores_it_like_the_per_sweep_detector
         1e9 / (AV2_SWEEPS[1] - AV2_SWEEPS[0]), abs=0.01
     )
     assert cloud["first_stamp_ns"] == AV2_SWEEPS[0]
-    assert cloud["pointcloud"]["per_point_time"] and cloud["pointcloud"]["frame_id"] == "egovehicle"
+    # no per-point time: AV2 sweeps come ego-motion compensated, and fusion would deskew them again
+    assert not cloud["pointcloud"]["per_point_time"] and cloud["pointcloud"]["frame_id"] == "egovehicle"
     edges = {(e["parent"], e["child"]): e for e in report["tf"]}
     assert not edges[("map", "egovehicle")]["static"] and edges[("map", "egovehicle")]["count"] > 100
     assert edges[("egovehicle", "ring_front_center")]["static"] and len(edges) == 12  # 11 sensors + the pose
 
-    # deskew off: the dataset's points are the feather's, and the detections are the per-sweep test's
-    config = tmp_path / "nodeskew.toml"
-    config.write_text("[sync]\ndeskew = false\n")
+    # the default run: nothing deskewed again, the dataset's points are the feather's, and the
+    # detections are the per-sweep test's
     plain = tmp_path / "plain"
-    args = [
-        "run",
-        str(log),
-        "--out",
-        str(plain),
-        "--workers",
-        "1",
-        "--quiet",
-        "--no-track",
-        "--config",
-        str(config),
-    ]
-    assert main(args) == 0
+    assert main(["run", str(log), "--out", str(plain), "--workers", "1", "--quiet", "--no-track"]) == 0
     assert main(["validate", str(plain)]) == 0
+    assert pd.read_parquet(plain / "frames")["deskewed"].tolist() == [False, False]
     seq = open_dataset(plain).sequence(av2.name)
     for k, stamp in enumerate(AV2_SWEEPS):
         pts = feather.read_table(av2 / f"sensors/lidar/{stamp}.feather").to_pandas()
         xyz, intensity, offsets = seq.points(k)
         np.testing.assert_array_equal(xyz, pts[["x", "y", "z"]].to_numpy(dtype=np.float32))
         np.testing.assert_array_equal(intensity, pts["intensity"].to_numpy(dtype=np.float32))
-        np.testing.assert_array_equal(offsets, pts["offset_ns"].to_numpy())
+        assert not offsets.any()  # no per-point time: every point at the stamp (the contract's int32 column)
     bev = tmp_path / "bev.toml"
     bev.write_text(f'operating_iou_kind = "bev"\ncategories = {json.dumps(CATEGORIES)}\n')
     capsys.readouterr()
@@ -152,43 +141,6 @@ def test_av2_log_converts_and_the_pipeline_scores_it_like_the_per_sweep_detector
     assert "2 of the 156 annotated sweeps" in captured.err
     car = json.loads(captured.out)["overall"]["categories"]["car"]
     assert (car["num_gt"], car["tp"]) == _per_sweep_car_recall(av2) == (30, 20)
-
-
-def test_av2_deskewed_points_are_the_feathers_moved_by_the_poses(datasets: Path, tmp_path: Path) -> None:
-    """The default run deskews (the sweeps carry offset_ns and the log has poses): the dataset's points
-    are the feather's moved to the sweep stamp with calib.deskew over the AV2 poses themselves."""
-    from calib.deskew import deskew
-    from calib.tf_buffer import TransformBuffer
-    from fusion.decode.types import TransformRecord
-
-    av2 = datasets / AV2_LOG
-    log = convert(av2, "av2", tmp_path / "log.mcap").log_path
-    out = tmp_path / "ds"
-    assert main(["detect", str(log), "--out", str(out), "--quiet", "--no-track", "--no-images"]) == 0
-    frames = pd.read_parquet(out / "frames")
-    assert frames["deskewed"].tolist() == [True, True]
-    poses = feather.read_table(av2 / "city_SE3_egovehicle.feather").to_pandas()
-    buffer = TransformBuffer()
-    for row in poses.itertuples():
-        buffer.add(
-            TransformRecord(
-                "map",
-                "egovehicle",
-                int(row.timestamp_ns),
-                (row.tx_m, row.ty_m, row.tz_m),
-                (row.qx, row.qy, row.qz, row.qw),
-                False,
-            )
-        )
-    seq = open_dataset(out).sequence("log")
-    for k, stamp in enumerate(AV2_SWEEPS):
-        pts = feather.read_table(av2 / f"sensors/lidar/{stamp}.feather").to_pandas()
-        raw = pts[["x", "y", "z"]].to_numpy(dtype=np.float32)
-        expected = deskew(raw, pts["offset_ns"].to_numpy(np.int32), stamp, buffer, "egovehicle", "map")
-        xyz, _, _ = seq.points(k)
-        np.testing.assert_allclose(xyz, expected, atol=2e-5)
-        near = np.linalg.norm(raw, axis=1) < 30.0  # far points move more: the ego is turning
-        assert 0.01 < float(np.abs(xyz - raw)[near].max()) < 0.5  # within 0.1 s at 0.66 m/s
 
 
 def test_av2_log_without_calibration_and_one_sweep_converts(datasets: Path, tmp_path: Path) -> None:
