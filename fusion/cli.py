@@ -84,6 +84,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from fusion.convert import convert
+
+    result = convert(
+        Path(args.src),
+        args.source,
+        Path(args.out),
+        fmt=args.format,
+        hz=args.hz,
+        calibration=args.calibration,
+        frames=args.frames,
+        overwrite=args.overwrite,
+    )
+    print(result.summary())
+    return 0
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     """The run's configuration: --config FILE (or the defaults), then each flag given on top."""
     from fusion.config import RunConfig, load_config
@@ -288,6 +305,22 @@ def _load_truth(path: Path, calibration: str | None, calib_option: str = "--gt-c
     return load_labels(path)
 
 
+def _aligned_truth(pred_path: Path, pred: pa.Table, truth: pa.Table, gt_path: Path) -> pa.Table:
+    """An Argoverse 2 annotations.feather numbers the whole log's sweeps: its boxes are put on the
+    predicted sweeps with the same timestamp, the sweeps not predicted left out (said on stderr)."""
+    if gt_path.suffix != ".feather":
+        return truth
+    from fusion.evaluation.align import align_truth_by_timestamp, prediction_frames
+
+    aligned, kept, total = align_truth_by_timestamp(truth, prediction_frames(pred_path, pred))
+    print(
+        f"fusion eval: {kept} of the {total} annotated sweeps of {gt_path.name} are predicted sweeps "
+        "(matched by timestamp_ns); the other sweeps' boxes are left out",
+        file=sys.stderr,
+    )
+    return aligned
+
+
 def _read_toml(path: str, what: str) -> dict[str, Any]:
     import tomllib
 
@@ -349,7 +382,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         tconfig = _tracking_config(doc, args)
         pred = load_labels(Path(args.pred))
-        truth = _load_truth(Path(args.gt), args.gt_calib)
+        truth = _aligned_truth(
+            Path(args.pred), pred, _load_truth(Path(args.gt), args.gt_calib), Path(args.gt)
+        )
         tracking = evaluate_tracking(pred, truth, tconfig)
         if args.json:
             json.dump(tracking.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
@@ -362,7 +397,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = EvalConfig.from_json(doc.get("eval", doc)) if doc is not None else EvalConfig()
     config = _eval_overrides(config, args)
     pred = load_labels(Path(args.pred))
-    truth = _load_truth(Path(args.gt), args.gt_calib)
+    truth = _aligned_truth(Path(args.pred), pred, _load_truth(Path(args.gt), args.gt_calib), Path(args.gt))
     result = evaluate(pred, truth, config)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
@@ -861,6 +896,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--columns", type=int, metavar="N", help="firings per revolution (default: per --lidar)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "convert",
+        help="a KITTI raw drive, KITTI object frames or an Argoverse 2 log as a ROS bag fusion runs on",
+    )
+    p.add_argument("src", help="the dataset folder: a KITTI raw drive, a KITTI object training/, an AV2 log")
+    p.add_argument("--from", dest="source", required=True, choices=["kitti-raw", "kitti-object", "av2"])
+    p.add_argument(
+        "--out", required=True, help="the bag to write (.bag for ros1, .mcap, or a directory for sqlite3)"
+    )
+    p.add_argument("--format", choices=["ros1", "mcap", "sqlite3"], default="mcap")
+    p.add_argument(
+        "--hz",
+        type=_positive(float),
+        help="sweep rate of a folder without timestamps (KITTI raw: required there; KITTI object: default 1)",
+    )
+    p.add_argument(
+        "--calibration", metavar="DIR_OR_FILE", help="kitti-raw: the date folder with calib_cam_to_cam.txt"
+    )
+    p.add_argument(
+        "--frames", nargs="+", metavar="NNNNNN", help="kitti-object: the frames to take (default all)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (once the new bag is whole)"
+    )
+    p.set_defaults(func=_cmd_convert)
     return parser
 
 

@@ -333,8 +333,8 @@ class SweepWriters:
             self.points.add(
                 index,
                 cloud.xyz,
-                _or_zeros(cloud.intensity, len(cloud)),
-                _or_zeros(cloud.time_offset_ns, len(cloud)),
+                _or_zeros(cloud.intensity, len(cloud), np.float32),
+                _or_zeros(cloud.time_offset_ns, len(cloud), np.int32),
             )
         for name, img in frame.images.items():
             if name in self.images:
@@ -408,8 +408,10 @@ def sweep_writers(
         yield SweepWriters(pw, iws, out.image_format)
 
 
-def _or_zeros(values: npt.NDArray[Any] | None, n: int) -> npt.NDArray[Any]:
-    return values if values is not None else np.zeros(n, np.float32)
+def _or_zeros(values: npt.NDArray[Any] | None, n: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """`values`, or n zeros of `dtype` for a cloud without the field (no intensity: 0.0; no
+    per-point time: offset 0, an int32 as the points table holds; float zeros were refused there)."""
+    return values if values is not None else np.zeros(n, dtype)
 
 
 def _add_image(writer: ImagesWriter, frame_index: int, img: PairedImage, image_format: str) -> None:

@@ -77,6 +77,9 @@ def _frozen(d: dict[str, CategoryRule]) -> Mapping[str, CategoryRule]:
     return MappingProxyType(d)
 
 
+MIN_EXTENT_M: Final = 0.01
+"""A box's smallest length and width (the contract wants both > 0; a cluster can measure 0 across)."""
+
 DEFAULT_RULES: Final[Mapping[str, CategoryRule]] = _frozen(
     {
         "bus": CategoryRule(14.0, 3.2, 9.0, 2.6, 4.2, 0.8, 0.5, (12.0, 2.55)),
@@ -209,8 +212,9 @@ def completed_boxes(
     wid_axis = np.where(first_is_length[:, None], e2, e1)
     len_ext = np.where(first_is_length, ext1, ext2)
     wid_ext = np.where(first_is_length, ext2, ext1)
-    new_len = np.maximum(len_ext, prior[:, 0])
-    new_wid = np.maximum(wid_ext, prior[:, 1])
+    # a box has a size: points quantised onto one line (AV2 ships float16 coordinates) measured 0 wide
+    new_len = np.maximum(len_ext, np.maximum(prior[:, 0], MIN_EXTENT_M))
+    new_wid = np.maximum(wid_ext, np.maximum(prior[:, 1], MIN_EXTENT_M))
     for axis, ext, new in ((len_axis, len_ext, new_len), (wid_axis, wid_ext, new_wid)):
         sensor = -np.einsum("ij,ij->i", centre, axis)  # the sensor along this axis, from the centre
         away = np.where(np.abs(sensor) > 0.5 * ext, -np.sign(sensor), 0.0)
