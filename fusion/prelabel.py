@@ -263,8 +263,15 @@ def finish_sequence(
     sid = seq.sequence_id
     ctx = detected.ctx
     sweeps = detected.sweeps
+    warnings = list(detected.warnings)
     if config.tracker.enabled:
+        found = sum(len(part) for part in detected.detections)
         rows = _tracked_rows(sweeps, detected.detections, config, executor)
+        from trackers import RefineConfig
+
+        least = (config.tracker.refine or RefineConfig()).min_track_frames
+        if found and not len(rows.track_id) and len(sweeps) < least:  # no track can be long enough
+            warnings.append(_too_short_warning(str(detected.log_path), found, len(sweeps), least))
     else:
         rows = _detected_rows(sweeps, detected.detections)
     detected.detections.clear()
@@ -309,9 +316,19 @@ def finish_sequence(
         tracks=len(set(table.column("track_id").to_pylist())),
         by_category={str(c): int(n) for c, n in zip(cats, counts, strict=True)},
         seconds=time.time() - detected.started_s,
-        warnings=list(detected.warnings),
+        warnings=warnings,
     )
     return summary, info
+
+
+def _too_short_warning(log_path: str, found: int, sweeps: int, least: int) -> str:
+    """The summary's line for a log of fewer sweeps than `RefineConfig.min_track_frames` (`least`),
+    whose `found` detections refinement therefore all dropped."""
+    return (
+        f"{log_path}: tracking kept none of the {found} detections of its {sweeps} sweep(s): refinement "
+        f"drops tracks with fewer than {least} detections (min_track_frames); pass --no-track to keep "
+        "each sweep's detections as they are"
+    )
 
 
 class SweepWriters:

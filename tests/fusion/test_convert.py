@@ -161,6 +161,20 @@ def test_av2_log_without_calibration_and_one_sweep_converts(datasets: Path, tmp_
     assert main(["validate", str(out)]) == 0
 
 
+def test_a_log_too_short_to_track_says_its_detections_were_all_dropped(
+    datasets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tracked, a 2-sweep log has no track of min_track_frames (3) detections: its labels are empty,
+    which the summary used to report as a plain "0 boxes"."""
+    log = convert(datasets / AV2_LOG, "av2", tmp_path / "log.mcap").log_path
+    capsys.readouterr()
+    assert main(["detect", str(log), "--out", str(tmp_path / "ds"), "--no-images", "--no-points"]) == 0
+    out = capsys.readouterr().out
+    assert "1 warning(s)" in out and "0 boxes" in out
+    assert f"{log}: tracking kept none of the" in out and "of its 2 sweep(s)" in out
+    assert "fewer than 3 detections (min_track_frames); pass --no-track" in out
+
+
 def test_av2_feather_without_the_columns_is_one_line_naming_it(tmp_path: Path) -> None:
     import pyarrow as pa
 
