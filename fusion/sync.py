@@ -19,7 +19,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -79,6 +79,11 @@ class SyncConfig:
     sweep_period_ns: int = 100_000_000
     spin: Literal["ccw", "cw"] = "cw"
     stamp_azimuth_rad: float = math.pi
+    # Sweeps without per-point time: give each point the instant the beam pointed at its azimuth
+    # by that fallback (for spinning LiDARs whose driver leaves the time out, e.g. KITTI's .bin
+    # sweeps or velodyne_pointcloud's XYZIR clouds), so they are deskewed and their objects'
+    # capture times known. Off: such sweeps are kept as recorded.
+    time_from_azimuth: bool = False
     # How far past a sweep (record time) the stream may run before the sweep is emitted with
     # whatever images arrived; bounds the buffers.
     max_latency_ns: int = 1_000_000_000
@@ -123,6 +128,16 @@ def sweep_phase(cloud: PointCloud, config: SyncConfig, *, samples: int = 4096) -
                 return SweepPhase(float(math.remainder(az0, TWO_PI)), float(omega), int(t[0]), True)
     sign = 1.0 if config.spin == "ccw" else -1.0
     return SweepPhase(config.stamp_azimuth_rad, sign * TWO_PI / config.sweep_period_ns, 0, False)
+
+
+def with_azimuth_time(cloud: PointCloud, phase: SweepPhase) -> PointCloud:
+    """`cloud` with each point's time offset (int32 ns from the stamp) the instant `phase` has the
+    beam at the point's azimuth in the LiDAR frame: exact for a spinning LiDAR whose points were
+    not moved after they were measured (a point's azimuth is its beam's)."""
+    xyz = cloud.xyz
+    azimuth = np.arctan2(xyz[:, 1].astype(np.float64), xyz[:, 0].astype(np.float64))
+    offsets = np.rint(phase.crossing_offsets_ns(azimuth)).astype(np.int32)
+    return replace(cloud, time_offset_ns=offsets)
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,6 +416,8 @@ def synchronize(
             if not len(cloud) and cloud.num_dropped:
                 ctx.no_finite_ns.append(cloud.stamp_ns)
             phase = sweep_phase(cloud, config)
+            if config.time_from_azimuth and cloud.time_offset_ns is None and len(cloud):
+                cloud = with_azimuth_time(cloud, phase)
             crossings = {n: cloud.stamp_ns + phase.crossing_offset_ns(c.azimuth_rad) for n, c in cams.items()}
             pending.append((cloud, raw.log_time_ns, crossings, phase))
         else:

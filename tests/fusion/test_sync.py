@@ -138,6 +138,32 @@ def test_deskew_moves_points_onto_static_objects_ground_truth_surfaces() -> None
     assert errors[True] < 0.03
 
 
+def test_sweeps_without_per_point_time_are_deskewed_by_azimuth_when_asked(tmp_path: Path) -> None:
+    """A driver that leaves the per-point time out (KITTI's .bin, velodyne_pointcloud's XYZIR): kept
+    as recorded by default; with `time_from_azimuth` each point gets the instant the fallback spin
+    model has the beam at its azimuth, and the sweep is deskewed as the one with real times is."""
+
+    def drop_time(topic: str, index: int, msg: Any) -> int:
+        if hasattr(msg, "fields"):
+            msg.fields = [f for f in msg.fields if f.name != "time"]  # the bytes stay: unread padding
+        return -1
+
+    bare = rewrite(tmp_path, drop_time)
+    timed, _, _ = run(SAMPLE)
+    kept, _, _ = run(bare)
+    derived, _, warnings = run(bare, SyncConfig(time_from_azimuth=True))
+    assert warnings == [] and len(timed) == len(kept) == len(derived) == 30
+    for real, plain, mine in zip(timed, kept, derived, strict=True):
+        assert plain.cloud.time_offset_ns is None and not plain.deskewed
+        assert real.deskewed and mine.deskewed
+        offsets = mine.cloud.time_offset_ns
+        assert offsets is not None and offsets.dtype == np.int32
+        # the simulator stamps each point with its beam's instant: the azimuth gives it back
+        assert np.abs(offsets.astype(np.int64) - real.cloud.time_offset_ns).max() <= 1_000  # 1 us
+        np.testing.assert_allclose(mine.cloud.xyz, real.cloud.xyz, atol=1e-4)
+        assert np.abs(np.asarray(plain.cloud.xyz) - np.asarray(real.cloud.xyz)).max() > 0.05  # smeared
+
+
 def box_local(xyz: np.ndarray, box: np.ndarray) -> np.ndarray:
     c, s = math.cos(box[6]), math.sin(box[6])
     d = xyz - box[:3]
