@@ -1,0 +1,85 @@
+"""`fusion convert --from pcd`: the real pjlab folder of PCD sweeps (read in place) and its poses into a
+bag, then the pipeline on it; small PCDs written with open3d into tmp_path for the error cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from exporters.reader import open_dataset
+from fusion.cli import main
+from fusion.convert import ConvertError, convert
+
+PJLAB = "sensors_calibration_pjlab/lidar2imu/manual_calib/data"
+STEMS = tuple(f"2021-10-26-16-21-29-{ms}" for ms in (468, 568, 668, 768, 868))
+
+
+def _read(path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    import open3d as o3d
+
+    cloud = o3d.t.io.read_point_cloud(path)
+    return {name: cloud.point[name].numpy() for name in cloud.point}
+
+
+def _write_pcd(path: Path, n: int = 50, **fields: np.ndarray[Any, Any]) -> None:
+    import open3d as o3d
+
+    cloud = o3d.t.geometry.PointCloud()
+    rng = np.random.default_rng(len(path.name))
+    cloud.point.positions = o3d.core.Tensor(rng.uniform(-20, 20, (n, 3)).astype(np.float32))
+    for name, values in fields.items():
+        cloud.point[name] = o3d.core.Tensor(values.reshape(n, 1))
+    assert o3d.t.io.write_point_cloud(path, cloud)
+
+
+def test_pjlab_sweeps_and_poses_convert_and_run_with_the_pcd_points(
+    datasets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = datasets / PJLAB
+    log = tmp_path / "pjlab.mcap"
+    poses = data / "top_center_lidar-pose.txt"
+    assert main(["convert", str(data / "top_center_lidar"), "--from", "pcd", "--poses", str(poses), "--out", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "converted pcd: 5 sweeps on /lidar/points, images: none, 5 poses, span 0.40 s" in out
+    assert "1076 poses of top_center_lidar-pose.txt name no PCD in the folder" in out
+
+    assert main(["inspect", str(log), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cloud = next(t for t in report["topics"] if t["name"] == "/lidar/points")
+    assert cloud["count"] == 5 and cloud["rate_hz"] == pytest.approx(10.0, abs=0.05)
+    assert cloud["pointcloud"]["per_point_time"] and cloud["pointcloud"]["frame_id"] == "lidar"
+    edges = {(e["parent"], e["child"]): e for e in report["tf"]}
+    assert list(edges) == [("map", "lidar")] and not edges[("map", "lidar")]["static"]
+    assert edges[("map", "lidar")]["count"] == 5
+
+    ds = tmp_path / "ds"
+    assert main(["run", str(log), "--out", str(ds), "--workers", "1", "--quiet", "--no-track"]) == 0
+    assert main(["validate", str(ds)]) == 0
+    frames = pd.read_parquet(ds / "frames")
+    # the sweep stamp is its earliest point's time; the poses sit at the stamps, so the last sweep's
+    # end is past TF's extrapolation: it is kept as recorded
+    assert frames["deskewed"].tolist() == [True, True, True, True, False]
+    seq = open_dataset(ds).sequence("pjlab")
+    for k, stem in enumerate(STEMS):
+        pcd = _read(data / "top_center_lidar" / f"{stem}.pcd")
+        ts = pcd["timestamp"].reshape(-1)
+        assert frames["timestamp_ns"].iloc[k] == round(float(ts.min()) * 1e9)
+        xyz, intensity, offsets = seq.points(k)
+        finite = np.isfinite(pcd["positions"]).all(axis=1)
+        assert len(xyz) == finite.sum() == frames["num_points"].iloc[k]
+        np.testing.assert_array_equal(intensity, pcd["intensity"].reshape(-1)[finite])
+        expected_offsets = np.rint((ts[finite] - ts.min()) * 1e9)
+        np.testing.assert_allclose(offsets, expected_offsets, atol=1000)  # float64 seconds: sub-us
+        raw = pcd["positions"][finite]
+        if frames["deskewed"].iloc[k]:
+            # the rig barely moves (0.1 mm and 2e-5 rad a sweep): deskewing moves a point by well under
+            # 1 mm plus that turn at its range, yet moves some
+            moved = np.linalg.norm(xyz.astype(np.float64) - raw, axis=1)
+            assert (moved <= 1e-3 + 3e-5 * np.linalg.norm(raw, axis=1)).all() and moved.max() > 1e-4
+        else:
+            np.testing.assert_array_equal(xyz, raw)
