@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from exporters.reader import open_dataset
+from fusion.bags import open_bag
+from fusion.decode import decode_pointcloud2
 from fusion.cli import main
 from fusion.convert import ConvertError, convert
 
@@ -83,3 +85,38 @@ def test_pjlab_sweeps_and_poses_convert_and_run_with_the_pcd_points(
             assert (moved <= 1e-3 + 3e-5 * np.linalg.norm(raw, axis=1)).all() and moved.max() > 1e-4
         else:
             np.testing.assert_array_equal(xyz, raw)
+
+
+def _folder(tmp_path: Path, count: int = 3, **fields: np.ndarray[Any, Any]) -> Path:
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    for k in range(count):
+        _write_pcd(folder / f"{k:06d}.pcd", **fields)
+    return folder
+
+
+def test_pcds_without_timestamps_need_hz_and_keep_their_relative_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    time = np.linspace(0.0, 0.099, 50, dtype=np.float32)  # seconds from the sweep start
+    ring = np.arange(50, dtype=np.uint16) % 32
+    folder = _folder(tmp_path, time=time, ring=ring)
+    log = tmp_path / "odd.mcap"
+    assert main(["convert", str(folder), "--from", "pcd", "--out", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert "000000.pcd: no per-point timestamp (absolute seconds) to date the sweeps; pass --hz 10" in err
+    assert not log.exists() and list(tmp_path.iterdir()) == [folder]
+
+    result = convert(folder, "pcd", log, hz=10, frame_id="velo")
+    assert (result.num_sweeps, result.num_poses) == (3, 0)
+    assert (result.start_ns, result.end_ns) == (1_000_000_000, 1_200_000_000)
+    assert "per-point time: time" in result.notes
+    with open_bag(log) as bag:  # the bag reads back as fusion reads any bag
+        clouds = [decode_pointcloud2(bag.deserialize(m)) for m in bag.messages(["/lidar/points"])]
+    assert [c.stamp_ns for c in clouds] == [1_000_000_000, 1_100_000_000, 1_200_000_000]
+    for k, cloud in enumerate(clouds):
+        np.testing.assert_array_equal(cloud.xyz, _read(folder / f"{k:06d}.pcd")["positions"])
+        assert cloud.ring is not None and cloud.time_offset_ns is not None and cloud.intensity is None
+        np.testing.assert_array_equal(cloud.ring, ring)
+        np.testing.assert_allclose(cloud.time_offset_ns, np.rint(time.astype(np.float64) * 1e9), atol=100)
+        assert cloud.frame_id == "velo"
