@@ -975,6 +975,14 @@ def _pose_matrix(values: Sequence[str], where: str) -> M4:
     return m
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_pcd_poses(path: Path, stems: Sequence[str]) -> tuple[dict[str, M4], list[str]]:
     """A poses file -> (PCD stem -> world_from_lidar (4, 4), notes).
 
@@ -992,7 +1000,8 @@ def _read_pcd_poses(path: Path, stems: Sequence[str]) -> tuple[dict[str, M4], li
     rows = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
     if not rows:
         raise ConvertError(f"{path}: no pose lines; give --poses a file of 3x4 poses or drop --poses")
-    named = len(rows[0][1]) == 13
+    head = rows[0][1][0]
+    named = len(rows[0][1]) == 13 or head in stems or not _is_number(head)
     for number, tokens in rows:
         if len(tokens) != (13 if named else 12):
             raise ConvertError(

@@ -45,7 +45,21 @@ def test_pjlab_sweeps_and_poses_convert_and_run_with_the_pcd_points(
     data = datasets / PJLAB
     log = tmp_path / "pjlab.mcap"
     poses = data / "top_center_lidar-pose.txt"
-    assert main(["convert", str(data / "top_center_lidar"), "--from", "pcd", "--poses", str(poses), "--out", str(log)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(data / "top_center_lidar"),
+                "--from",
+                "pcd",
+                "--poses",
+                str(poses),
+                "--out",
+                str(log),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "converted pcd: 5 sweeps on /lidar/points, images: none, 5 poses, span 0.40 s" in out
     assert "1076 poses of top_center_lidar-pose.txt name no PCD in the folder" in out
@@ -120,3 +134,89 @@ def test_pcds_without_timestamps_need_hz_and_keep_their_relative_time(
         np.testing.assert_array_equal(cloud.ring, ring)
         np.testing.assert_allclose(cloud.time_offset_ns, np.rint(time.astype(np.float64) * 1e9), atol=100)
         assert cloud.frame_id == "velo"
+
+
+IDENTITY = "1 0 0 {x} 0 1 0 0 0 0 1 0"
+
+
+def test_poses_named_or_in_order_become_map_to_frame_at_each_sweep(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    unnamed = tmp_path / "poses.txt"  # KITTI odometry: 12 numbers a line, the files' order
+    unnamed.write_text("".join(IDENTITY.format(x=k) + "\n" for k in range(3)))
+    result = convert(folder, "pcd", tmp_path / "a.mcap", hz=10, poses=unnamed)
+    assert result.num_poses == 3 and "3 poses as map -> lidar at their sweeps' stamps" in result.notes
+    with open_bag(result.log_path) as bag:
+        tfs = [bag.deserialize(m).transforms[0] for m in bag.messages(["/tf"])]
+    assert [(t.header.frame_id, t.child_frame_id, t.transform.translation.x) for t in tfs] == [
+        ("map", "lidar", 0.0),
+        ("map", "lidar", 1.0),
+        ("map", "lidar", 2.0),
+    ]
+    assert [t.header.stamp.nanosec for t in tfs] == [0, 100_000_000, 200_000_000]
+
+    named = tmp_path / "named.txt"  # poses for two of the three sweeps
+    named.write_text(f"000002 {IDENTITY.format(x=2)}\n000000 {IDENTITY.format(x=0)}\n")
+    result = convert(folder, "pcd", tmp_path / "b.mcap", hz=10, poses=named)
+    assert result.num_poses == 2
+    assert "named.txt has poses for 2 of the 3 sweeps: the others get none (no deskew, no world frame)" in (
+        result.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("000000 1 0 0 0 0 1 0 0 0 0 1\n", r"named\.txt:1: 12 values; every line is NAME and 12 numbers"),
+        (f"000000 {IDENTITY.format(x='a')}\n", r"named\.txt:1: could not convert string to float: 'a'"),
+        (f"000000 {IDENTITY.format(x=0)}\n000000 {IDENTITY.format(x=0)}\n", r"named\.txt:2: a second pose"),
+        (
+            f"000001 {IDENTITY.format(x=0)}\n000001x {IDENTITY.format(x=0)}\n",
+            r"named\.txt:2: pose for "
+            r"'000001x' but the folder has no 000001x\.pcd; restore the PCD or delete the line",
+        ),
+        ("000000 2 0 0 0 0 1 0 0 0 0 1 0\n", r"named\.txt:1: the 3x3 part is not a rotation"),
+        (f"{IDENTITY.format(x=0)}\n" * 2, r"named\.txt:2: 2 unnamed poses for 3 PCD files; .* fix the count"),
+        (f"{IDENTITY.format(x=0)}\n" * 4, r"named\.txt:4: 4 unnamed poses for 3 PCD files"),
+        (f"zzz {IDENTITY.format(x=0)}\n", r"named\.txt: none of its 1 names is a PCD of the folder"),
+        ("\n", r"named\.txt: no pose lines; give --poses a file of 3x4 poses or drop --poses"),
+    ],
+)
+def test_bad_pose_lines_are_one_line_naming_the_line(tmp_path: Path, text: str, message: str) -> None:
+    folder = _folder(tmp_path)
+    poses = tmp_path / "named.txt"
+    poses.write_text(text)
+    with pytest.raises(ConvertError, match=message):
+        convert(folder, "pcd", tmp_path / "out.mcap", hz=10, poses=poses)
+    assert not (tmp_path / "out.mcap").exists()
+
+
+def test_bad_pcd_folders_are_one_line_and_leave_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.mcap"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConvertError, match=r"empty: no \*\.pcd files; give a folder of PCD sweeps"):
+        convert(empty, "pcd", out, hz=10)
+    folder = _folder(tmp_path)
+    (folder / "000003.pcd").write_bytes(b"not a point cloud\n")
+    with pytest.raises(ConvertError, match=r"000003\.pcd: open3d reads no x y z points from it"):
+        convert(folder, "pcd", out, hz=10)
+    (folder / "000003.pcd").write_text(
+        "VERSION 0.7\nFIELDS intensity\nSIZE 4\nTYPE F\nCOUNT 1\nWIDTH 2\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\n"
+        "POINTS 2\nDATA ascii\n1\n2\n"
+    )
+    with pytest.raises(ConvertError, match=r"000003\.pcd: open3d reads no x y z points from it"):
+        convert(folder, "pcd", out, hz=10)
+    (folder / "000003.pcd").unlink()
+    _write_pcd(folder / "000003.pcd", timestamp=np.full(50, 1.6e9))
+    with pytest.raises(
+        ConvertError, match=r"000003\.pcd: has the per-point timestamp field that 000000\.pcd"
+    ):
+        convert(folder, "pcd", out, hz=10)
+    assert not out.exists()
+    # the options of other sources are refused, and theirs with pcd
+    assert main(["convert", str(folder), "--from", "av2", "--poses", "p.txt", "--out", str(out)]) == 2
+    assert "--poses and --frame-id apply to --from pcd" in capsys.readouterr().err
+    with pytest.raises(ConvertError, match=r"--calibration does not apply to --from pcd"):
+        convert(folder, "pcd", out, hz=10, calibration=folder)
