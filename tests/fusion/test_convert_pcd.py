@@ -13,9 +13,9 @@ import pytest
 
 from exporters.reader import open_dataset
 from fusion.bags import open_bag
-from fusion.decode import decode_pointcloud2
 from fusion.cli import main
 from fusion.convert import ConvertError, convert
+from fusion.decode import decode_pointcloud2
 
 PJLAB = "sensors_calibration_pjlab/lidar2imu/manual_calib/data"
 STEMS = tuple(f"2021-10-26-16-21-29-{ms}" for ms in (468, 568, 668, 768, 868))
