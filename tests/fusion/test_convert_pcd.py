@@ -28,14 +28,16 @@ def _read(path: Path) -> dict[str, np.ndarray[Any, Any]]:
     return {name: cloud.point[name].numpy() for name in cloud.point}
 
 
-def _write_pcd(path: Path, n: int = 50, **fields: np.ndarray[Any, Any]) -> None:
+def _write_pcd(path: Path, **fields: np.ndarray[Any, Any]) -> None:
+    """50 random points (x y z float32) and `fields`, each (50,), into a binary PCD."""
     import open3d as o3d
 
+    n = 50
     cloud = o3d.t.geometry.PointCloud()
     rng = np.random.default_rng(len(path.name))
-    cloud.point.positions = o3d.core.Tensor(rng.uniform(-20, 20, (n, 3)).astype(np.float32))
+    cloud.point.positions = o3d.core.Tensor.from_numpy(rng.uniform(-20, 20, (n, 3)).astype(np.float32))
     for name, values in fields.items():
-        cloud.point[name] = o3d.core.Tensor(values.reshape(n, 1))
+        cloud.point[name] = o3d.core.Tensor.from_numpy(np.ascontiguousarray(values.reshape(n, 1)))
     assert o3d.t.io.write_point_cloud(path, cloud)
 
 
@@ -214,6 +216,11 @@ def test_bad_pcd_folders_are_one_line_and_leave_nothing(
         ConvertError, match=r"000003\.pcd: has the per-point timestamp field that 000000\.pcd"
     ):
         convert(folder, "pcd", out, hz=10)
+    relative = tmp_path / "relative"
+    relative.mkdir()
+    _write_pcd(relative / "a.pcd", timestamp=np.linspace(0.0, 0.1, 50))  # seconds from the start
+    with pytest.raises(ConvertError, match=r"a\.pcd: field timestamp \(float64, from 0\.0\) is not absolute"):
+        convert(relative, "pcd", out)
     assert not out.exists()
     # the options of other sources are refused, and theirs with pcd
     assert main(["convert", str(folder), "--from", "av2", "--poses", "p.txt", "--out", str(out)]) == 2
