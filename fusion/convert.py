@@ -1,4 +1,5 @@
-"""`fusion convert`: public driving datasets (KITTI raw, KITTI object, Argoverse 2) into a ROS bag.
+"""`fusion convert`: public driving datasets (KITTI raw, KITTI object, Argoverse 2) and folders of PCD
+sweeps into a ROS bag.
 
 fusion reads ROS bags; a team evaluating it has KITTI and Argoverse 2 folders. `convert` writes
 one bag from one such folder, streaming (one sweep and one image per camera in memory at a time),
@@ -37,6 +38,12 @@ to the sweep reference timestamp ... with real per-point timestamps (offset_ns)"
 datasets folder, deskewing them again left static points 34.1 mm apart from the next sweep's, against
 31.8 mm as shipped), and fusion deskews every cloud that carries per-point time. The cost: no capture
 time for a moving object's points (`fusion.capture`), which the per-point time would have given.
+
+PCD folders (`_pcd`): each `*.pcd` (name order) is one sweep on /lidar/points in `frame_id`: x y z
+float32, intensity float32 and ring uint16 when present, and the per-point time fields fusion.decode
+reads (t, time, time_offset, offset_ns, timestamp) with their own name and type. Stamped with the
+earliest point of an absolute `timestamp` field, else 1 s + k / hz. Optional poses (named 3x4 lines,
+or KITTI odometry's unnamed ones) go on /tf as map -> frame_id at the sweeps' stamps.
 
 Output: written under a hidden temporary name beside `out` and renamed into place when complete;
 an existing `out` is refused unless `overwrite` (then replaced only once the new bag is complete).
