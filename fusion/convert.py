@@ -908,11 +908,11 @@ def _pcd_stamp_range(path: Path, fields: Mapping[str, npt.NDArray[Any]]) -> tupl
         return None
     ts = fields["timestamp"]
     first, last = (float(ts.min()), float(ts.max())) if ts.size else (math.nan, math.nan)
-    if ts.dtype.kind != "f" or not (math.isfinite(first) and math.isfinite(last)) or first < _EPOCH_FLOOR_S:
+    if ts.dtype != np.float64 or not (math.isfinite(first) and math.isfinite(last)) or first < _EPOCH_FLOOR_S:
         raise ConvertError(
             f"{path}: field timestamp ({ts.dtype}, from {first}) is not absolute seconds since the epoch "
-            "(float, as Hesai/Livox write it); rename the field to time (seconds from the sweep start) "
-            "and pass --hz"
+            "(float64, as Hesai/Livox write it: float32 cannot hold it to the ms); rename the field to "
+            "time (seconds from the sweep start) and pass --hz"
         )
     return round(first * 1e9), round(last * 1e9)
 

@@ -221,6 +221,10 @@ def test_bad_pcd_folders_are_one_line_and_leave_nothing(
     _write_pcd(relative / "a.pcd", timestamp=np.linspace(0.0, 0.1, 50))  # seconds from the start
     with pytest.raises(ConvertError, match=r"a\.pcd: field timestamp \(float64, from 0\.0\) is not absolute"):
         convert(relative, "pcd", out)
+    (relative / "a.pcd").unlink()
+    _write_pcd(relative / "a.pcd", timestamp=np.full(50, 1.6e9, dtype=np.float32))
+    with pytest.raises(ConvertError, match=r"a\.pcd: field timestamp \(float32, .*float32 cannot hold it"):
+        convert(relative, "pcd", out)
     assert not out.exists()
     # the options of other sources are refused, and theirs with pcd
     assert main(["convert", str(folder), "--from", "av2", "--poses", "p.txt", "--out", str(out)]) == 2
