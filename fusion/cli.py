@@ -95,6 +95,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         hz=args.hz,
         calibration=args.calibration,
         frames=args.frames,
+        poses=args.poses,
+        frame_id=args.frame_id,
         overwrite=args.overwrite,
     )
     print(result.summary())
@@ -899,10 +901,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "convert",
-        help="a KITTI raw drive, KITTI object frames or an Argoverse 2 log as a ROS bag fusion runs on",
+        help="a KITTI raw drive, KITTI object frames, an Argoverse 2 log or a folder of PCD sweeps as a ROS "
+        "bag fusion runs on",
     )
-    p.add_argument("src", help="the dataset folder: a KITTI raw drive, a KITTI object training/, an AV2 log")
-    p.add_argument("--from", dest="source", required=True, choices=["kitti-raw", "kitti-object", "av2"])
+    p.add_argument(
+        "src",
+        help="the dataset folder: a KITTI raw drive, a KITTI object training/, an AV2 log, a folder of *.pcd",
+    )
+    p.add_argument(
+        "--from", dest="source", required=True, choices=["kitti-raw", "kitti-object", "av2", "pcd"]
+    )
     p.add_argument(
         "--out", required=True, help="the bag to write (.bag for ros1, .mcap, or a directory for sqlite3)"
     )
@@ -910,7 +918,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hz",
         type=_positive(float),
-        help="sweep rate of a folder without timestamps (KITTI raw: required there; KITTI object: default 1)",
+        help="sweep rate of a folder without timestamps (KITTI raw, pcd: required there; KITTI object: "
+        "default 1)",
     )
     p.add_argument(
         "--calibration", metavar="DIR_OR_FILE", help="kitti-raw: the date folder with calib_cam_to_cam.txt"
@@ -918,6 +927,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--frames", nargs="+", metavar="NNNNNN", help="kitti-object: the frames to take (default all)"
     )
+    p.add_argument(
+        "--poses",
+        metavar="FILE",
+        help="pcd: world_from_lidar poses, a line each: NAME (a PCD's stem) and the 3x4 matrix row by row "
+        "(12 numbers), or the 12 numbers alone in the files' order (KITTI odometry poses.txt)",
+    )
+    p.add_argument("--frame-id", metavar="FRAME", help="pcd: the clouds' frame (default lidar)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing --out (once the new bag is whole)"
     )

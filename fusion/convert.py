@@ -1,4 +1,5 @@
-"""`fusion convert`: public driving datasets (KITTI raw, KITTI object, Argoverse 2) into a ROS bag.
+"""`fusion convert`: public driving datasets (KITTI raw, KITTI object, Argoverse 2) and folders of PCD
+sweeps into a ROS bag.
 
 fusion reads ROS bags; a team evaluating it has KITTI and Argoverse 2 folders. `convert` writes
 one bag from one such folder, streaming (one sweep and one image per camera in memory at a time),
@@ -38,6 +39,12 @@ datasets folder, deskewing them again left static points 34.1 mm apart from the 
 31.8 mm as shipped), and fusion deskews every cloud that carries per-point time. The cost: no capture
 time for a moving object's points (`fusion.capture`), which the per-point time would have given.
 
+PCD folders (`_pcd`): each `*.pcd` (name order) is one sweep on /lidar/points in `frame_id`: x y z
+float32, intensity float32 and ring uint16 when present, and the per-point time fields fusion.decode
+reads (t, time, time_offset, offset_ns, timestamp) with their own name and type. Stamped with the
+earliest point of an absolute `timestamp` field, else 1 s + k / hz. Optional poses (named 3x4 lines,
+or KITTI odometry's unnamed ones) go on /tf as map -> frame_id at the sweeps' stamps.
+
 Output: written under a hidden temporary name beside `out` and renamed into place when complete;
 an existing `out` is refused unless `overwrite` (then replaced only once the new bag is complete).
 """
@@ -70,7 +77,7 @@ from fusion.simulate.writer import BagSink, Format
 
 log = logging.getLogger(__name__)
 
-Source = Literal["kitti-raw", "kitti-object", "av2"]
+Source = Literal["kitti-raw", "kitti-object", "av2", "pcd"]
 SOURCES: Final[tuple[str, ...]] = get_args(Source)
 
 WORLD_FRAME: Final = "map"
@@ -107,7 +114,7 @@ class ConvertResult:
     """What `convert` wrote."""
 
     log_path: Path  # the bag (a .bag or .mcap file, or a ROS2 sqlite3 directory)
-    source: str  # kitti-raw | kitti-object | av2
+    source: str  # kitti-raw | kitti-object | av2 | pcd
     num_sweeps: int
     images: Mapping[str, int]  # camera name -> images written
     num_poses: int  # ego poses written on /tf
@@ -177,6 +184,8 @@ def convert(
     hz: float | None = None,
     calibration: Path | str | None = None,
     frames: Sequence[str] | None = None,
+    poses: Path | str | None = None,
+    frame_id: str | None = None,
     overwrite: bool = False,
 ) -> ConvertResult:
     """Convert the dataset folder `src` of kind `source` into the bag `out` (see the module docstring).
@@ -184,7 +193,9 @@ def convert(
     hz: sweep rate for a folder without timestamps (KITTI raw: required there, refused where the
     folder has them; KITTI object: the frames' spacing, default 1 Hz). calibration: KITTI raw's
     date folder (or one of its calib files) when it is not beside or above `src`. frames: KITTI
-    object frame names ("000008") to take, default all. Raises ConvertError (a FusionError) with
+    object frame names ("000008") to take, default all. poses, frame_id: pcd only: the poses file
+    (3x4 world_from_lidar per line, named by PCD stem or in file order) and the cloud's frame (default
+    lidar). Raises ConvertError (a FusionError) with
     one line naming the file and the fix.
     """
     if source not in SOURCES:
@@ -199,12 +210,22 @@ def convert(
         raise ConvertError(f"{log_path} exists; pass --overwrite to replace it, or choose another --out")
     if frames is not None and source != "kitti-object":
         raise ConvertError("--frames chooses KITTI object frames; give it with --from kitti-object")
+    if (poses is not None or frame_id is not None) and source != "pcd":
+        raise ConvertError(f"--poses and --frame-id apply to --from pcd; {source} folders carry their own")
     if source == "kitti-raw":
         plan = _kitti_raw(root, hz, Path(calibration) if calibration else None)
     elif source == "kitti-object":
         if calibration is not None:
             raise ConvertError("--calibration: KITTI object frames carry their own calib/NNNNNN.txt; drop it")
         plan = _kitti_object(root, hz, frames)
+    elif source == "pcd":
+        if calibration is not None:
+            raise ConvertError(
+                "--calibration does not apply to --from pcd (a PCD folder is one LiDAR): drop it"
+            )
+        if frame_id is not None and not frame_id.strip("/ "):
+            raise ConvertError(f"--frame-id {frame_id!r} is not a frame name; give one such as lidar")
+        plan = _pcd(root, hz, Path(poses) if poses is not None else None, frame_id or PCD_DEFAULT_FRAME)
     else:
         if hz is not None or calibration is not None:
             raise ConvertError("--hz and --calibration do not apply to --from av2 (its files carry both)")
@@ -830,3 +851,287 @@ def _av2(root: Path) -> _Plan:
             yield _av2_cloud(path, stamp)
 
     return _Plan("/lidar/points", _AV2_FRAME, statics, poses, stamps, sweeps(), cameras, notes)
+
+
+# ---- a folder of PCD sweeps ----------------------------------------------------------------------
+
+PCD_DEFAULT_FRAME: Final = "lidar"
+_PCD_TOPIC: Final = "/lidar/points"
+_PCD_TIME_FIELDS: Final = ("t", "time", "time_offset", "offset_ns", "timestamp")
+"""The per-point time fields `fusion.decode` reads (its TIME_CONVENTIONS), passed through as they are."""
+_EPOCH_FLOOR_S: Final = 1e8
+"""An absolute `timestamp` (seconds since the epoch) is past 1973; smaller values are not a clock."""
+_POINTFIELD_TYPES: Final = {
+    np.dtype(np.int8): 1,
+    np.dtype(np.uint8): 2,
+    np.dtype(np.int16): 3,
+    np.dtype(np.uint16): 4,
+    np.dtype(np.int32): 5,
+    np.dtype(np.uint32): 6,
+    np.dtype(np.float32): 7,
+    np.dtype(np.float64): 8,
+}
+
+
+def _read_pcd(path: Path) -> dict[str, npt.NDArray[Any]]:
+    """A PCD file's fields by name (open3d's tensor API): "positions" (N, 3) float32 and each other
+    attribute (N,) as stored (intensity, ring, timestamp, ...). One-line ConvertError when open3d cannot
+    read it or it has no x y z."""
+    import open3d as o3d
+
+    if not os.access(path, os.R_OK):
+        raise ConvertError(f"{path}: cannot read the file; restore it or remove it from the folder")
+    level = o3d.utility.get_verbosity_level()
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # its own warnings are ours here
+    try:
+        cloud = o3d.t.io.read_point_cloud(path)
+    finally:
+        o3d.utility.set_verbosity_level(level)
+    names = list(cloud.point)
+    if "positions" not in names:
+        raise ConvertError(
+            f"{path}: open3d reads no x y z points from it (fields: {', '.join(names) or 'none'}); "
+            "a sweep needs FIELDS x y z: fix or remove the file"
+        )
+    out: dict[str, npt.NDArray[Any]] = {}
+    for name in names:
+        values = cloud.point[name].numpy()
+        out[name] = values.reshape(-1) if values.ndim == 2 and values.shape[1] == 1 else values
+    if not len(out["positions"]):
+        raise ConvertError(f"{path}: holds no points; remove it from the folder")
+    return out
+
+
+def _pcd_stamp_range(path: Path, fields: Mapping[str, npt.NDArray[Any]]) -> tuple[int, int] | None:
+    """(earliest, latest) point time in ns from an absolute `timestamp` field, or None without one."""
+    if "timestamp" not in fields:
+        return None
+    ts = fields["timestamp"]
+    first, last = (float(ts.min()), float(ts.max())) if ts.size else (math.nan, math.nan)
+    if ts.dtype != np.float64 or not (math.isfinite(first) and math.isfinite(last)) or first < _EPOCH_FLOOR_S:
+        raise ConvertError(
+            f"{path}: field timestamp ({ts.dtype}, from {first}) is not absolute seconds since the epoch "
+            "(float64, as Hesai/Livox write it: float32 cannot hold it to the ms); rename the field to "
+            "time (seconds from the sweep start) and pass --hz"
+        )
+    return round(first * 1e9), round(last * 1e9)
+
+
+def _pcd_cloud(path: Path, fields: Mapping[str, npt.NDArray[Any]], stamp: int, record: int) -> _Cloud:
+    """x y z float32, intensity float32, ring uint16 and the time fields as stored (each field aligned
+    to its size, as PCL lays out a point)."""
+    xyz = fields["positions"]
+    n = len(xyz)
+    columns: list[tuple[str, npt.NDArray[Any]]] = [
+        ("x", xyz[:, 0].astype(np.float32)),
+        ("y", xyz[:, 1].astype(np.float32)),
+        ("z", xyz[:, 2].astype(np.float32)),
+    ]
+    if "intensity" in fields:
+        columns.append(("intensity", fields["intensity"].astype(np.float32)))
+    if "ring" in fields:
+        ring = fields["ring"]
+        if ring.size and (ring.min() < 0 or ring.max() > np.iinfo(np.uint16).max):
+            raise ConvertError(f"{path}: field ring holds values outside 0..65535; fix or drop the field")
+        columns.append(("ring", ring.astype(np.uint16)))
+    for name in _PCD_TIME_FIELDS:
+        if name in fields:
+            if fields[name].dtype not in _POINTFIELD_TYPES:
+                raise ConvertError(
+                    f"{path}: field {name} is {fields[name].dtype}, which a PointCloud2 cannot carry; "
+                    "store it as float64, float32 or an integer"
+                )
+            columns.append((name, fields[name]))
+    offset = 0
+    layout: list[tuple[str, int, int]] = []
+    names: list[str] = []
+    formats: list[np.dtype[Any]] = []
+    offsets: list[int] = []
+    for name, values in columns:
+        size = values.dtype.itemsize
+        offset = -(-offset // size) * size  # aligned as PCL aligns a struct's members
+        layout.append((name, offset, _POINTFIELD_TYPES[values.dtype]))
+        names.append(name)
+        formats.append(values.dtype.newbyteorder("<"))
+        offsets.append(offset)
+        offset += size
+    widest = max(f.itemsize for f in formats)
+    step = -(-offset // widest) * widest
+    points = np.zeros(
+        n, dtype=np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
+    )
+    for name, values in columns:
+        points[name] = values
+    return _Cloud(stamp, record, tuple(layout), step, points.tobytes(), n)
+
+
+def _pose_matrix(values: Sequence[str], where: str) -> M4:
+    """A 3x4 row-major world_from_lidar (12 numbers) as (4, 4), checked to be a rigid transform."""
+    try:
+        numbers = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError as err:
+        raise ConvertError(f"{where}: {err}; a pose is 12 numbers, the 3x4 matrix row by row") from err
+    m = np.eye(4)
+    m[:3, :] = numbers.reshape(3, 4)
+    r = m[:3, :3]
+    if not np.isfinite(m).all() or not np.allclose(r.T @ r, np.eye(3), atol=1e-4) or np.linalg.det(r) <= 0:
+        raise ConvertError(
+            f"{where}: the 3x3 part is not a rotation (R^T R != I or det <= 0); a pose is the 3x4 "
+            "world_from_lidar matrix row by row (r11 r12 r13 tx r21 ... tz): fix the line"
+        )
+    return m
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_pcd_poses(path: Path, stems: Sequence[str]) -> tuple[dict[str, M4], list[str]]:
+    """A poses file -> (PCD stem -> world_from_lidar (4, 4), notes).
+
+    Lines are `NAME r11 r12 r13 tx r21 r22 r23 ty r31 r32 r33 tz` (NAME = a PCD file's stem) or, in
+    KITTI odometry's poses.txt, the 12 numbers alone, one line per PCD in the folder's order. Named
+    lines outside the folder's span of names are left out (the file may cover a whole drive); a name
+    inside it without its PCD, a bad line or (unnamed) a count that differs is a one-line error.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConvertError(
+            f"{path}: cannot read the poses file ({err}); give a readable --poses FILE"
+        ) from err
+    rows = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
+    if not rows:
+        raise ConvertError(f"{path}: no pose lines; give --poses a file of 3x4 poses or drop --poses")
+    head = rows[0][1][0]
+    named = len(rows[0][1]) == 13 or head in stems or not _is_number(head)
+    for number, tokens in rows:
+        if len(tokens) != (13 if named else 12):
+            raise ConvertError(
+                f"{path}:{number}: {len(tokens)} values; every line is "
+                f"{'NAME and 12 numbers' if named else '12 numbers'} (the 3x4 world_from_lidar, row by row) "
+                "as the first line is: fix the line"
+            )
+    notes: list[str] = []
+    if not named:
+        if len(rows) != len(stems):
+            number = rows[min(len(rows), len(stems))][0] if len(rows) > len(stems) else rows[-1][0]
+            raise ConvertError(
+                f"{path}:{number}: {len(rows)} unnamed poses for {len(stems)} PCD files; a poses file "
+                "without names needs one line per PCD in name order: fix the count or name each line"
+            )
+        out = {
+            stem: _pose_matrix(tokens, f"{path}:{number}")
+            for stem, (number, tokens) in zip(stems, rows, strict=True)
+        }
+        return out, notes
+    wanted = set(stems)
+    first, last = min(stems), max(stems)
+    out = {}
+    outside = 0
+    for number, tokens in rows:
+        name = tokens[0]
+        if name not in wanted:
+            if first <= name <= last:
+                raise ConvertError(
+                    f"{path}:{number}: pose for {name!r} but the folder has no {name}.pcd; restore the PCD "
+                    "or delete the line"
+                )
+            outside += 1
+            continue
+        if name in out:
+            raise ConvertError(f"{path}:{number}: a second pose for {name!r}; keep one line per PCD")
+        out[name] = _pose_matrix(tokens[1:], f"{path}:{number}")
+    if not out:
+        raise ConvertError(
+            f"{path}: none of its {len(rows)} names is a PCD of the folder (first: {rows[0][1][0]!r}, "
+            f"PCDs: {first!r} ...); the names are the PCD files' stems"
+        )
+    if outside:
+        notes.append(
+            f"{outside} poses of {path.name} name no PCD in the folder (outside its sweeps): left out"
+        )
+    return out, notes
+
+
+def _pcd(root: Path, hz: float | None, poses_path: Path | None, frame_id: str) -> _Plan:
+    """A folder of PCD sweeps (sorted by name) and optional poses (see `_read_pcd_poses`) as a plan.
+
+    Stamps come from an absolute per-point `timestamp` (the sweep = its earliest point, recorded at
+    its latest), otherwise from `hz` (sweep k at 1 s + k / hz). Every file is read once here to check
+    it and date it, and again when written (one sweep in memory at a time).
+    """
+    files = sorted(p for p in root.glob("*.pcd") if p.is_file())
+    if not files:
+        raise ConvertError(f"{root}: no *.pcd files; give a folder of PCD sweeps (one sweep per file)")
+    ranges: list[tuple[int, int] | None] = []
+    kept: set[str] = set()
+    for path in files:
+        fields = _read_pcd(path)
+        ranges.append(_pcd_stamp_range(path, fields))
+        kept.update(fields)
+    timed = [r is not None for r in ranges]
+    if any(timed) and not all(timed):
+        odd = files[timed.index(not timed[0])]
+        raise ConvertError(
+            f"{odd}: {'has' if not timed[0] else 'lacks'} the per-point timestamp field that {files[0].name} "
+            f"{'lacks' if not timed[0] else 'has'}; one folder is one LiDAR: convert them separately"
+        )
+    notes: list[str] = []
+    if all(timed):
+        if hz is not None:
+            raise ConvertError(
+                f"{files[0]}: its per-point timestamp dates the sweeps; --hz would replace real stamps "
+                "with made-up ones: drop --hz"
+            )
+        stamps = [r[0] for r in ranges if r is not None]
+        records = [r[1] for r in ranges if r is not None]
+        if any(b <= a for a, b in itertools.pairwise(stamps)):
+            raise ConvertError(
+                f"{root}: the sweeps' timestamps do not increase in file-name order; name the files so "
+                "that they sort in time"
+            )
+        notes.append(f"{len(files)} PCD sweeps stamped with their earliest point's timestamp")
+    else:
+        if hz is None:
+            raise ConvertError(
+                f"{files[0]}: no per-point timestamp (absolute seconds) to date the sweeps; pass --hz 10 "
+                "(the sweep rate) to stamp them 1/HZ apart from 1 s"
+            )
+        period = round(1e9 / hz)
+        stamps = [NO_CLOCK_START_NS + k * period for k in range(len(files))]
+        records = [s + period for s in stamps]
+        notes.append(f"{len(files)} PCD sweeps {period * 1e-6:g} ms apart from 1 s (--hz {hz:g})")
+    times = [n for n in _PCD_TIME_FIELDS if n in kept]
+    notes.append(f"per-point time: {', '.join(times)}" if times else "no per-point time field: no deskew")
+    left = sorted(kept - {"positions", "intensity", "ring", *_PCD_TIME_FIELDS})
+    if left:
+        notes.append(f"PCD fields left out: {', '.join(left)}")
+
+    poses: list[tuple[int, str, str, M4]] = []
+    if poses_path is not None:
+        by_stem, pose_notes = _read_pcd_poses(poses_path, [p.stem for p in files])
+        notes += pose_notes
+        poses = [
+            (stamp, WORLD_FRAME, frame_id, by_stem[p.stem])
+            for p, stamp in zip(files, stamps, strict=True)
+            if p.stem in by_stem
+        ]
+        if len(poses) < len(files):
+            notes.append(
+                f"{poses_path.name} has poses for {len(poses)} of the {len(files)} sweeps: the others get "
+                "none (no deskew, no world frame)"
+            )
+        notes.append(f"{len(poses)} poses as {WORLD_FRAME} -> {frame_id} at their sweeps' stamps")
+    else:
+        notes.append("no --poses: no ego poses (sweeps are not deskewed, tracks have no world frame)")
+
+    def sweeps() -> Iterator[_Cloud]:
+        for path, stamp, record in zip(files, stamps, records, strict=True):
+            yield _pcd_cloud(path, _read_pcd(path), stamp, record)
+
+    return _Plan(_PCD_TOPIC, frame_id, [], poses, stamps, sweeps(), {}, notes)
