@@ -973,12 +973,13 @@ def _pose_matrix(values: Sequence[str], where: str) -> M4:
         raise ConvertError(f"{where}: {err}; a pose is 12 numbers, the 3x4 matrix row by row") from err
     m = np.eye(4)
     m[:3, :] = numbers.reshape(3, 4)
-    r = m[:3, :3]
-    if not np.isfinite(m).all() or not np.allclose(r.T @ r, np.eye(3), atol=1e-4) or np.linalg.det(r) <= 0:
+    try:  # calib's rigid-transform check, with the tolerance of poses written to 9 decimals
+        Transform.from_matrix(m, parent=WORLD_FRAME, child="lidar", atol=1e-4)
+    except CalibrationError:
         raise ConvertError(
-            f"{where}: the 3x3 part is not a rotation (R^T R != I or det <= 0); a pose is the 3x4 "
+            f"{where}: the 3x3 part is not a rotation (R^T R != I or det != 1); a pose is the 3x4 "
             "world_from_lidar matrix row by row (r11 r12 r13 tx r21 ... tz): fix the line"
-        )
+        ) from None
     return m
 
 
