@@ -376,36 +376,35 @@ def _tracking_config(doc: dict[str, Any] | None, args: argparse.Namespace) -> Tr
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from fusion.evaluation import EvalConfig, evaluate, format_table, load_labels
+    from fusion.evaluation import (
+        EvalConfig,
+        evaluate,
+        evaluate_tracking,
+        format_table,
+        format_tracking_table,
+        load_labels,
+    )
 
     doc = _read_toml(args.config, "evaluation config") if args.config else None
-    if args.tracking:
-        from fusion.evaluation import evaluate_tracking, format_tracking_table
-
+    measure: Callable[[Any, Any], Any]
+    table: Callable[[Any], str]
+    if args.tracking:  # every setting checked before any file is read
         tconfig = _tracking_config(doc, args)
-        pred = load_labels(Path(args.pred))
-        truth = _aligned_truth(
-            Path(args.pred), pred, _load_truth(Path(args.gt), args.gt_calib), Path(args.gt)
-        )
-        tracking = evaluate_tracking(pred, truth, tconfig)
-        if args.json:
-            json.dump(tracking.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
-            sys.stdout.write("\n")
-        else:
-            print(format_tracking_table(tracking))
-        return 0
-    if args.match:
-        raise UsageError("fusion eval: --match pairs tracks; give it with --tracking")
-    config = EvalConfig.from_json(doc.get("eval", doc)) if doc is not None else EvalConfig()
-    config = _eval_overrides(config, args)
+        measure, table = (lambda p, t: evaluate_tracking(p, t, tconfig)), format_tracking_table
+    else:
+        if args.match:
+            raise UsageError("fusion eval: --match pairs tracks; give it with --tracking")
+        config = EvalConfig.from_json(doc.get("eval", doc)) if doc is not None else EvalConfig()
+        config = _eval_overrides(config, args)
+        measure, table = (lambda p, t: evaluate(p, t, config)), format_table
     pred = load_labels(Path(args.pred))
     truth = _aligned_truth(Path(args.pred), pred, _load_truth(Path(args.gt), args.gt_calib), Path(args.gt))
-    result = evaluate(pred, truth, config)
+    result: Any = measure(pred, truth)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        print(format_table(result))
+        print(table(result))
     return 0
 
 
