@@ -307,16 +307,19 @@ def _load_truth(path: Path, calibration: str | None, calib_option: str = "--gt-c
     return load_labels(path)
 
 
-def _aligned_truth(pred_path: Path, pred: pa.Table, truth: pa.Table, gt_path: Path) -> pa.Table:
+def _aligned_truth(
+    pred_path: Path, pred: pa.Table, truth: pa.Table, gt_path: Path, command: str = "fusion eval"
+) -> pa.Table:
     """An Argoverse 2 annotations.feather numbers the whole log's sweeps: its boxes are put on the
-    predicted sweeps with the same timestamp, the sweeps not predicted left out (said on stderr)."""
+    predicted sweeps with the same timestamp, the sweeps not predicted left out (said on stderr).
+    For `fusion eval`'s ground truth and `fusion qa`'s reviewed labels alike."""
     if gt_path.suffix != ".feather":
         return truth
     from fusion.evaluation.align import align_truth_by_timestamp, prediction_frames
 
     aligned, kept, total = align_truth_by_timestamp(truth, prediction_frames(pred_path, pred))
     print(
-        f"fusion eval: {kept} of the {total} annotated sweeps of {gt_path.name} are predicted sweeps "
+        f"{command}: {kept} of the {total} annotated sweeps of {gt_path.name} are predicted sweeps "
         "(matched by timestamp_ns); the other sweeps' boxes are left out",
         file=sys.stderr,
     )
@@ -517,7 +520,13 @@ def _cmd_qa(args: argparse.Namespace) -> int:
             config = QAConfig.from_json(doc.get("qa", doc))
         config = replace(config, eval=_eval_overrides(config.eval, args))
         prelabels = load_labels(Path(args.prelabels))
-        reviewed = _load_truth(Path(args.reviewed), args.reviewed_calib, "--reviewed-calib")
+        reviewed = _aligned_truth(
+            Path(args.prelabels),
+            prelabels,
+            _load_truth(Path(args.reviewed), args.reviewed_calib, "--reviewed-calib"),
+            Path(args.reviewed),
+            "fusion qa",
+        )
         result = compare_reviewed(prelabels, reviewed, config)
         if args.plot:
             plot_iou_histogram(result, args.plot)

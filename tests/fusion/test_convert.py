@@ -142,6 +142,14 @@ def test_av2_log_converts_and_the_pipeline_scores_it_like_the_per_sweep_detector
     car = json.loads(captured.out)["overall"]["categories"]["car"]
     assert (car["num_gt"], car["tp"]) == _per_sweep_car_recall(av2) == (30, 20)
 
+    # fusion qa reads the same annotations as reviewed labels: on the same two sweeps (it compared the
+    # bag's 2 sweeps with the log's 156 annotated ones, under other frame numbers: nothing matched)
+    assert main(["qa", "--prelabels", str(plain), "--reviewed", gt, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "fusion qa: 2 of the 156 annotated sweeps" in captured.err
+    qa = json.loads(captured.out)["overall"]
+    assert qa["frames"] == 2 and qa["boxes_right"] > 0
+
 
 def test_av2_log_without_calibration_and_one_sweep_converts(datasets: Path, tmp_path: Path) -> None:
     """Like the held-back second log of the datasets folder: one sweep, poses, no calibration/."""
